@@ -1,0 +1,123 @@
+"""`taxifare`: one command line for training, the pipeline, the registry and serving.
+
+Each subcommand is a thin shell over a plain function; heavy imports (TensorFlow, kfp)
+happen inside the handlers so `taxifare --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as `error: ...` with exit status 2."""
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from trainer import task
+
+    return task.main(args.trainer_args, prog="taxifare train")
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from trainer import predict
+
+    try:
+        with open(args.json_instances) as f:
+            instances = predict.read_json_lines(f)
+    except FileNotFoundError as err:
+        raise UsageError(f"--json-instances file not found: {args.json_instances}") from err
+    except predict.InstanceError as err:
+        raise UsageError(f"{args.json_instances}: {err}") from err
+    if args.endpoint:
+        from serving import client
+
+        predictions = client.predict(args.endpoint, instances)
+    elif args.model_dir:
+        try:
+            predictions = predict.Predictor(args.model_dir).predict_instances(instances)
+        except FileNotFoundError as err:
+            raise UsageError(str(err)) from err
+    else:
+        raise UsageError("give --model-dir DIR (a SavedModel) or --endpoint URL")
+    for item in predictions:
+        print(json.dumps(item))
+    return 0
+
+
+def _cmd_sample_data(args: argparse.Namespace) -> int:
+    from trainer import sample_data
+
+    if args.rows < 10:
+        raise UsageError("--rows must be at least 10")
+    written = sample_data.write_splits(args.out, args.rows, args.seed, shards=args.shards)
+    for split, paths in written.items():
+        for path in paths:
+            print(f"{split}\t{path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taxifare", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train and export (the lab's flags; see `taxifare train --help`)", add_help=False)
+    p.add_argument("trainer_args", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("predict", help="predict fares for JSON instances (one per line)")
+    p.add_argument(
+        "--json-instances", required=True, help="file with one JSON instance per line, as the lab's test.json"
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--model-dir", help="a SavedModel export directory or a trainer --output_dir")
+    where.add_argument(
+        "--endpoint",
+        help="a prediction server URL (taxifare serve) or projects/P/locations/R/endpoints/ID for Vertex AI",
+    )
+    p.set_defaults(handler=_cmd_predict)
+
+    p = sub.add_parser("sample-data", help="write realistic synthetic train/valid/test CSVs")
+    p.add_argument("--rows", type=int, default=20_000, help="rows in all, split 80/10/10")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same files")
+    p.add_argument("--shards", type=int, default=1, help="files per split")
+    p.set_defaults(handler=_cmd_sample_data)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from pipeline import commands
+
+    return commands.REGISTER
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from trainer import features, sample_data, sources
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_headerless_lab_layout_is_read(tmp_path):
+    path = _write(tmp_path / "a.csv", "12.0,-73.98,40.75,-73.97,40.78,1,k0\n4.5,-73.96,40.77,-73.95,40.77,2,k1\n")
+    cols, stats = sources.read_columns(path)
+    assert stats.rows == 2 and stats.kept == 2
+    assert cols["fare_amount"].tolist() == [12.0, 4.5]
+    assert cols["passengers"].tolist() == [1.0, 2.0]
+    assert cols["key"].tolist() == ["k0", "k1"]
+
+
+def test_header_in_any_order_with_extra_columns_and_aliases(tmp_path):
+    path = _write(
+        tmp_path / "h.csv",
+        "passenger_count,extra,dropofflat,dropofflon,pickuplat,pickuplon,fare_amount\n"
+        "3,zzz,40.78,-73.97,40.75,-73.98,9.5\n",
+    )
+    cols, stats = sources.read_columns(path)
+    assert stats.kept == 1
+    assert cols["passengers"][0] == 3 and cols["pickuplon"][0] == pytest.approx(-73.98)
+    assert cols["fare_amount"][0] == 9.5
+    assert cols["key"][0] == "h.csv:0"  # synthesised when the file has no key column
+
+
+def test_bad_rows_are_skipped_and_counted_by_reason(tmp_path):
+    good = "8.5,-73.98,40.75,-73.97,40.76,1,g{}\n"
+    bad = [
+        "-4,-73.98,40.75,-73.97,40.76,1,b1\n",  # fare below the flag fare
+        "900,-73.98,40.75,-73.97,40.76,1,b2\n",  # absurd fare
+        "8.5,0,0,-73.97,40.76,1,b3\n",  # pickup outside NYC
+        "8.5,-73.98,40.75,-70.0,40.76,1,b4\n",  # dropoff outside NYC
+        "8.5,-73.98,40.75,-73.97,40.76,0,b5\n",  # no passengers
+        "8.5,-73.98,40.75,-73.97,40.76,7,b6\n",  # too many passengers
+        "8.5,-73.98,40.75,abc,40.76,1,b7\n",  # not a number
+        "8.5,-73.98,,-73.97,40.76,1,b8\n",  # missing value
+        "8.5,-73.98,40.75\n",  # malformed: too few fields
+    ]
+    text = "".join(good.format(i) for i in range(100)) + "".join(bad)
+    cols, stats = sources.read_columns(_write(tmp_path / "d.csv", text))
+    assert stats.rows == 109 and stats.kept == 100
+    assert dict(stats.rejected) == {
+        "fare_out_of_range": 2,
+        "pickup_outside_nyc": 1,
+        "dropoff_outside_nyc": 1,
+        "passengers_out_of_range": 2,
+        "not_a_number": 1,
+        "missing_value": 1,
+        "malformed_row": 1,
+    }
+    assert set(cols["key"]) == {f"g{i}" for i in range(100)}
+
+
+def test_too_many_bad_rows_fails_naming_file_and_reason(tmp_path):
+    text = "8.5,-73.98,40.75,-73.97,40.76,1,g\n" + "8.5,0,0,-73.97,40.76,1,b\n" * 3
+    path = _write(tmp_path / "dirty.csv", text)
+    with pytest.raises(sources.DataError, match=r"dirty\.csv.*3 of 4 rows.*pickup_outside_nyc=3.*max_bad_fraction"):
+        sources.read_columns(path, max_bad_fraction=0.5)
+    cols, _ = sources.read_columns(path, max_bad_fraction=0.8)
+    assert len(cols["key"]) == 1
+
+
+def test_missing_file_and_empty_glob_fail_at_once_naming_them(tmp_path):
+    with pytest.raises(sources.DataError, match=r"file not found: '.*nope\.csv'"):
+        sources.expand_paths(str(tmp_path / "nope.csv"))
+    with pytest.raises(sources.DataError, match=r"no file matches '.*\*\.csv'"):
+        sources.expand_paths(str(tmp_path / "*.csv"))
+
+
+def test_comma_separated_and_glob(tmp_path):
+    for name in ("a.csv", "b.csv", "c.txt"):
+        _write(tmp_path / name, "8.5,-73.98,40.75,-73.97,40.76,1,k\n")
+    found = sources.expand_paths(f"{tmp_path}/*.csv,{tmp_path}/c.txt")
+    assert [os.path.basename(p) for p in found] == ["a.csv", "b.csv", "c.txt"]
+
+
+def test_header_missing_a_required_column_is_named(tmp_path):
+    path = _write(tmp_path / "h.csv", "fare_amount,pickuplon,pickuplat,dropofflon,passengers\n1,2,3,4,5\n")
+    with pytest.raises(sources.DataError, match=r"lacks column.*dropofflat"):
+        sources.read_columns(path)
+
+
+def test_sample_data_is_deterministic_realistic_and_slightly_dirty(tmp_path):
+    a = sample_data.write_splits(str(tmp_path / "a"), rows=3000, seed=5)
+    b = sample_data.write_splits(str(tmp_path / "b"), rows=3000, seed=5)
+    for split in ("train", "valid", "test"):
+        assert _read(a[split][0]) == _read(b[split][0])
+    cols, stats = sources.read_columns(a["train"])
+    assert 0 < stats.rows - stats.kept <= 0.02 * stats.rows
+    assert len(stats.rejected) >= 4
+    fares = cols["fare_amount"]
+    assert features.FARE_RANGE[0] <= fares.min() and np.median(fares) == pytest.approx(10, abs=4)
+    assert (fares == 52.0).sum() > 0  # JFK flat fares are there
+    # Fare grows with distance, as the meter says.
+    from trainer import baseline
+
+    rule = baseline.fit(cols)
+    assert rule.rate_per_degree > 0
+
+
+def test_streaming_chunks_cover_all_rows(tmp_path):
+    paths = sample_data.write_splits(str(tmp_path), rows=20000, seed=1, shards=3)["train"]
+    totals = sources.ReadStats()
+    chunks = list(sources.iter_chunks(paths, block_bytes=64 << 10, totals=totals))
+    assert len(chunks) > 3
+    assert sum(len(c["key"]) for c in chunks) == totals.kept
+    _whole, stats = sources.read_columns(paths)
+    assert stats.kept == totals.kept and stats.rejected == totals.rejected

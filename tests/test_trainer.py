@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from trainer import predict, sources, task
+
+
+def test_trained_model_beats_the_mean_and_exports_a_working_signature(trained, sample_dir):
+    export_dir = trained["export_dir"]
+    assert os.path.basename(os.path.dirname(export_dir)) == "exporter"
+    assert os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
+
+    test, _ = sources.read_columns(os.path.join(sample_dir, "test.csv"))
+    fares = test["fare_amount"]
+    model = predict.Predictor(export_dir)
+    raw = np.stack([test[n] for n in ("pickuplon", "pickuplat", "dropofflon", "dropofflat", "passengers")], 1)
+    pred = model.predict(raw.astype(np.float32))
+    rmse = float(np.sqrt(np.mean((pred - fares) ** 2)))
+    mean_rmse = float(np.std(fares))
+    assert rmse < 0.6 * mean_rmse, (rmse, mean_rmse)
+
+    output_dir = os.path.dirname(os.path.dirname(os.path.dirname(export_dir)))
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["steps"] == 400 and metrics["examples_seen"] == 400 * 512
+    assert metrics["rows_skipped"]["train"]  # the sample data carries a few dirty rows
+
+
+def test_saved_model_loads_without_project_code(trained, python):
+    """What TF Serving / Vertex's prebuilt container does: load and call the signatures."""
+    code = f"""
+import json, tensorflow as tf
+m = tf.saved_model.load({trained["export_dir"]!r})
+f = m.signatures["serving_default"]
+args = dict(pickuplon=tf.constant([-73.98, -73.78]), pickuplat=tf.constant([40.75, 40.64]),
+            dropofflon=tf.constant([-73.95, -73.98]), dropofflat=tf.constant([40.78, 40.75]),
+            passengers=tf.constant([1.0, 2.0]))
+out = f(**args)
+keyed = m.signatures["with_key"](key=tf.constant(["a", "b"]), **args)
+print(json.dumps({{"inputs": sorted(f.structured_input_signature[1]), "fares": out["fare_amount"].numpy().tolist(),
+                  "keys": [k.decode() for k in keyed["key"].numpy()]}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, cwd="/", env=env)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["inputs"] == sorted(["pickuplon", "pickuplat", "dropofflon", "dropofflat", "passengers"])
+    short, airport = result["fares"]
+    assert 4 < short < 25 and airport > short  # a JFK trip costs more than a Midtown hop
+    assert result["keys"] == ["a", "b"]
+
+
+def test_tensorboard_events_and_checkpoints_are_written(trained):
+    out = os.path.dirname(os.path.dirname(os.path.dirname(trained["export_dir"])))
+    for split in ("train", "eval"):
+        events = os.listdir(os.path.join(out, "tensorboard", split))
+        assert any(e.startswith("events.out.tfevents") for e in events)
+    import tensorflow as tf
+
+    tags = set()
+    for e in os.listdir(os.path.join(out, "tensorboard", "eval")):
+        for record in tf.compat.v1.train.summary_iterator(os.path.join(out, "tensorboard", "eval", e)):
+            tags.update(v.tag for v in record.summary.value)
+    assert {"rmse", "mae", "loss"} <= tags
+    assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith("ckpt-400")
+
+
+def test_same_seed_same_model(tmp_path, sample_dir):
+    from trainer import train
+
+    results = []
+    for run in ("a", "b"):
+        cfg = train.TrainConfig(
+            train_data_paths=os.path.join(sample_dir, "train.csv"),
+            eval_data_paths=os.path.join(sample_dir, "valid.csv"),
+            output_dir=str(tmp_path / run),
+            train_steps=60,
+            checkpoint_every=60,
+        )
+        results.append(train.train_and_evaluate(cfg)["rmse"])
+    assert results[0] == results[1]
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, sample_dir, python):
+    out = tmp_path / "out"
+    cmd = [
+        python, "-m", "trainer.task",
+        "--train_data_paths", os.path.join(sample_dir, "train.csv"),
+        "--eval_data_paths", os.path.join(sample_dir, "valid.csv"),
+        "--output_dir", str(out),
+        "--train_steps", "200000",
+        "--checkpoint_every", "100",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "checkpoints" / "checkpoint").exists():
+            assert proc.poll() is None, "trainer exited before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (out / "export").exists()
+
+    cmd[cmd.index("200000")] = "300"
+    subprocess.run(cmd, check=True, capture_output=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from_step"] >= 100
+    assert metrics["steps"] == max(300, metrics["resumed_from_step"])
+
+
+def test_missing_training_file_fails_with_its_name(tmp_path, sample_dir, capsys):
+    code = task.main(
+        [
+            "--train_data_paths", str(tmp_path / "missing-*.csv"),
+            "--eval_data_paths", os.path.join(sample_dir, "valid.csv"),
+            "--output_dir", str(tmp_path / "o"),
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert "no file matches" in capsys.readouterr().err
+
+
+def test_flags_parse_like_the_lab(monkeypatch):
+    args = task.build_parser().parse_args(
+        ["--train_data_paths", "a", "--eval_data_paths", "b", "--job-dir", "gs://b/job", "--hidden_units", "8", "4"]
+    )
+    env = {"AIP_MODEL_DIR": "gs://b/model", "AIP_TENSORBOARD_LOG_DIR": "gs://b/tb", "AIP_CHECKPOINT_DIR": "gs://b/ck"}
+    cfg = task.config_from_args(args, env)
+    assert cfg.output_dir == "gs://b/job" and cfg.hidden_units == (8, 4) and cfg.train_batch_size == 512
+    assert (cfg.model_dir, cfg.tensorboard, cfg.checkpoints) == ("gs://b/model", "gs://b/tb", "gs://b/ck")
+    with pytest.raises(SystemExit):
+        task.build_parser().parse_args(["--train_data_paths", "a", "--eval_data_paths", "b", "--train_steps", "0"])
+
+
+def test_help_explains_every_flag(python):
+    out = subprocess.run([python, "-m", "trainer.task", "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ("--train_data_paths", "--eval_data_paths", "--output_dir", "--train_steps", "--train_batch_size",
+                 "--eval_steps", "--hidden_units", "--job-dir", "--learning_rate", "--seed"):  # fmt: skip
+        assert flag in out
+
+
+def test_predict_cli_prints_one_prediction_per_instance_and_echoes_keys(trained, tmp_path, capsys):
+    from pipeline import cli
+
+    instances = tmp_path / "test.json"
+    instances.write_text(
+        '{"pickuplon": -73.885262, "pickuplat": 40.773008, "dropofflon": -73.987232, "dropofflat": 40.732403,'
+        ' "passengers": 2}\n\n'
+        '{"pickuplon": -73.98, "pickuplat": 40.75, "dropofflon": -73.97, "dropofflat": 40.78, "passengers": 1,'
+        ' "key": "trip-7"}\n'
+    )
+    output_dir = os.path.dirname(os.path.dirname(os.path.dirname(trained["export_dir"])))
+    assert cli.main(["predict", "--model-dir", output_dir, "--json-instances", str(instances)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and "key" not in lines[0] and lines[1]["key"] == "trip-7"
+    assert all(2.5 < line["fare_amount"] < 100 for line in lines)
+
+
+_TRIP = '"pickuplat": 40.7, "dropofflon": -73.9, "dropofflat": 40.7'
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"pickuplon": -73.9, ' + _TRIP + "}", "line 2, field 'passengers': missing"),
+        ('{"pickuplon": "x", ' + _TRIP + ', "passengers": 1}', "line 2, field 'pickuplon': not a number"),
+        ("{not json", "line 2: not valid JSON"),
+        ('{"pickuplon": NaN, ' + _TRIP + ', "passengers": 1}', "line 2: not valid JSON"),
+        ('{"pickuplon": -73.9, ' + _TRIP + ', "passengers": 1, "tip": 2}', "line 2, field 'tip': unknown field"),
+    ],
+)
+def test_predict_cli_names_the_bad_line_and_field(trained, tmp_path, capsys, line, message):
+    from pipeline import cli
+
+    good = '{"pickuplon": -73.9, "pickuplat": 40.7, "dropofflon": -73.9, "dropofflat": 40.7, "passengers": 1}'
+    instances = tmp_path / "bad.json"
+    instances.write_text(good + "\n" + line + "\n")
+    assert cli.main(["predict", "--model-dir", trained["export_dir"], "--json-instances", str(instances)]) == 2
+    assert message in capsys.readouterr().err

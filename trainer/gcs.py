@@ -1,0 +1,61 @@
+"""Cloud Storage access through google-cloud-storage.
+
+TensorFlow's own gs:// file system ignores STORAGE_EMULATOR_HOST, so all project code that
+reads or writes gs:// goes through here, which the tests point at a GCS emulator.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+from typing import IO, Any
+
+
+def split(uri: str) -> tuple[str, str]:
+    if not uri.startswith("gs://"):
+        raise ValueError(f"not a Cloud Storage URI: {uri!r} (expected gs://BUCKET/PATH)")
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri!r} (expected gs://BUCKET/PATH)")
+    return bucket, name
+
+
+@functools.cache
+def client(project: str | None = None) -> Any:
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=project or "emulator", credentials=AnonymousCredentials())
+    return storage.Client(project=project)
+
+
+def glob(pattern: str) -> list[str]:
+    """Objects matching a gs:// glob (`*` and `?` within the object name)."""
+    bucket, name = split(pattern)
+    prefix = name
+    for i, ch in enumerate(name):
+        if ch in "*?[":
+            prefix = name[:i]
+            break
+    blobs = client().list_blobs(bucket, prefix=prefix)
+    if prefix == name:
+        return [f"gs://{bucket}/{b.name}" for b in blobs if b.name == name]
+    return sorted(f"gs://{bucket}/{b.name}" for b in blobs if fnmatch.fnmatchcase(b.name, name))
+
+
+def open_read(uri: str) -> IO[bytes]:
+    bucket, name = split(uri)
+    return client().bucket(bucket).blob(name).open("rb")
+
+
+def upload_file(local_path: str, uri: str) -> None:
+    bucket, name = split(uri)
+    client().bucket(bucket).blob(name).upload_from_filename(local_path)
+
+
+def download_file(uri: str, local_path: str) -> None:
+    bucket, name = split(uri)
+    client().bucket(bucket).blob(name).download_to_filename(local_path)

@@ -1,0 +1,137 @@
+"""Load an exported SavedModel and predict fares for JSON instances.
+
+Instance checking has no TensorFlow import: the prediction server uses it to answer bad
+requests without touching the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from trainer.features import FEATURES, KEY
+
+ALLOWED = frozenset((*FEATURES, KEY))
+
+
+class InstanceError(ValueError):
+    """A prediction instance that cannot be used; names its position and field."""
+
+    def __init__(self, index: int, field: str | None, problem: str, where: str = "instance"):
+        self.index, self.field, self.problem = index, field, problem
+        target = f"{where} {index}" + (f", field {field!r}" if field else "")
+        super().__init__(f"{target}: {problem}")
+
+
+def check_instance(instance: Any, index: int, where: str = "instance") -> tuple[list[float], str | None]:
+    """Validate one instance object; return its five values in FEATURES order and its key."""
+    if not isinstance(instance, dict):
+        raise InstanceError(index, None, f"expected a JSON object with fields {', '.join(FEATURES)}", where)
+    extra = sorted(set(instance) - ALLOWED)
+    if extra:
+        raise InstanceError(index, extra[0], f"unknown field; allowed: {', '.join(sorted(ALLOWED))}", where)
+    values = []
+    for name in FEATURES:
+        if name not in instance:
+            raise InstanceError(index, name, "missing", where)
+        value = instance[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InstanceError(index, name, f"not a number: {json.dumps(value)}", where)
+        if not math.isfinite(value):
+            raise InstanceError(index, name, "must be a finite number (no NaN or Infinity)", where)
+        values.append(float(value))
+    key = instance.get(KEY)
+    if key is not None and not isinstance(key, str | int):
+        raise InstanceError(index, KEY, "must be a string or an integer", where)
+    return values, None if key is None else str(key)
+
+
+def check_instances(
+    instances: Sequence[Any], where: str = "instance", first: int = 0
+) -> tuple[np.ndarray, list[str | None]]:
+    rows, keys = [], []
+    for i, instance in enumerate(instances):
+        values, key = check_instance(instance, i + first, where)
+        rows.append(values)
+        keys.append(key)
+    return np.asarray(rows, dtype=np.float32).reshape(-1, len(FEATURES)), keys
+
+
+def read_json_lines(lines: Iterable[str]) -> list[Any]:
+    """Parse a file of one JSON instance per line (blank lines skipped); line numbers from 1."""
+    instances = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            instance = json.loads(line, parse_constant=_reject_constant)
+        except ValueError as err:
+            raise InstanceError(number, None, f"not valid JSON ({err})", "line") from err
+        check_instance(instance, number, "line")
+        instances.append(instance)
+    if not instances:
+        raise InstanceError(0, None, "no instances: the file is empty", "line")
+    return instances
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def resolve_model_dir(path: str) -> str:
+    """An export directory, or an --output_dir / export root (then its newest export)."""
+    if _is_saved_model(path):
+        return path
+    for root in (os.path.join(path, "export", "exporter"), path):
+        if os.path.isdir(root):
+            stamps = sorted(
+                (d for d in os.listdir(root) if d.isdigit() and _is_saved_model(os.path.join(root, d))), key=int
+            )
+            if stamps:
+                return os.path.join(root, stamps[-1])
+    raise FileNotFoundError(f"no SavedModel in {path!r}: give an export directory or a trainer --output_dir")
+
+
+def _is_saved_model(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+class Predictor:
+    """A loaded SavedModel's serving signature, called with a [N, 5] float32 array."""
+
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        from trainer import model as model_lib
+
+        self.model_dir = resolve_model_dir(model_dir)
+        self._loaded = tf.saved_model.load(self.model_dir)
+        self._fn = self._loaded.signatures[model_lib.SIGNATURE]
+        self._output = model_lib.OUTPUT
+        self._tf = tf
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        if len(raw) == 0:
+            return np.zeros(0, np.float32)
+        tf = self._tf
+        inputs = {name: tf.constant(raw[:, i]) for i, name in enumerate(FEATURES)}
+        return self._fn(**inputs)[self._output].numpy()
+
+    def predict_instances(self, instances: Sequence[Any]) -> list[dict[str, Any]]:
+        raw, keys = check_instances(instances)
+        return format_predictions(self.predict(raw), keys)
+
+
+def format_predictions(fares: np.ndarray, keys: Sequence[str | None]) -> list[dict[str, Any]]:
+    out = []
+    for fare, key in zip(fares.tolist(), keys, strict=True):
+        item: dict[str, Any] = {"fare_amount": round(float(fare), 4)}
+        if key is not None:
+            item[KEY] = key
+        out.append(item)
+    return out

@@ -1,0 +1,291 @@
+"""Find and parse trip CSV files (local, gs://, https://) into validated numpy columns.
+
+No TensorFlow here: data staging and evaluation of the baseline use this module too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import io
+import os
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from trainer import features
+from trainer.features import FEATURES, KEY, LABEL
+
+Columns = dict[str, np.ndarray]
+NUMERIC = (LABEL, *FEATURES)
+_NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+BLOCK_BYTES = 8 << 20
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file and what to fix."""
+
+
+@dataclasses.dataclass
+class ReadStats:
+    rows: int = 0
+    kept: int = 0
+    rejected: Counter[str] = dataclasses.field(default_factory=Counter)
+    files: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, other: ReadStats) -> None:
+        self.rows += other.rows
+        self.kept += other.kept
+        self.rejected.update(other.rejected)
+        self.files.extend(other.files)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rows": self.rows,
+            "kept": self.kept,
+            "rejected": dict(sorted(self.rejected.items())),
+            "files": list(self.files),
+        }
+
+
+def expand_paths(spec: str | Sequence[str]) -> list[str]:
+    """Expand a file, glob, or comma-separated list (local, gs://, https://) to files.
+
+    Fails at once, naming the pattern, when a file is missing or a glob matches nothing.
+    """
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    patterns = [p.strip() for part in parts for p in part.split(",") if p.strip()]
+    if not patterns:
+        raise DataError("no data path given: pass a file, a glob or a comma-separated list")
+    found: list[str] = []
+    for pattern in patterns:
+        if pattern.startswith(("https://", "http://")):
+            found.append(pattern)
+        elif pattern.startswith("gs://"):
+            from trainer import gcs
+
+            matches = gcs.glob(pattern)
+            if not matches:
+                raise DataError(f"no object matches {pattern!r}: check the bucket and path")
+            found.extend(matches)
+        else:
+            matches = sorted(glob.glob(os.path.expanduser(pattern)))
+            matches = [m for m in matches if os.path.isfile(m)]
+            if not matches:
+                what = "no file matches" if glob.has_magic(pattern) else "file not found:"
+                raise DataError(f"{what} {pattern!r}: check the path (relative to {os.getcwd()})")
+            found.extend(matches)
+    return found
+
+
+def open_binary(path: str) -> IO[bytes]:
+    if path.startswith("gs://"):
+        from trainer import gcs
+
+        return gcs.open_read(path)
+    if path.startswith(("https://", "http://")):
+        return urllib.request.urlopen(path, timeout=60)
+    return open(path, "rb")
+
+
+def _sniff_header(stream: IO[bytes]) -> tuple[bytes, list[str] | None]:
+    """Read the first line; return it and the canonical column names if it is a header."""
+    first = stream.readline()
+    fields = [features.canonical_name(f) for f in first.decode("utf-8", "replace").split(",")]
+    if LABEL in fields or set(FEATURES) <= set(fields):
+        return first, fields
+    return first, None
+
+
+def iter_file(
+    path: str, *, require_label: bool = True, block_bytes: int = BLOCK_BYTES
+) -> Iterator[tuple[Columns, ReadStats]]:
+    """Yield (valid columns, stats of this block) for one CSV file, block by block."""
+    malformed = [0]
+
+    def on_invalid(_row: object) -> str:
+        malformed[0] += 1
+        return "skip"
+
+    with open_binary(path) as raw:
+        first, header = _sniff_header(raw)
+        if header is None:
+            names = list(features.CSV_COLUMNS)
+            rest: IO[bytes] | _Prefixed = _Prefixed(first, raw)
+        else:
+            missing = [c for c in ((LABEL,) if require_label else ()) + FEATURES if c not in header]
+            if missing:
+                raise DataError(
+                    f"{path}: header lacks column(s) {', '.join(missing)}; "
+                    f"expected {', '.join(features.CSV_COLUMNS)} (any order)"
+                )
+            names = _dedupe(header)
+            rest = raw
+        wanted = [c for c in (*NUMERIC, KEY) if c in names]
+        reader = pacsv.open_csv(
+            rest,
+            read_options=pacsv.ReadOptions(column_names=names, block_size=block_bytes),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=wanted,
+                column_types={c: pa.string() for c in wanted},
+                strings_can_be_null=True,
+            ),
+        )
+        offset = 0
+        for batch in reader:
+            columns, stats = _validate_batch(batch, path, offset, require_label)
+            offset += batch.num_rows
+            if malformed[0]:
+                stats.rejected["malformed_row"] += malformed[0]
+                stats.rows += malformed[0]
+                malformed[0] = 0
+            yield columns, stats
+        if malformed[0]:
+            yield _empty(require_label), ReadStats(rows=malformed[0], rejected=Counter(malformed_row=malformed[0]))
+
+
+def _dedupe(names: list[str]) -> list[str]:
+    seen: Counter[str] = Counter()
+    out = []
+    for name in names:
+        out.append(name if not seen[name] else f"{name}.{seen[name]}")
+        seen[name] += 1
+    return out
+
+
+def _empty(require_label: bool) -> Columns:
+    cols: Columns = {c: np.zeros(0, np.float64) for c in NUMERIC if require_label or c != LABEL}
+    cols[KEY] = np.zeros(0, dtype=object)
+    return cols
+
+
+def _to_float(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Parse strings to float64; return values (NaN where missing) and a not-a-number mask."""
+    try:
+        values = pc.cast(col, pa.float64())
+        return values.to_numpy(zero_copy_only=False), np.zeros(len(col), dtype=bool)
+    except pa.ArrowInvalid:
+        ok = pc.fill_null(pc.match_substring_regex(col, _NUMBER_RE), True)
+        clean = pc.if_else(ok, col, pa.scalar(None, pa.string()))
+        values = pc.cast(clean, pa.float64()).to_numpy(zero_copy_only=False)
+        return values, ~ok.to_numpy(zero_copy_only=False)
+
+
+def _validate_batch(batch: pa.RecordBatch, path: str, offset: int, require_label: bool) -> tuple[Columns, ReadStats]:
+    columns: Columns = {}
+    unparsable = np.zeros(batch.num_rows, dtype=bool)
+    for name in NUMERIC:
+        if name in batch.schema.names:
+            values, bad = _to_float(batch.column(name))
+            columns[name] = values
+            unparsable |= bad
+    if KEY in batch.schema.names:
+        keys = batch.column(KEY).to_numpy(zero_copy_only=False).astype(object)
+        missing_key = np.array([k is None for k in keys], dtype=bool)
+        if missing_key.any():
+            keys[missing_key] = _row_keys(path, offset, batch.num_rows)[missing_key]
+    else:
+        keys = _row_keys(path, offset, batch.num_rows)
+    keep, rejected = features.validate(columns, unparsable)
+    kept = {name: values[keep] for name, values in columns.items()}
+    kept[KEY] = keys[keep]
+    stats = ReadStats(rows=batch.num_rows, kept=int(keep.sum()), rejected=rejected)
+    return kept, stats
+
+
+def _row_keys(path: str, offset: int, n: int) -> np.ndarray:
+    base = os.path.basename(path)
+    return np.array([f"{base}:{offset + i}" for i in range(n)], dtype=object)
+
+
+def iter_chunks(
+    paths: Iterable[str],
+    *,
+    require_label: bool = True,
+    max_bad_fraction: float = features.DEFAULT_MAX_BAD_FRACTION,
+    block_bytes: int = BLOCK_BYTES,
+    totals: ReadStats | None = None,
+) -> Iterator[Columns]:
+    """Stream valid rows of several files; fail on a file whose bad share is too high.
+
+    `totals`, when given, accumulates the row counts as the stream is consumed.
+    """
+    for path in paths:
+        file_stats = ReadStats(files=[path])
+        for columns, stats in iter_file(path, require_label=require_label, block_bytes=block_bytes):
+            file_stats.add(stats)
+            if len(columns[KEY]):
+                yield columns
+        check_bad_fraction(file_stats, path, max_bad_fraction)
+        if totals is not None:
+            totals.add(file_stats)
+
+
+def check_bad_fraction(stats: ReadStats, path: str, max_bad_fraction: float) -> None:
+    if stats.rows == 0:
+        raise DataError(f"{path}: no data rows; is the file empty?")
+    bad = stats.rows - stats.kept
+    if bad / stats.rows > max_bad_fraction:
+        reasons = ", ".join(f"{r}={n}" for r, n in stats.rejected.most_common())
+        raise DataError(
+            f"{path}: {bad} of {stats.rows} rows ({bad / stats.rows:.0%}) are invalid "
+            f"({reasons}), more than the allowed {max_bad_fraction:.0%}. Fix the data or raise "
+            "--max_bad_fraction."
+        )
+
+
+def read_columns(
+    spec: str | Sequence[str],
+    *,
+    require_label: bool = True,
+    max_bad_fraction: float = features.DEFAULT_MAX_BAD_FRACTION,
+) -> tuple[Columns, ReadStats]:
+    """Read every valid row of the files `spec` names into memory."""
+    totals = ReadStats()
+    chunks = list(
+        iter_chunks(expand_paths(spec), require_label=require_label, max_bad_fraction=max_bad_fraction, totals=totals)
+    )
+    return concat(chunks, require_label), totals
+
+
+def concat(chunks: Sequence[Columns], require_label: bool = True) -> Columns:
+    if not chunks:
+        return _empty(require_label)
+    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+
+
+def write_csv(columns: Columns, out: str | IO[bytes]) -> None:
+    """Write columns as a CSV with the canonical header (label first, as the lab's files)."""
+    names = [c for c in features.CSV_COLUMNS if c in columns]
+    table = pa.table(
+        {name: pa.array(columns[name], type=pa.string() if name == KEY else pa.float64()) for name in names}
+    )
+    pacsv.write_csv(table, out)
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream that replays bytes already read (the sniffed first line) before the rest."""
+
+    def __init__(self, prefix: bytes, rest: IO[bytes]):
+        self._prefix = prefix
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

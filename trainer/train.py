@@ -1,0 +1,223 @@
+"""train_and_evaluate: the whole training run as a plain function of a TrainConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from trainer import data, model, sources
+from trainer.features import DEFAULTS
+
+log = logging.getLogger(__name__)
+STATS_SAMPLE_ROWS = 200_000
+MEMORY_LIMIT_BYTES = 2 << 30
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    train_data_paths: str
+    eval_data_paths: str
+    output_dir: str
+    train_steps: int = DEFAULTS.train_steps
+    train_batch_size: int = DEFAULTS.train_batch_size
+    eval_steps: int = DEFAULTS.eval_steps
+    hidden_units: tuple[int, ...] = DEFAULTS.hidden_units
+    learning_rate: float = DEFAULTS.learning_rate
+    weight_decay: float = DEFAULTS.weight_decay
+    huber_delta: float = DEFAULTS.huber_delta
+    seed: int = DEFAULTS.seed
+    max_bad_fraction: float = DEFAULTS.max_bad_fraction
+    checkpoint_every: int = 0  # 0: about ten checkpoints per run
+    input_mode: str = "auto"  # auto | memory | stream
+    model_dir: str | None = None  # Vertex's AIP_MODEL_DIR: also export there
+    checkpoint_dir: str | None = None
+    tensorboard_dir: str | None = None
+
+    @property
+    def checkpoints(self) -> str:
+        return self.checkpoint_dir or os.path.join(self.output_dir, "checkpoints")
+
+    @property
+    def tensorboard(self) -> str:
+        return self.tensorboard_dir or os.path.join(self.output_dir, "tensorboard")
+
+    @property
+    def export_root(self) -> str:
+        return os.path.join(self.output_dir, "export", "exporter")
+
+
+def _scalar(name: str, value: float) -> None:
+    """A TensorBoard scalar without importing the tensorboard package (TF 2.21 dropped it)."""
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    tf.summary.write(name, tf.constant(value, tf.float32), metadata=metadata)
+
+
+def _total_bytes(paths: list[str]) -> int:
+    return sum(os.path.getsize(p) for p in paths if os.path.exists(p))
+
+
+def _use_memory(cfg: TrainConfig, paths: list[str]) -> bool:
+    if cfg.input_mode not in ("auto", "memory", "stream"):
+        raise ValueError(f"--input_mode must be auto, memory or stream, not {cfg.input_mode!r}")
+    if cfg.input_mode != "auto":
+        return cfg.input_mode == "memory"
+    return _total_bytes(paths) <= MEMORY_LIMIT_BYTES
+
+
+def _load_stats(cfg: TrainConfig, sample_raw: np.ndarray, sample_fares: np.ndarray) -> dict:
+    """Normalisation constants: computed once, then read back so a resumed run matches."""
+    path = os.path.join(cfg.output_dir, "feature_stats.json")
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            return json.load(f)
+    stats = model.feature_stats(sample_raw, sample_fares)
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(stats, f)
+    return stats
+
+
+def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Train, evaluate, export; write and return metrics. Resumes from the last checkpoint."""
+    started = time.perf_counter()
+    say = progress or log.info
+    if cfg.train_steps <= 0:
+        raise ValueError(f"--train_steps must be positive, got {cfg.train_steps}")
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    tf.io.gfile.makedirs(cfg.output_dir)
+
+    train_paths = sources.expand_paths(cfg.train_data_paths)
+    eval_paths = sources.expand_paths(cfg.eval_data_paths)
+    train_stats = sources.ReadStats()
+    if _use_memory(cfg, train_paths):
+        columns, train_stats = sources.read_columns(train_paths, max_bad_fraction=cfg.max_bad_fraction)
+        raw, fares = data.to_arrays(columns)
+        dataset = data.memory_dataset(raw, fares, cfg.train_batch_size, cfg.seed)
+        sample_raw, sample_fares = raw[:STATS_SAMPLE_ROWS], fares[:STATS_SAMPLE_ROWS]
+        train_rows = len(fares)
+        say(f"loaded {train_rows} training rows into memory ({train_stats.rows - train_stats.kept} rejected)")
+    else:
+        sample: list[sources.Columns] = []
+        for chunk in sources.iter_chunks(train_paths, max_bad_fraction=cfg.max_bad_fraction):
+            sample.append(chunk)
+            if sum(len(c[sources.KEY]) for c in sample) >= STATS_SAMPLE_ROWS:
+                break
+        sample_raw, sample_fares = data.to_arrays(sources.concat(sample))
+        dataset = data.stream_dataset(train_paths, cfg.train_batch_size, cfg.seed, cfg.max_bad_fraction)
+        train_rows = -1
+        say(f"streaming {len(train_paths)} training file(s)")
+    eval_columns, eval_stats = sources.read_columns(eval_paths, max_bad_fraction=cfg.max_bad_fraction)
+    eval_raw, eval_fares = data.to_arrays(eval_columns)
+    if cfg.eval_steps > 0:
+        eval_raw, eval_fares = eval_raw[: cfg.eval_steps * 8192], eval_fares[: cfg.eval_steps * 8192]
+
+    stats = _load_stats(cfg, sample_raw, sample_fares)
+    net = model.build(cfg.hidden_units, stats, cfg.seed)
+    # Cosine decay to zero: the last steps average out the noise of a small, noisy dataset.
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.train_steps)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+    optimizer.build(net.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
+    manager = tf.train.CheckpointManager(checkpoint, cfg.checkpoints, max_to_keep=3)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        say(f"resumed from {manager.latest_checkpoint} at step {int(step.numpy())}")
+
+    delta = tf.constant(cfg.huber_delta, tf.float32)
+
+    def huber(err: tf.Tensor) -> tf.Tensor:
+        # Scaled so that it equals the squared error inside +-delta: "loss" reads as MSE there.
+        a = tf.abs(err)
+        return tf.reduce_mean(tf.where(a < delta, a * a, 2.0 * delta * a - delta * delta))
+
+    iterator = iter(dataset)
+    variables = net.trainable_variables
+
+    @tf.function
+    def run_steps(n: tf.Tensor) -> tf.Tensor:
+        total = tf.constant(0.0)
+        for _ in tf.range(n):
+            x, y = next(iterator)
+            with tf.GradientTape() as tape:
+                pred = tf.reshape(net(x, training=True), [-1])
+                loss = huber(pred - y)
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+            total += loss
+        step.assign_add(tf.cast(n, tf.int64))
+        return total / tf.cast(n, tf.float32)
+
+    eval_ds = data.eval_batches(eval_raw, eval_fares)
+
+    @tf.function
+    def eval_sums(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        err = tf.reshape(net(x, training=False), [-1]) - y
+        return tf.reduce_sum(tf.square(err)), tf.reduce_sum(tf.abs(err))
+
+    def evaluate() -> dict[str, float]:
+        sq, ab = 0.0, 0.0
+        for x, y in eval_ds:
+            s, a = eval_sums(x, y)
+            sq, ab = sq + float(s), ab + float(a)
+        n = max(len(eval_fares), 1)
+        return {"rmse": float(np.sqrt(sq / n)), "mae": ab / n}
+
+    every = cfg.checkpoint_every or max(100, -(-cfg.train_steps // 10))
+    train_writer = tf.summary.create_file_writer(os.path.join(cfg.tensorboard, "train"))
+    eval_writer = tf.summary.create_file_writer(os.path.join(cfg.tensorboard, "eval"))
+    timed_steps, timed_seconds = 0, 0.0
+    first = True
+    start_step = int(step.numpy())
+    while int(step.numpy()) < cfg.train_steps:
+        n = min(every, cfg.train_steps - int(step.numpy()))
+        t0 = time.perf_counter()
+        loss = float(run_steps(tf.constant(n)))
+        elapsed = time.perf_counter() - t0
+        if not first:  # the first call traces the graph and warms the input pipeline
+            timed_steps, timed_seconds = timed_steps + n, timed_seconds + elapsed
+        first = False
+        now = int(step.numpy())
+        metrics = evaluate()
+        with train_writer.as_default(step=now):
+            _scalar("loss", loss)
+        with eval_writer.as_default(step=now):
+            _scalar("loss", metrics["rmse"] ** 2)
+            _scalar("rmse", metrics["rmse"])
+            _scalar("mae", metrics["mae"])
+        manager.save(checkpoint_number=now)
+        say(f"step {now}/{cfg.train_steps}: train loss {loss:.3f}, eval rmse {metrics['rmse']:.3f}")
+    train_writer.flush()
+    eval_writer.flush()
+
+    final = evaluate()
+    export_path = model.export(net, cfg.export_root)
+    if cfg.model_dir:
+        model.save(net, cfg.model_dir)
+    result = {
+        "rmse": final["rmse"],
+        "mae": final["mae"],
+        "eval_rows": len(eval_fares),
+        "train_rows": train_rows,
+        "steps": int(step.numpy()),
+        "resumed_from_step": start_step,
+        "examples_seen": int(step.numpy()) * cfg.train_batch_size,
+        "examples_per_sec": (timed_steps * cfg.train_batch_size / timed_seconds) if timed_seconds else None,
+        "rows_skipped": {"train": dict(train_stats.rejected), "eval": dict(eval_stats.rejected)},
+        "export_dir": export_path,
+        "wall_seconds": time.perf_counter() - started,
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
+    }
+    with tf.io.gfile.GFile(os.path.join(cfg.output_dir, "metrics.json"), "w") as f:
+        json.dump(result, f, indent=2, default=list)
+    say(f"exported {export_path}: eval rmse {final['rmse']:.3f}, mae {final['mae']:.3f}")
+    return result
