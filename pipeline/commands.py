@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-REGISTER: list = []
+from pipeline import local_commands
+
+REGISTER: list = [local_commands.register]

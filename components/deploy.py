@@ -1,0 +1,61 @@
+"""Step 4, deploy (only when blessed): a new registry version, then the champion alias moves."""
+
+import json
+from typing import TYPE_CHECKING
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model
+
+if TYPE_CHECKING:  # kfp's runtime import path breaks on python_component at run time
+    from kfp.dsl.python_component import PythonComponent
+
+
+def deploy_local(model_dir: str, registry: str, metadata: dict) -> str:
+    from registry.local import LocalRegistry
+
+    reg = LocalRegistry(registry)
+    version = reg.register(model_dir, metadata)
+    reg.promote(version.name)
+    return version.name
+
+
+def deploy(model_dir: str, decision_path: str, fingerprint: str, deploy_target: str, registry: str, run_id: str) -> str:
+    with open(decision_path) as f:
+        decision = json.load(f)
+    if not decision.get("blessed"):
+        raise ValueError("refusing to deploy a candidate the evaluation did not bless")
+    metadata = {
+        "run_id": run_id,
+        "metrics": {k: decision[k] for k in ("candidate", "baseline", "champion")},
+        "test_rows": decision["test_rows"],
+        "decision": decision["reason"],
+        "data_fingerprint": fingerprint,
+        "replaced": decision.get("champion_version"),
+    }
+    if deploy_target == "local":
+        return deploy_local(model_dir, registry, metadata)
+    raise ValueError(f"unknown deploy_target {deploy_target!r}: expected 'local'")
+
+
+def deploy_model(
+    model: Input[Model],
+    decision: Input[Artifact],
+    test_data: Input[Dataset],
+    deploy_target: str,
+    registry: str,
+    run_id: str,
+) -> str:
+    """Register the blessed model as a new version and make it the champion.
+
+    Args:
+        deploy_target: local (a registry directory).
+        registry: the local registry directory.
+        run_id: the pipeline run that produced the model.
+    """
+    from components.deploy import deploy
+
+    return deploy(model.path, decision.path, test_data.metadata.get("fingerprint", ""), deploy_target, registry, run_id)
+
+
+def component(image: str) -> "PythonComponent":
+    return dsl.component(deploy_model, base_image=image, install_kfp_package=False)

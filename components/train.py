@@ -1,0 +1,98 @@
+"""Step 2, train: the trainer on the staged splits; the SavedModel becomes the Model artifact."""
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+if TYPE_CHECKING:  # kfp's runtime import path breaks on python_component at run time
+    from kfp.dsl.python_component import PythonComponent
+
+from trainer.features import DEFAULTS
+
+
+def run(
+    train_path: str,
+    valid_path: str,
+    model_dir: str,
+    tensorboard_dir: str,
+    work_dir: str,
+    train_steps: int = DEFAULTS.train_steps,
+    train_batch_size: int = DEFAULTS.train_batch_size,
+    hidden_units: list[int] | tuple[int, ...] = DEFAULTS.hidden_units,
+    learning_rate: float = DEFAULTS.learning_rate,
+    weight_decay: float = DEFAULTS.weight_decay,
+    huber_delta: float = DEFAULTS.huber_delta,
+    seed: int = DEFAULTS.seed,
+) -> dict:
+    from trainer import train
+
+    cfg = train.TrainConfig(
+        train_data_paths=train_path,
+        eval_data_paths=valid_path,
+        output_dir=work_dir,
+        train_steps=train_steps,
+        train_batch_size=train_batch_size,
+        hidden_units=tuple(int(u) for u in hidden_units),
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        huber_delta=huber_delta,
+        seed=seed,
+        model_dir=model_dir,
+        tensorboard_dir=tensorboard_dir,
+    )
+    return train.train_and_evaluate(cfg, progress=print)
+
+
+def train_model(
+    train_data: Input[Dataset],
+    valid_data: Input[Dataset],
+    train_steps: int,
+    train_batch_size: int,
+    hidden_units: list,
+    learning_rate: float,
+    weight_decay: float,
+    huber_delta: float,
+    seed: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    tensorboard: Output[Artifact],
+):
+    """Train the taxi-fare model on the staged data and export it.
+
+    Args:
+        train_steps: optimizer steps.
+        train_batch_size: examples per step.
+        hidden_units: sizes of the hidden layers.
+        learning_rate: AdamW peak learning rate.
+        weight_decay: AdamW decoupled weight decay.
+        huber_delta: fare error past which the loss grows linearly.
+        seed: seed for initialisation and shuffling.
+    """
+    import os
+
+    from components.train import record, run
+
+    work_dir = os.path.join(os.path.dirname(model.path), "trainer-output")
+    result = run(
+        train_data.path, valid_data.path, model.path, tensorboard.path, work_dir,
+        train_steps, train_batch_size, hidden_units, learning_rate, weight_decay, huber_delta, seed,
+    )  # fmt: skip
+    record(result, model, metrics, tensorboard)
+
+
+def record(result: dict, model: Model, metrics: Metrics, tensorboard: Artifact) -> None:
+    model.metadata.update({"framework": "tensorflow", "valid_rmse": result["rmse"], "signature": "serving_default"})
+    tensorboard.metadata["log_dir"] = tensorboard.uri
+    for name in ("rmse", "mae", "steps", "examples_per_sec", "wall_seconds"):
+        if result.get(name) is not None:
+            metrics.log_metric(f"valid_{name}" if name in ("rmse", "mae") else name, result[name])
+    with open(metrics.path, "w") as f:
+        json.dump({k: v for k, v in result.items() if k != "config"}, f, indent=2, default=str)
+    os.makedirs(tensorboard.path, exist_ok=True)
+
+
+def component(image: str) -> "PythonComponent":
+    return dsl.component(train_model, base_image=image, install_kfp_package=False)

@@ -1,0 +1,134 @@
+"""Terminal views of a run (its DAG with task states) and of the model registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+ICONS = {"succeeded": "✔", "failed": "✘", "skipped": "⊘", "cached": "↺", "running": "…", "pending": "·"}
+DAG = [
+    ("stage-data", "stage data", []),
+    ("train-model", "train", ["stage-data"]),
+    ("evaluate-model", "evaluate", ["train-model", "stage-data"]),
+    ("deploy-model", "deploy", ["evaluate-model"]),
+]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def task_line(name: str, state: str, seconds: float | None) -> str:
+    took = f"{seconds:6.1f}s" if seconds is not None else "       "
+    return f"{ICONS.get(state, '?')} {name:<15} {state:<10} {took}"
+
+
+def _details(name: str, task: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    out = task.get("outputs", {})
+    lines = []
+    if name == "stage-data" and "metrics" in out:
+        m = out["metrics"]
+        rejected = {k[len("rejected_") :]: int(v) for k, v in m.items() if k.startswith("rejected_") and v}
+        lines.append(
+            f"rows read {int(m.get('rows_read', 0))}, kept {int(m.get('rows_kept', 0))}: "
+            + " / ".join(f"{s} {int(m.get(s + '_rows', 0))}" for s in ("train", "valid", "test"))
+        )
+        if rejected:
+            lines.append("rejected: " + ", ".join(f"{k} {v}" for k, v in rejected.items()))
+    elif name == "train-model" and "metrics" in out:
+        m = out["metrics"]
+        lines.append(
+            f"valid RMSE {_fmt(m.get('valid_rmse'))}, {int(m.get('steps', 0))} steps, "
+            f"{_fmt(m.get('examples_per_sec', 0.0))} examples/s"
+        )
+        if "tensorboard" in out:
+            lines.append(f"tensorboard --logdir {out['tensorboard'].get('uri')}")
+    elif name == "evaluate-model":
+        d = record.get("decision") or {}
+        if d:
+            champ = d.get("champion")
+            lines.append(
+                f"RMSE candidate {_fmt(d['candidate']['rmse'])} · baseline {_fmt(d['baseline']['rmse'])} · "
+                f"champion {_fmt(champ['rmse']) + ' (' + str(d.get('champion_version')) + ')' if champ else 'none'}"
+            )
+            lines.append(("blessed: " if d.get("blessed") else "not blessed: ") + d.get("reason", ""))
+    elif name == "deploy-model" and out.get("Output"):
+        lines.append(f"registered {out['Output']} and moved the champion alias to it")
+    if task.get("error"):
+        lines.append(task["error"])
+    return lines
+
+
+def dag(record: dict[str, Any]) -> str:
+    tasks = record.get("tasks", {})
+    lines = []
+    for i, (name, _label, _upstream) in enumerate(DAG):
+        task = tasks.get(name, {"state": "pending"})
+        lines.append(task_line(name, task.get("state", "pending"), task.get("seconds")))
+        for detail in _details(name, task, record):
+            lines.append(f"│     {detail}")
+        if i + 1 < len(DAG):
+            lines.append("│" if DAG[i + 1][0] != "deploy-model" else "│ if blessed")
+    return "\n".join(lines)
+
+
+def summary(record: dict[str, Any]) -> str:
+    started = dt.datetime.fromtimestamp(record["started"]).strftime("%Y-%m-%d %H:%M:%S")
+    head = f"run {record['run_id']}  {record['status'].upper()}  started {started}"
+    if record.get("seconds") is not None:
+        head += f", took {record['seconds']:.1f}s"
+    lines = [head, "", dag(record), ""]
+    if record["status"] == "failed":
+        lines.append(f"FAILED in task {record.get('failed_task', '?')}: {record.get('error', '')}")
+        lines.append("The registry and its champion were not changed.")
+    else:
+        version = record.get("deployed_version")
+        lines.append(f"deployed: {version}" if version else "deployed: nothing (the champion stays)")
+        sample = (record.get("decision") or {}).get("sample")
+        if sample:
+            fare = sample["candidate"] if version or sample.get("champion") is None else sample["champion"]
+            who = "new champion" if version else "champion"
+            if version or sample.get("champion") is not None:
+                inst = sample["instance"]
+                lines.append(
+                    f"sample prediction ({who}): ${fare:.2f} for a trip "
+                    f"({inst['pickuplon']:.4f}, {inst['pickuplat']:.4f}) -> ({inst['dropofflon']:.4f}, "
+                    f"{inst['dropofflat']:.4f}), {int(inst['passengers'])} passenger(s);"
+                    f" actual ${sample['fare_amount']:.2f}"
+                )
+    lines.append(f"details: taxifare runs show {record['run_id']}   log: {record['run_dir']}/pipeline.log")
+    return "\n".join(lines)
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    if not runs:
+        return "no runs yet: `taxifare run` starts one"
+    lines = [f"{'RUN':<24} {'STATUS':<10} {'SECONDS':>8} {'CANDIDATE':>10} {'DEPLOYED':<9} DECISION"]
+    for r in runs:
+        d = r.get("decision") or {}
+        cand = d.get("candidate", {}).get("rmse")
+        lines.append(
+            f"{r['run_id']:<24} {r['status']:<10} {r.get('seconds', 0):>8.1f} "
+            f"{(f'{cand:.3f}' if cand is not None else '-'):>10} {r.get('deployed_version') or '-':<9} "
+            f"{d.get('reason', r.get('error', ''))[:70]}"
+        )
+    return "\n".join(lines)
+
+
+def models_table(versions: list[Any], champion: str | None) -> str:
+    if not versions:
+        return "no model versions yet: `taxifare run` trains and registers one"
+    lines = [f"{'':2}{'VERSION':<8} {'CREATED':<21} {'RMSE':>7} {'BASELINE':>8} {'DATA':<17} RUN"]
+    for v in versions:
+        m = v.metadata.get("metrics", {})
+        mark = "★ " if v.name == champion else "  "
+        rmse = m.get("candidate", {}).get("rmse", float("nan"))
+        base = m.get("baseline", {}).get("rmse", float("nan"))
+        lines.append(
+            f"{mark}{v.name:<8} {v.metadata.get('created', ''):<21} {rmse:>7.3f} {base:>8.3f} "
+            f"{v.metadata.get('data_fingerprint', ''):<17} {v.metadata.get('run_id', '')}"
+        )
+    lines.append("★ = champion")
+    return "\n".join(lines)
