@@ -16,7 +16,6 @@ TARGETS = ("local",)
 DEFAULT_TOLERANCE = 0.02
 
 def build(image: str = DEFAULT_IMAGE, target: str = "local") -> GraphComponent:
-def build(image: str = DEFAULT_IMAGE, target: str = "local"):
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
     stage_op = stage_data.component(image)
