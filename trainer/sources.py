@@ -5,6 +5,7 @@ No TensorFlow here: data staging and evaluation of the baseline use this module 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import glob
 import io
@@ -97,7 +98,8 @@ def open_binary(path: str) -> IO[bytes]:
 def _sniff_header(stream: IO[bytes]) -> tuple[bytes, list[str] | None]:
     """Read the first line; return it and the canonical column names if it is a header."""
     first = stream.readline()
-    fields = [features.canonical_name(f) for f in first.decode("utf-8", "replace").split(",")]
+    row = next(csv.reader([first.decode("utf-8", "replace")]), [])
+    fields = [features.canonical_name(f) for f in row]
     if LABEL in fields or set(FEATURES) <= set(fields):
         return first, fields
     return first, None
