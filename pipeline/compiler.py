@@ -6,8 +6,15 @@ from kfp import compiler
 
 from pipeline import pipeline
 from pipeline.images import DEFAULT_IMAGE
+from pipeline.machines import TrainingMachines
 
 
-def compile_pipeline(out: str, target: str = "local", image: str = DEFAULT_IMAGE) -> str:
-    compiler.Compiler().compile(pipeline.build(image=image, target=target), package_path=out)
+def compile_pipeline(
+    out: str,
+    target: str = "vertex",
+    image: str = DEFAULT_IMAGE,
+    machines: TrainingMachines | None = None,
+) -> str:
+    """Write the pipeline spec; the committed pipeline.yaml is the default (vertex) one."""
+    compiler.Compiler().compile(pipeline.build(image=image, target=target, machines=machines), package_path=out)
     return out

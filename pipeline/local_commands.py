@@ -10,6 +10,7 @@ from typing import IO, Any
 
 from pipeline.cli import UsageError, absolute
 from pipeline.images import DEFAULT_IMAGE
+from pipeline.machines import TrainingMachines
 from trainer.features import DEFAULTS
 
 DEFAULT_RUNS_ROOT = "runs"
@@ -19,9 +20,35 @@ DEFAULT_REGISTRY = os.path.join("runs", "registry")
 def _cmd_compile(args: argparse.Namespace) -> int:
     from pipeline import compiler
 
-    out = compiler.compile_pipeline(args.out, target=args.target, image=args.image)
+    out = compiler.compile_pipeline(args.out, target=args.target, image=args.image, machines=machines_from(args))
     print(f"wrote {out} (target {args.target}, image {args.image})")
     return 0
+
+
+def add_image_and_machines(p: argparse.ArgumentParser) -> None:
+    """Compile-time options: the image and the training step's Vertex AI machines."""
+    m = TrainingMachines()
+    p.add_argument("--image", default=DEFAULT_IMAGE, help="container image every step runs in")
+    p.add_argument("--machine-type", default=m.machine_type, help="training machine type (vertex)")
+    p.add_argument("--accelerator-type", default=m.accelerator_type, help="e.g. NVIDIA_TESLA_T4 (vertex)")
+    p.add_argument("--accelerator-count", type=int, default=m.accelerator_count, help="accelerators per machine")
+    p.add_argument("--replica-count", type=int, default=m.replica_count, help="training machines; >1: multi-worker")
+    p.add_argument("--boot-disk-gb", type=int, default=m.boot_disk_size_gb, help="boot disk per training machine")
+    p.add_argument("--training-service-account", default="", help="service account the training job runs as")
+
+
+def machines_from(args: argparse.Namespace) -> TrainingMachines:
+    try:
+        return TrainingMachines(
+            machine_type=args.machine_type,
+            accelerator_type=args.accelerator_type,
+            accelerator_count=args.accelerator_count,
+            replica_count=args.replica_count,
+            boot_disk_size_gb=args.boot_disk_gb,
+            service_account=args.training_service_account,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from err
 
 
 def _progress(stream: IO[str]) -> Callable[[Any], None]:
@@ -123,8 +150,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("compile", help="compile the pipeline to YAML", formatter_class=fmt)
     p.add_argument("--out", default="pipeline.yaml", help="output file")
-    p.add_argument("--target", default="local", choices=("local",), help="where training and deployment run")
-    p.add_argument("--image", default=DEFAULT_IMAGE, help="container image every step runs in")
+    p.add_argument("--target", default="vertex", choices=("vertex", "local"), help="where training runs")
+    add_image_and_machines(p)
     p.set_defaults(handler=_cmd_compile)
 
     p = sub.add_parser("run", help="run the whole pipeline locally (kfp local runner)", formatter_class=fmt)

@@ -1,7 +1,8 @@
 """The DAG: stage_data -> train -> evaluate -> deploy (only when blessed).
 
-`build()` returns the pipeline for an image and a target. Nothing here reads the
-environment: project, region, bucket and data arrive as parameters.
+`build()` returns the pipeline for an image and a target. The targets share the tasks;
+on `vertex` the training step runs as a Vertex AI custom job on the machines given.
+Nothing here reads the environment: project, region, bucket and data arrive as parameters.
 """
 
 from kfp import dsl
@@ -9,17 +10,39 @@ from kfp.dsl.graph_component import GraphComponent
 
 from components import deploy, evaluate, stage_data, train
 from pipeline.images import DEFAULT_IMAGE
+from pipeline.machines import TrainingMachines
 from trainer.features import DEFAULT_MAX_BAD_FRACTION, DEFAULTS
 
 PIPELINE_NAME = "taxifare"
-TARGETS = ("local",)
+TARGETS = ("local", "vertex")
 DEFAULT_TOLERANCE = 0.02
 
-def build(image: str = DEFAULT_IMAGE, target: str = "local") -> GraphComponent:
+
+def _custom_job(train_op, machines: TrainingMachines):
+    from google_cloud_pipeline_components.v1.custom_job import create_custom_training_job_from_component
+
+    return create_custom_training_job_from_component(
+        train_op,
+        display_name="taxifare-train",
+        machine_type=machines.machine_type,
+        accelerator_type=machines.accelerator_type,
+        accelerator_count=machines.accelerator_count or 1,
+        replica_count=machines.replica_count,
+        boot_disk_size_gb=machines.boot_disk_size_gb,
+        service_account=machines.service_account,
+    )
+
+
+def build(
+    image: str = DEFAULT_IMAGE, target: str = "local", machines: TrainingMachines | None = None
+) -> GraphComponent:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
     stage_op = stage_data.component(image)
     train_op = train.component(image)
+    if target == "vertex":
+        train_op = _custom_job(train_op, machines or TrainingMachines())
+
     evaluate_op = evaluate.component(image)
     deploy_op = deploy.component(image)
 

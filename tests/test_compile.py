@@ -29,10 +29,14 @@ def test_compiling_reads_no_environment(tmp_path):
         assert text == f.read()
 
 
-def test_every_step_runs_in_the_one_image_without_installing_packages(tmp_path):
-    out = compiler.compile_pipeline(str(tmp_path / "p.yaml"), image="example.com/taxifare:9")
+def _spec(tmp_path, **kwargs) -> dict:
+    out = compiler.compile_pipeline(str(tmp_path / "p.yaml"), **kwargs)
     with open(out) as f:
-        spec = yaml.safe_load(f)
+        return yaml.safe_load(f)
+
+
+def test_every_local_step_runs_in_the_one_image_without_installing_packages(tmp_path):
+    spec = _spec(tmp_path, target="local", image="example.com/taxifare:9")
     executors = spec["deploymentSpec"]["executors"]
     assert set(executors) == {"exec-stage-data", "exec-train-model", "exec-evaluate-model", "exec-deploy-model"}
     for executor in executors.values():
@@ -44,3 +48,48 @@ def test_every_step_runs_in_the_one_image_without_installing_packages(tmp_path):
 
     assert defaults["train_steps"]["defaultValue"] == DEFAULTS.train_steps
     assert defaults["hidden_units"]["defaultValue"] == list(DEFAULTS.hidden_units)
+
+
+def test_vertex_target_trains_in_a_custom_job_on_the_chosen_machines(tmp_path):
+    from pipeline.machines import TrainingMachines
+
+    machines = TrainingMachines(
+        machine_type="n1-highmem-8",
+        accelerator_type="NVIDIA_TESLA_T4",
+        accelerator_count=2,
+        replica_count=3,
+        boot_disk_size_gb=200,
+        service_account="trainer@p.iam.gserviceaccount.com",
+    )
+    spec = _spec(tmp_path, target="vertex", image="example.com/taxifare:9", machines=machines)
+    local = _spec(tmp_path, target="local")
+    # Same tasks on both targets; only where training runs differs.
+    assert set(spec["root"]["dag"]["tasks"]) == set(local["root"]["dag"]["tasks"])
+    executors = spec["deploymentSpec"]["executors"]
+    for name in ("exec-stage-data", "exec-evaluate-model", "exec-deploy-model"):
+        assert executors[name]["container"]["image"] == "example.com/taxifare:9"
+    assert "custom_job" in " ".join(
+        executors["exec-train-model"]["container"]["command"] + executors["exec-train-model"]["container"]["args"]
+    )
+    train_inputs = spec["components"]["comp-train-model"]["inputDefinitions"]["parameters"]
+    pools = train_inputs["worker_pool_specs"]["defaultValue"]
+    assert pools[0]["container_spec"]["image_uri"] == "example.com/taxifare:9"
+    assert pools[0]["machine_spec"] == {
+        "machine_type": "n1-highmem-8",
+        "accelerator_type": "NVIDIA_TESLA_T4",
+        "accelerator_count": 2,
+    }
+    assert pools[0]["replica_count"] == 1 and pools[1]["replica_count"] == 2
+    assert pools[0]["disk_spec"]["boot_disk_size_gb"] == 200
+    assert train_inputs["service_account"]["defaultValue"] == "trainer@p.iam.gserviceaccount.com"
+
+
+def test_machine_options_are_checked_before_compiling():
+    import pytest
+
+    from pipeline.machines import TrainingMachines
+
+    with pytest.raises(ValueError, match="accelerator type and a positive accelerator count"):
+        TrainingMachines(accelerator_type="NVIDIA_TESLA_T4")
+    with pytest.raises(ValueError, match="replica count"):
+        TrainingMachines(replica_count=0)
