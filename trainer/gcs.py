@@ -23,7 +23,7 @@ def split(uri: str) -> tuple[str, str]:
 
 @functools.cache
 def client(project: str | None = None) -> Any:
-    from google.cloud import storage
+    import google.cloud.storage as storage
 
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
