@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline import local_commands
+from pipeline import local_commands, vertex_commands
+from serving import cli as serving_cli
 
-REGISTER: list = [local_commands.register]
+REGISTER: list = [local_commands.register, vertex_commands.register, serving_cli.register]

@@ -17,6 +17,7 @@ import numpy as np
 from trainer.features import FEATURES, KEY
 
 ALLOWED = frozenset((*FEATURES, KEY))
+FLOAT32_MAX = 3.4028234663852886e38  # the model computes in float32
 
 
 class InstanceError(ValueError):
@@ -42,9 +43,15 @@ def check_instance(instance: Any, index: int, where: str = "instance") -> tuple[
         value = instance[name]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InstanceError(index, name, f"not a number: {json.dumps(value)}", where)
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = FLOAT32_MAX * 2
+        if not math.isfinite(number):
             raise InstanceError(index, name, "must be a finite number (no NaN or Infinity)", where)
-        values.append(float(value))
+        if abs(number) > FLOAT32_MAX:
+            raise InstanceError(index, name, "too large for float32, the precision the model computes in", where)
+        values.append(number)
     key = instance.get(KEY)
     if key is not None and not isinstance(key, str | int):
         raise InstanceError(index, KEY, "must be a string or an integer", where)

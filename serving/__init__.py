@@ -1,0 +1,11 @@
+"""Online prediction: `taxifare serve` (server.py), its client (client.py) and the CLI hook (cli.py).
+
+The server's defaults live here, TF-free, so `taxifare serve --help` shows them without loading the server.
+"""
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+# Vertex AI caps an online request at 1.5 MB; a local server can afford more.
+DEFAULT_MAX_BODY_BYTES = 8 << 20
+DEFAULT_POLL_SECONDS = 0.5
+DEFAULT_MAX_BATCH_ROWS = 16_384

@@ -1,0 +1,153 @@
+"""Predict through a served model: a `taxifare serve` URL or a Vertex AI endpoint.
+
+Both give what `Predictor.predict_instances` gives for a local SavedModel: one
+{"fare_amount": x, "key": k} per instance, in order, the key only where the instance had one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from pipeline.cli import UsageError
+from trainer.features import FEATURES, LABEL
+from trainer.predict import check_instances, format_predictions
+
+VERTEX_ENDPOINT = re.compile(r"projects/([^/]+)/locations/([^/]+)/endpoints/([^/]+)")
+# Instances per HTTP request: well under the server's body limit and Vertex AI's 1.5 MB.
+LOCAL_CHUNK = 5_000
+VERTEX_CHUNK = 1_000
+
+
+class EndpointError(UsageError):
+    """The endpoint could not be reached or refused the request; the message says which and why."""
+
+
+def predict(
+    endpoint: str,
+    instances: Sequence[dict[str, Any]],
+    *,
+    timeout: float = 60.0,
+    api_endpoint: str | None = None,
+    credentials: Any = None,
+) -> list[dict[str, Any]]:
+    """Predict fares for instances (dicts of the five raw fields, optionally `key`).
+
+    Args:
+        endpoint: http(s)://host:port[/path] of `taxifare serve` (the path defaults to /predict),
+            or projects/P/locations/R/endpoints/ID of a Vertex AI endpoint.
+        instances: the instances, as `trainer.predict.read_json_lines` returns them.
+        timeout: seconds to wait for each request.
+        api_endpoint: Vertex AI only: the API host, by default R-aiplatform.googleapis.com.
+        credentials: Vertex AI only: google.auth credentials, by default the application default ones.
+    """
+    if endpoint.startswith(("http://", "https://")):
+        return _predict_http(_predict_url(endpoint), instances, timeout)
+    match = VERTEX_ENDPOINT.fullmatch(endpoint.strip("/"))
+    if match:
+        return _predict_vertex(match, instances, timeout, api_endpoint, credentials)
+    raise EndpointError(
+        f"--endpoint {endpoint!r}: give http://HOST:PORT (taxifare serve) or projects/P/locations/R/endpoints/ID"
+    )
+
+
+def _predict_url(endpoint: str) -> str:
+    parts = urlsplit(endpoint)
+    path = parts.path if parts.path not in ("", "/") else "/predict"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _predict_http(url: str, instances: Sequence[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(instances), LOCAL_CHUNK):
+        chunk = list(instances[start : start + LOCAL_CHUNK])
+        body = json.dumps({"instances": chunk}).encode()
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer = json.load(response)
+        except urllib.error.HTTPError as err:
+            raise EndpointError(f"{url} answered {err.code}: {_error_message(err)}") from err
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise EndpointError(f"cannot reach {url}: {reason}; is `taxifare serve` running there?") from err
+        except ValueError as err:
+            raise EndpointError(f"{url} did not answer JSON: {err}") from err
+        predictions = answer.get("predictions") if isinstance(answer, dict) else None
+        if not isinstance(predictions, list) or len(predictions) != len(chunk):
+            raise EndpointError(f"{url} answered without one prediction per instance")
+        keys = [None if i.get("key") is None else str(i["key"]) for i in chunk]
+        out.extend(_normalise(p, k, url) for p, k in zip(predictions, keys, strict=True))
+    return out
+
+
+def _error_message(err: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(err.read())
+        return str(body["error"]["message"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return str(err.reason)
+
+
+def _normalise(prediction: Any, key: str | None, where: str) -> dict[str, Any]:
+    """One prediction in `format_predictions`' shape, whatever shape the server gave it.
+
+    Accepts {"fare_amount": x, ...} (taxifare serve, already rounded), or a bare number or
+    [number] (TF Serving's float32 answer for a one-output signature, rounded here).
+    """
+    value, served = prediction, isinstance(prediction, dict)
+    if served:
+        value = value.get(LABEL)
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EndpointError(f"{where} answered a prediction that is not a fare: {json.dumps(prediction)[:200]}")
+    if served:
+        item: dict[str, Any] = {LABEL: round(float(value), 4)}
+        if key is not None:
+            item["key"] = key
+        return item
+    return format_predictions(np.asarray([value], np.float32), [key])[0]
+
+
+def _predict_vertex(
+    match: re.Match, instances: Sequence[dict[str, Any]], timeout: float, api_endpoint: str | None, credentials: Any
+) -> list[dict[str, Any]]:
+    from google.api_core import exceptions
+    from google.cloud.aiplatform_v1.services.prediction_service import PredictionServiceClient
+    from google.protobuf import json_format, struct_pb2
+
+    _, location, _ = match.groups()
+    _, keys = check_instances(instances)
+    client = PredictionServiceClient(
+        credentials=credentials,
+        transport="rest",
+        client_options={"api_endpoint": api_endpoint or f"{location}-aiplatform.googleapis.com"},
+    )
+    name = match.group(0)
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(instances), VERTEX_CHUNK):
+        # The model takes the five fields only; keys stay here and are put back in order.
+        values = [
+            json_format.ParseDict({name: float(instance[name]) for name in FEATURES}, struct_pb2.Value())
+            for instance in instances[start : start + VERTEX_CHUNK]
+        ]
+        try:
+            response = client.predict(endpoint=name, instances=values, timeout=timeout)
+        except exceptions.GoogleAPICallError as err:
+            raise EndpointError(f"{name}: {err.message or err}") from err
+        except exceptions.GoogleAPIError as err:
+            raise EndpointError(f"{name}: {err}") from err
+        predictions = [json_format.MessageToDict(p) for p in response._pb.predictions]
+        chunk_keys = keys[start : start + VERTEX_CHUNK]
+        if len(predictions) != len(chunk_keys):
+            raise EndpointError(f"{name} answered {len(predictions)} predictions for {len(chunk_keys)} instances")
+        out.extend(_normalise(p, k, name) for p, k in zip(predictions, chunk_keys, strict=True))
+    return out

@@ -1,0 +1,117 @@
+"""Start `taxifare serve` as a real process on a free port, and talk HTTP to it."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
+
+
+class ServerProcess:
+    def __init__(self, args: list[str], log_path: str):
+        self.log_path = log_path
+        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--port", "0", *args]
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        )
+        self.host, self.port = self._wait_listening(timeout=90)
+
+    def _wait_listening(self, timeout: float) -> tuple[str, int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = LISTENING.search(self.output())
+            if match:
+                return match.group(1), int(match.group(2))
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"taxifare serve exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"taxifare serve did not listen within {timeout}s:\n{self.output()[-3000:]}")
+
+    def output(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def wait_ready(self, version: str | None = None, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        body: Any = None
+        while time.monotonic() < deadline:
+            status, _, body = self.call("GET", "/health/ready")
+            if status == 200 and (version is None or body["modelVersionId"] == version):
+                return body
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise TimeoutError(f"not ready ({body}) after {timeout}s:\n{self.output()[-3000:]}")
+
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        """One request on a fresh connection; body: bytes as-is, anything else as JSON."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+            conn.request(method, path, data, headers or {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            raw = response.read()
+            parsed = json.loads(raw) if raw else None
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, parsed
+        finally:
+            conn.close()
+
+    def raw(self, data: bytes, timeout: float = 10, read_until_close: bool = True) -> bytes:
+        """Send raw bytes on one socket; return everything the server sends until it closes (or times out)."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+            sock.sendall(data)
+            chunks = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if not read_until_close:
+                    break
+            return b"".join(chunks)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def responses(data: bytes) -> list[tuple[int, bytes]]:
+    """Split raw HTTP/1.1 responses (with Content-Length) into (status, body) pairs."""
+    out = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ")[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        out.append((status, rest[:length]))
+        data = rest[length:]
+    return out
