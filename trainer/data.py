@@ -23,8 +23,10 @@ def to_arrays(columns: sources.Columns) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _options() -> tf.data.Options:
-    # Autotuning keeps a background model-optimisation thread whose shutdown can stall
-    # the end of training; the pipelines here are simple enough to size by hand.
+    # With autotuning on, the iterator's destructor joins tf.data's model-optimisation thread,
+    # which can miss its cancellation wake-up (callbacks run before is_cancelled is set) and
+    # sleep out its period: up to 60 s of idle stall at the end of training (TF 2.21). With it
+    # off that thread never starts; these pipelines are simple enough to size by hand.
     options = tf.data.Options()
     options.autotune.enabled = False
     options.deterministic = True
