@@ -19,7 +19,31 @@ def deploy_local(model_dir: str, registry: str, metadata: dict) -> str:
     return version.name
 
 
-def deploy(model_dir: str, decision_path: str, fingerprint: str, deploy_target: str, registry: str, run_id: str) -> str:
+def deploy_vertex(
+    model_uri: str, metadata: dict, project: str, region: str, model_id: str, endpoint_name: str, api_endpoint: str = ""
+) -> str:
+    from registry import vertex
+
+    reg = vertex.VertexRegistry(project, region, model_id, api_endpoint)
+    labels = {"run_id": metadata["run_id"], "data_fingerprint": metadata["data_fingerprint"]}
+    description = json.dumps({k: metadata[k] for k in ("metrics", "decision", "test_rows", "run_id")}, default=str)
+    done = vertex.deploy_version(reg, model_uri, labels, description, endpoint_name or vertex.MODEL_ID)
+    print(f"deployed {done.model} to {done.endpoint} (replaced: {done.replaced}; undeployed: {done.undeployed})")
+    return done.model
+
+
+def deploy(
+    model_dir: str,
+    decision_path: str,
+    fingerprint: str,
+    deploy_target: str,
+    registry: str,
+    run_id: str,
+    project: str = "",
+    region: str = "",
+    endpoint_name: str = "",
+    api_endpoint: str = "",
+) -> str:
     with open(decision_path) as f:
         decision = json.load(f)
     if not decision.get("blessed"):
@@ -34,7 +58,9 @@ def deploy(model_dir: str, decision_path: str, fingerprint: str, deploy_target: 
     }
     if deploy_target == "local":
         return deploy_local(model_dir, registry, metadata)
-    raise ValueError(f"unknown deploy_target {deploy_target!r}: expected 'local'")
+    if deploy_target == "vertex":
+        return deploy_vertex(model_dir, metadata, project, region, registry, endpoint_name, api_endpoint)
+    raise ValueError(f"unknown deploy_target {deploy_target!r}: expected 'local' or 'vertex'")
 
 
 def deploy_model(
@@ -44,17 +70,27 @@ def deploy_model(
     deploy_target: str,
     registry: str,
     run_id: str,
+    project: str,
+    region: str,
+    endpoint_name: str,
 ) -> str:
     """Register the blessed model as a new version and make it the champion.
 
     Args:
-        deploy_target: local (a registry directory).
-        registry: the local registry directory.
+        deploy_target: local (a registry directory) or vertex (Model Registry and an endpoint).
+        registry: the local registry directory; for vertex, the parent model id (default taxifare).
         run_id: the pipeline run that produced the model.
+        project: for vertex, the Google Cloud project.
+        region: for vertex, the region of the model and endpoint.
+        endpoint_name: for vertex, the display name of the endpoint (created when missing).
     """
     from components.deploy import deploy
 
-    return deploy(model.path, decision.path, test_data.metadata.get("fingerprint", ""), deploy_target, registry, run_id)
+    return deploy(
+        model.uri if deploy_target == "vertex" else model.path,
+        decision.path, test_data.metadata.get("fingerprint", ""), deploy_target, registry, run_id,
+        project, region, endpoint_name,
+    )  # fmt: skip
 
 
 def component(image: str) -> "PythonComponent":

@@ -14,10 +14,22 @@ from trainer import baseline, sources
 from trainer.features import FEATURES, LABEL
 
 
-def champion_model_dir(deploy_target: str, registry: str) -> tuple[str | None, str | None]:
-    """(version, SavedModel dir) of the current champion, or (None, None) when there is none."""
+def champion_model_dir(
+    deploy_target: str, registry: str, project: str = "", region: str = "", api_endpoint: str = ""
+) -> tuple[str | None, str | None]:
+    """(version, SavedModel dir) of the current champion, or (None, None) when there is none.
+
+    For vertex, `registry` is the parent model id and the directory is Vertex's /gcs/ mount
+    of the champion's artifact, or a downloaded copy.
+    """
+    if deploy_target == "vertex":
+        from registry import vertex
+
+        reg = vertex.VertexRegistry(project, region, registry, api_endpoint)
+        found = reg.champion()
+        return (found.model, reg.download(found)) if found else (None, None)
     if deploy_target != "local":
-        raise ValueError(f"unknown deploy_target {deploy_target!r}: expected 'local'")
+        raise ValueError(f"unknown deploy_target {deploy_target!r}: expected 'local' or 'vertex'")
     from registry.local import LocalRegistry
 
     champion = LocalRegistry(registry).champion()
@@ -46,7 +58,15 @@ def decide(
 
 
 def evaluate(
-    test_path: str, train_path: str, candidate_dir: str, deploy_target: str, registry: str, tolerance: float
+    test_path: str,
+    train_path: str,
+    candidate_dir: str,
+    deploy_target: str,
+    registry: str,
+    tolerance: float,
+    project: str = "",
+    region: str = "",
+    api_endpoint: str = "",
 ) -> dict:
     from trainer.predict import Predictor
 
@@ -59,7 +79,7 @@ def evaluate(
     candidate_metrics = baseline.regression_metrics(truth, candidate)
     baseline_metrics = baseline.regression_metrics(truth, rule.predict(test))
     champion_metrics = None
-    version, champion_dir = champion_model_dir(deploy_target, registry)
+    version, champion_dir = champion_model_dir(deploy_target, registry, project, region, api_endpoint)
     champion_pred = None
     if champion_dir:
         champion_pred = Predictor(champion_dir).predict(raw)
@@ -91,19 +111,25 @@ def evaluate_model(
     deploy_target: str,
     registry: str,
     tolerance: float,
+    project: str,
+    region: str,
     metrics: Output[Metrics],
     decision: Output[Artifact],
 ) -> bool:
     """Score the candidate, the distance baseline and the champion on the test split; gate.
 
     Args:
-        deploy_target: where the champion lives: local.
-        registry: the local registry directory holding the champion.
+        deploy_target: where the champion lives: local or vertex.
+        registry: the local registry directory holding the champion; for vertex, the parent model id.
         tolerance: how much worse than the champion (relative RMSE) a candidate may be.
+        project: for vertex, the Google Cloud project of the Model Registry.
+        region: for vertex, the region of the Model Registry.
     """
     from components.evaluate import evaluate, record
 
-    result = evaluate(test_data.path, train_data.path, candidate.path, deploy_target, registry, tolerance)
+    result = evaluate(
+        test_data.path, train_data.path, candidate.path, deploy_target, registry, tolerance, project, region
+    )
     record(result, metrics, decision)
     return result["blessed"]
 

@@ -4,7 +4,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -52,9 +52,27 @@ def stage(
     valid_fraction: float = 0.1,
     test_fraction: float = 0.1,
     max_bad_fraction: float = features.DEFAULT_MAX_BAD_FRACTION,
+    bq_table: str = "",
+    bq_query: str = "",
+    bq_sample: int = 0,
+    project: str = "",
+    export_dir: str = "",
+    bq_client: Any = None,
 ) -> dict:
-    """Write validated train/valid/test CSVs (canonical header) and return the counts."""
+    """Write validated train/valid/test CSVs (canonical header) and return the counts.
+
+    With bq_table or bq_query the rows are first exported from BigQuery to CSV files under
+    export_dir (gs:// or local), which then count as `source`.
+    """
     separate = {"train": train_source, "valid": valid_source, "test": test_source}
+    if bq_table or bq_query:
+        if source or any(separate.values()):
+            raise ValueError("give a BigQuery source (bq_table or bq_query) or file sources, not both")
+        if not export_dir:
+            raise ValueError("a BigQuery source needs export_dir: where the exported CSV files go")
+        from cloud import bigquery
+
+        source = bigquery.export_source(export_dir, bq_table, bq_query, bq_sample, project, bq_client)
     if source and any(separate.values()):
         raise ValueError("give either source (split by key) or train/valid/test sources, not both")
     if not source and not all(separate.values()):
@@ -120,6 +138,10 @@ def stage_data(
     valid_fraction: float,
     test_fraction: float,
     max_bad_fraction: float,
+    bq_table: str,
+    bq_query: str,
+    bq_sample: int,
+    project: str,
     train: Output[Dataset],
     valid: Output[Dataset],
     test: Output[Dataset],
@@ -135,13 +157,20 @@ def stage_data(
         valid_fraction: share of keys that go to the validation split.
         test_fraction: share of keys that go to the test split.
         max_bad_fraction: fail when a file has a larger share of invalid rows.
+        bq_table: instead of files, a BigQuery trips table, e.g. bigquery-public-data.new_york.tlc_yellow_trips_2015.
+        bq_query: instead of files, BigQuery SQL returning the schema's columns.
+        bq_sample: with bq_table/bq_query, keep one trip in N by a repeatable hash (0: all).
+        project: the Google Cloud project that runs (and pays for) the BigQuery job.
     """
+    import os
+
     from components.stage_data import record, stage
 
     outputs = {"train": train, "valid": valid, "test": test}
     result = stage(
         {name: art.path for name, art in outputs.items()},
         source, train_source, valid_source, test_source, valid_fraction, test_fraction, max_bad_fraction,
+        bq_table, bq_query, bq_sample, project, export_dir=os.path.join(os.path.dirname(train.uri), "bq-export"),
     )  # fmt: skip
     record(result, outputs, metrics)
 

@@ -6,3 +6,4 @@ from pipeline import local_commands, vertex_commands
 from serving import cli as serving_cli
 
 REGISTER: list = [local_commands.register, vertex_commands.register, serving_cli.register]
+REGISTER.append(__import__("cloud.cli").cli.register)

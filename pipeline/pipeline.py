@@ -67,6 +67,12 @@ def build(
         tolerance: float = DEFAULT_TOLERANCE,
         deploy_target: str = "local",
         registry: str = "",
+        bq_table: str = "",
+        bq_query: str = "",
+        bq_sample: int = 0,
+        project: str = "",
+        region: str = "",
+        endpoint_name: str = "taxifare",
     ):
         staged = stage_op(
             source=source,
@@ -76,6 +82,10 @@ def build(
             valid_fraction=valid_fraction,
             test_fraction=test_fraction,
             max_bad_fraction=max_bad_fraction,
+            bq_table=bq_table,
+            bq_query=bq_query,
+            bq_sample=bq_sample,
+            project=project,
         ).set_display_name("stage data")
         trained = train_op(
             train_data=staged.outputs["train"],
@@ -95,6 +105,8 @@ def build(
             deploy_target=deploy_target,
             registry=registry,
             tolerance=tolerance,
+            project=project,
+            region=region,
         ).set_display_name("evaluate")
         # kfp's local runner resolves only a single return value ("Output") in conditions.
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712
@@ -105,6 +117,9 @@ def build(
                 deploy_target=deploy_target,
                 registry=registry,
                 run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                project=project,
+                region=region,
+                endpoint_name=endpoint_name,
             ).set_display_name("deploy")
 
     return taxifare

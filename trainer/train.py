@@ -6,6 +6,8 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -14,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from trainer import data, model, sources
+from trainer import data, distribute, model, sources
 from trainer.features import DEFAULTS
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class TrainConfig:
     model_dir: str | None = None  # Vertex's AIP_MODEL_DIR: also export there
     checkpoint_dir: str | None = None
     tensorboard_dir: str | None = None
+    # None: from TF_CONFIG or Vertex's CLUSTER_SPEC; several workers train together.
+    cluster: distribute.Cluster | None = None
 
     @property
     def checkpoints(self) -> str:
@@ -74,15 +78,21 @@ def _use_memory(cfg: TrainConfig, paths: list[str]) -> bool:
     return _total_bytes(paths) <= MEMORY_LIMIT_BYTES
 
 
-def _load_stats(cfg: TrainConfig, sample_raw: np.ndarray, sample_fares: np.ndarray) -> dict:
-    """Normalisation constants: computed once, then read back so a resumed run matches."""
+def _load_stats(cfg: TrainConfig, sample_raw: np.ndarray, sample_fares: np.ndarray, chief: bool = True) -> dict:
+    """Normalisation constants: computed once, then read back so a resumed run matches.
+
+    Every worker computes them from the same (unsharded) sample; only the chief writes them.
+    """
     path = os.path.join(cfg.output_dir, "feature_stats.json")
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             return json.load(f)
     stats = model.feature_stats(sample_raw, sample_fares)
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(stats, f)
+    if chief:  # written aside, then renamed: another worker never reads half a file
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            json.dump(stats, f)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
     return stats
 
 
@@ -92,6 +102,17 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     say = progress or log.info
     if cfg.train_steps <= 0:
         raise ValueError(f"--train_steps must be positive, got {cfg.train_steps}")
+    cluster = cfg.cluster or distribute.from_environment(os.environ)
+    # Created first: the collective ops of several workers must be set up before any other op.
+    strategy = distribute.strategy(cluster)
+    index, workers = (cluster.index, cluster.num_workers) if cluster else (0, 1)
+    chief = index == 0
+    if cfg.train_batch_size % workers:
+        raise ValueError(f"--train_batch_size={cfg.train_batch_size} must divide evenly among {workers} workers")
+    worker_batch = cfg.train_batch_size // workers
+    scratch = None if chief else tempfile.mkdtemp(prefix=f"taxifare-worker{index}-")
+    if cluster:
+        say(f"worker {index} of {workers} ({cluster.task_type} {cluster.task_index}); chief exports")
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     tf.io.gfile.makedirs(cfg.output_dir)
@@ -102,8 +123,10 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     if _use_memory(cfg, train_paths):
         columns, train_stats = sources.read_columns(train_paths, max_bad_fraction=cfg.max_bad_fraction)
         raw, fares = data.to_arrays(columns)
-        dataset = data.memory_dataset(raw, fares, cfg.train_batch_size, cfg.seed)
         sample_raw, sample_fares = raw[:STATS_SAMPLE_ROWS], fares[:STATS_SAMPLE_ROWS]
+        if workers > 1:  # each worker trains on every n-th row
+            raw, fares = raw[index::workers], fares[index::workers]
+        dataset = data.memory_dataset(raw, fares, worker_batch, cfg.seed)
         train_rows = len(fares)
         say(f"loaded {train_rows} training rows into memory ({train_stats.rows - train_stats.kept} rejected)")
     else:
@@ -113,7 +136,7 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
             if sum(len(c[sources.KEY]) for c in sample) >= STATS_SAMPLE_ROWS:
                 break
         sample_raw, sample_fares = data.to_arrays(sources.concat(sample))
-        dataset = data.stream_dataset(train_paths, cfg.train_batch_size, cfg.seed, cfg.max_bad_fraction)
+        dataset = data.stream_dataset(train_paths, worker_batch, cfg.seed, cfg.max_bad_fraction, shard=(index, workers))
         train_rows = -1
         say(f"streaming {len(train_paths)} training file(s)")
     eval_columns, eval_stats = sources.read_columns(eval_paths, max_bad_fraction=cfg.max_bad_fraction)
@@ -121,18 +144,21 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     if cfg.eval_steps > 0:
         eval_raw, eval_fares = eval_raw[: cfg.eval_steps * 8192], eval_fares[: cfg.eval_steps * 8192]
 
-    stats = _load_stats(cfg, sample_raw, sample_fares)
-    net = model.build(cfg.hidden_units, stats, cfg.seed)
-    # Cosine decay to zero: the last steps average out the noise of a small, noisy dataset.
-    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.train_steps)
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
-    optimizer.build(net.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    stats = _load_stats(cfg, sample_raw, sample_fares, chief)
+    with strategy.scope():
+        net = model.build(cfg.hidden_units, stats, cfg.seed)
+        # Cosine decay to zero: the last steps average out the noise of a small, noisy dataset.
+        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.train_steps)
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+        optimizer.build(net.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
-    manager = tf.train.CheckpointManager(checkpoint, cfg.checkpoints, max_to_keep=3)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        say(f"resumed from {manager.latest_checkpoint} at step {int(step.numpy())}")
+    # Every worker saves (TensorFlow requires it); the others write to a scratch folder.
+    manager = tf.train.CheckpointManager(checkpoint, scratch or cfg.checkpoints, max_to_keep=3)
+    latest = tf.train.latest_checkpoint(cfg.checkpoints)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        say(f"resumed from {latest} at step {int(step.numpy())}")
 
     delta = tf.constant(cfg.huber_delta, tf.float32)
 
@@ -141,19 +167,29 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         a = tf.abs(err)
         return tf.reduce_mean(tf.where(a < delta, a * a, 2.0 * delta * a - delta * delta))
 
+    if workers > 1:  # each worker already reads its own shard, batched per worker
+        dataset = strategy.distribute_datasets_from_function(lambda _: dataset)
     iterator = iter(dataset)
     variables = net.trainable_variables
+    replicas = strategy.num_replicas_in_sync
+
+    def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            pred = tf.reshape(net(x, training=True), [-1])
+            # The mean over this replica's batch; gradients are summed over replicas.
+            loss = huber(pred - y) / replicas
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
 
     @tf.function
     def run_steps(n: tf.Tensor) -> tf.Tensor:
         total = tf.constant(0.0)
         for _ in tf.range(n):
             x, y = next(iterator)
-            with tf.GradientTape() as tape:
-                pred = tf.reshape(net(x, training=True), [-1])
-                loss = huber(pred - y)
-            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-            total += loss
+            if workers > 1:
+                total += strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(train_step, (x, y)), axis=None)
+            else:
+                total += train_step(x, y)
         step.assign_add(tf.cast(n, tf.int64))
         return total / tf.cast(n, tf.float32)
 
@@ -173,8 +209,11 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         return {"rmse": float(np.sqrt(sq / n)), "mae": ab / n}
 
     every = cfg.checkpoint_every or max(100, -(-cfg.train_steps // 10))
-    train_writer = tf.summary.create_file_writer(os.path.join(cfg.tensorboard, "train"))
-    eval_writer = tf.summary.create_file_writer(os.path.join(cfg.tensorboard, "eval"))
+    if chief:
+        train_writer = tf.summary.create_file_writer(os.path.join(cfg.tensorboard, "train"))
+        eval_writer = tf.summary.create_file_writer(os.path.join(cfg.tensorboard, "eval"))
+    else:
+        train_writer = eval_writer = tf.summary.create_noop_writer()
     timed_steps, timed_seconds = 0, 0.0
     first = True
     start_step = int(step.numpy())
@@ -200,9 +239,15 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     eval_writer.flush()
 
     final = evaluate()
-    export_path = model.export(net, cfg.export_root)
-    if cfg.model_dir:
+    # Saving may run collectives, so every worker saves; only the chief's copy is kept.
+    export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
+    if cfg.model_dir and chief:
         model.save(net, cfg.model_dir)
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+        say(f"worker {index} done: eval rmse {final['rmse']:.3f}; the chief exports")
+        return {"rmse": final["rmse"], "mae": final["mae"], "steps": int(step.numpy()), "export_dir": None,
+                "worker": index}  # fmt: skip
     result = {
         "rmse": final["rmse"],
         "mae": final["mae"],
@@ -215,6 +260,7 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         "rows_skipped": {"train": dict(train_stats.rejected), "eval": dict(eval_stats.rejected)},
         "export_dir": export_path,
         "wall_seconds": time.perf_counter() - started,
+        "workers": workers,
         "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
     }
     with tf.io.gfile.GFile(os.path.join(cfg.output_dir, "metrics.json"), "w") as f:

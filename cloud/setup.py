@@ -1,0 +1,148 @@
+"""`taxifare setup`: the bucket the pipeline uses, and who may read and write it.
+
+Grants are bucket-level IAM bindings only (no project-wide roles): the Vertex AI service
+agent (which reads model artifacts for serving) and the service account the pipeline runs as
+get object read/write on this one bucket. Running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+# Read, write, list and delete objects; and read the bucket's own metadata, which gcsfuse
+# (Vertex's /gcs/ mount) and the storage clients ask for.
+BUCKET_ROLES = ("roles/storage.objectUser", "roles/storage.legacyBucketReader")
+MULTI_REGIONS = ("us", "eu", "asia")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+class SetupError(ValueError):
+    """A setting that cannot work; the message says what to change."""
+
+
+@dataclasses.dataclass
+class Report:
+    bucket: str
+    changed: list[str] = dataclasses.field(default_factory=list)
+    unchanged: list[str] = dataclasses.field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [f"changed: {c}" for c in self.changed] + [f"already in place: {u}" for u in self.unchanged]
+
+
+def vertex_service_agent(project_number: str) -> str:
+    return f"serviceAccount:service-{project_number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+
+
+def default_pipeline_account(project_number: str) -> str:
+    """Vertex AI Pipelines runs as the Compute Engine default service account unless told otherwise."""
+    return f"serviceAccount:{project_number}-compute@developer.gserviceaccount.com"
+
+
+def member(service_account: str) -> str:
+    return service_account if ":" in service_account else f"serviceAccount:{service_account}"
+
+
+def check_bucket_name(name: str) -> str:
+    name = name.removeprefix("gs://").rstrip("/")
+    if not _BUCKET_RE.match(name) or ".." in name or name.startswith("goog"):
+        raise SetupError(
+            f"--bucket {name!r} is not a valid bucket name: 3-222 lowercase letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def project_number(project: str, client_options: Any = None, credentials: Any = None) -> str:
+    """The project's number (the service agents are named after it), from Resource Manager."""
+    from google.cloud import resourcemanager_v3
+
+    client = resourcemanager_v3.ProjectsClient(credentials=credentials, transport="rest", client_options=client_options)
+    name = client.get_project(name=f"projects/{project}").name
+    return name.rsplit("/", 1)[-1]
+
+
+def ensure_bucket(client: Any, name: str, location: str, report: Report) -> Any:
+    from google.api_core import exceptions
+
+    try:
+        bucket = client.get_bucket(name)
+    except exceptions.NotFound:
+        bucket = client.bucket(name)
+        bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+        bucket = client.create_bucket(bucket, location=location)
+        report.changed.append(f"created bucket gs://{name} in {location} with uniform bucket-level access")
+        return bucket
+    except exceptions.Forbidden as err:
+        raise SetupError(
+            f"bucket gs://{name} exists but this account cannot read it (it may belong to another project): "
+            "pick another name with --bucket"
+        ) from err
+    where = (bucket.location or "").lower()
+    note = "" if where == location.lower() else f" (in {where}, not {location}: left as it is)"
+    report.unchanged.append(f"bucket gs://{name}{note}")
+    return bucket
+
+
+def ensure_access(bucket: Any, members: list[str], report: Report) -> None:
+    """Add each member to each of BUCKET_ROLES on this bucket; one policy write at most."""
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    missing: list[tuple[str, str]] = []
+    for role in BUCKET_ROLES:
+        binding = next((b for b in policy.bindings if b["role"] == role and not b.get("condition")), None)
+        present = set(binding["members"]) if binding else set()
+        for who in members:
+            if who in present:
+                report.unchanged.append(f"{role} for {who} on gs://{bucket.name}")
+            else:
+                missing.append((role, who))
+    if not missing:
+        return
+    for role in BUCKET_ROLES:
+        new = [who for r, who in missing if r == role]
+        if not new:
+            continue
+        binding = next((b for b in policy.bindings if b["role"] == role and not b.get("condition")), None)
+        if binding is None:
+            policy.bindings.append({"role": role, "members": set(new)})
+        else:
+            binding["members"] = set(binding["members"]) | set(new)
+    # The policy carries its etag: a concurrent change makes this write fail rather than lose it.
+    bucket.set_iam_policy(policy)
+    report.changed.extend(f"granted {role} to {who} on gs://{bucket.name}" for role, who in missing)
+
+
+def setup(
+    project: str,
+    region: str,
+    bucket: str = "",
+    service_account: str = "",
+    *,
+    number: str = "",
+    storage_client: Any = None,
+) -> Report:
+    """Create the bucket when missing and grant bucket-level read/write; return what changed.
+
+    `region` is a Vertex AI region (us-central1) or a multi-region (us, eu, asia) for the bucket.
+    """
+    if not project:
+        raise SetupError("--project is required: the Google Cloud project id")
+    if not re.match(r"^[a-z]+(-[a-z]+[0-9]?)?[0-9]*$", region):
+        raise SetupError(f"--region {region!r} is not a region such as us-central1, or a multi-region (us, eu, asia)")
+    name = check_bucket_name(bucket or project)
+    number = number or project_number(project)
+    if storage_client is None:
+        from trainer import gcs
+
+        storage_client = gcs.client(project)
+    report = Report(bucket=name)
+    location = region.upper() if region.lower() in MULTI_REGIONS else region
+    handle = ensure_bucket(storage_client, name, location, report)
+    members = [
+        vertex_service_agent(number),
+        member(service_account) if service_account else default_pipeline_account(number),
+    ]
+    ensure_access(handle, members, report)
+    return report
