@@ -1,0 +1,150 @@
+"""`taxifare submit` and `taxifare schedule` against a local recorder of Vertex AI / KFP requests.
+
+Not a cloud run: the real google-cloud-aiplatform and kfp clients talk REST to
+tests/capture_server.py, and the tests assert what our code puts on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from capture_server import CaptureServer, route_project_lookups_to
+
+from pipeline import cli
+
+PROJECT, REGION, BUCKET = "taxifare-test", "europe-west4", "taxifare-test-ml"
+SA = "pipelines@taxifare-test.iam.gserviceaccount.com"
+IMAGE = "europe-west4-docker.pkg.dev/taxifare-test/taxifare/taxifare:7"
+DATA = "gs://taxifare-test-ml/taxifare/data/abc/*.csv"
+
+
+def _serve(monkeypatch: pytest.MonkeyPatch, **kwargs) -> Iterator[CaptureServer]:
+    with CaptureServer(**kwargs) as server, route_project_lookups_to(server):
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+        yield server
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[CaptureServer]:
+    yield from _serve(monkeypatch, buckets=[BUCKET])
+
+
+def _cloud(server: CaptureServer) -> list[str]:
+    return ["--project", PROJECT, "--region", REGION, "--bucket", BUCKET, "--api-endpoint", server.url]
+
+
+def test_submit_sends_region_root_account_params_labels_caching_and_machines(server, capsys):
+    code = cli.main(
+        ["submit", *_cloud(server), "--service-account", SA, "--image", IMAGE, "--data", DATA,
+         "--train-steps", "1234", "--label", "team=fares", "--no-cache",
+         "--machine-type", "n1-highmem-8", "--accelerator-type", "NVIDIA_TESLA_T4", "--accelerator-count", "1",
+         "--replica-count", "2", "--boot-disk-gb", "150"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    request = server.one("POST", r"/pipelineJobs$")
+    assert request.location == REGION
+    assert request.path.startswith(f"/v1/projects/{PROJECT}/locations/{REGION}/")
+    job = request.body
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == f"gs://{BUCKET}/pipeline-root"
+    assert job["serviceAccount"] == SA
+    assert job["labels"]["app"] == "taxifare" and job["labels"]["team"] == "fares"
+    params = job["runtimeConfig"]["parameterValues"]
+    assert params["source"] == DATA and params["train_steps"] == 1234
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert all(t.get("cachingOptions", {}).get("enableCache", False) is False for t in tasks.values())
+    pools = job["pipelineSpec"]["components"]["comp-train-model"]["inputDefinitions"]["parameters"][
+        "worker_pool_specs"
+    ]["defaultValue"]
+    assert pools[0]["container_spec"]["image_uri"] == IMAGE
+    assert pools[0]["machine_spec"] == {
+        "machine_type": "n1-highmem-8",
+        "accelerator_type": "NVIDIA_TESLA_T4",
+        "accelerator_count": 1,
+    }
+    assert pools[1]["replica_count"] == 1 and pools[0]["disk_spec"]["boot_disk_size_gb"] == 150
+    for name in ("exec-stage-data", "exec-evaluate-model", "exec-deploy-model"):
+        assert job["pipelineSpec"]["deploymentSpec"]["executors"][name]["container"]["image"] == IMAGE
+    job_id = job.get("name", "").rsplit("/", 1)[-1] or request.query.get("pipelineJobId", [""])[0]
+    assert f"https://console.cloud.google.com/vertex-ai/locations/{REGION}/pipelines/runs/" in out
+    assert job_id in out
+
+
+@pytest.mark.parametrize(("states", "code"), [(["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_SUCCEEDED"], 0),
+                                              (["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_FAILED"], 1)])  # fmt: skip
+def test_submit_wait_follows_the_run_and_exits_by_its_outcome(monkeypatch, capsys, states, code):
+    for server in _serve(monkeypatch, buckets=[BUCKET], pipeline_states=states):
+        result = cli.main(["submit", *_cloud(server), "--data", DATA, "--wait", "--poll-seconds", "0"])
+        out = capsys.readouterr().out
+        assert result == code, out
+        assert f"run ended: {states[-1]}" in out
+        assert len(server.find("GET", r"/pipelineJobs/")) >= 2
+
+
+def test_schedule_create_sends_cron_timezone_and_limits(server, capsys):
+    code = cli.main(["schedule", "create", "--cron", "0 3 * * 1", "--timezone", "America/New_York",
+                     "--max-concurrent", "1", "--max-runs", "12", "--service-account", SA, "--data", DATA,
+                     *_cloud(server)])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    request = server.one("POST", r"/schedules$")
+    assert request.location == REGION
+    schedule = request.body
+    assert schedule["cron"] == "TZ=America/New_York 0 3 * * 1"
+    assert int(schedule["maxConcurrentRunCount"]) == 1 and int(schedule["maxRunCount"]) == 12
+    job = schedule["createPipelineJobRequest"]["pipelineJob"]
+    assert job["serviceAccount"] == SA
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == f"gs://{BUCKET}/pipeline-root"
+    assert job["runtimeConfig"]["parameterValues"]["source"] == DATA
+
+
+def test_schedule_list_pause_resume_delete(server, capsys):
+    assert cli.main(["schedule", "create", "--cron", "*/30 * * * *", "--data", DATA, *_cloud(server)]) == 0
+    name = server.one("POST", r"/schedules$")
+    capsys.readouterr()
+    assert cli.main(["schedule", "list", *_cloud(server)]) == 0
+    listed = capsys.readouterr().out
+    schedule_name = listed.split()[0]
+    assert schedule_name.startswith(f"projects/{PROJECT}/locations/{REGION}/schedules/") and name
+    schedule_id = schedule_name.rsplit("/", 1)[-1]
+    for action, verb in (("pause", ":pause"), ("resume", ":resume")):
+        assert cli.main(["schedule", action, schedule_id, *_cloud(server)]) == 0
+        assert server.find("POST", rf"/schedules/{schedule_id}{verb}$")
+    assert cli.main(["schedule", "delete", schedule_id, *_cloud(server)]) == 0
+    assert server.find("DELETE", rf"/schedules/{schedule_id}$")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["schedule", "create", "--cron", "0 3 * *"], "has 4 field"),
+        (["schedule", "create", "--cron", "0 3 * * 1", "--timezone", "Moon/Base"], "unknown time zone"),
+        (["schedule", "create", "--cron", "61 3 * * 1"], "minute: 61 is outside 0-59"),
+        (["submit"], "no data"),
+        (["submit", "--data", DATA, "--region", "Europe West"], "not a region"),
+    ],
+)
+def test_bad_input_is_rejected_before_any_request(server, capsys, argv, message):
+    full = [*argv, "--project", PROJECT, "--bucket", BUCKET, "--api-endpoint", server.url]
+    if "--region" not in argv:
+        full += ["--region", REGION]
+    assert cli.main(full) == 2
+    assert message in capsys.readouterr().err
+    assert server.requests == []
+
+
+def test_submit_to_a_kubeflow_host(server, capsys):
+    assert cli.main(["submit", "--host", server.url, "--data", DATA, "--train-steps", "77"]) == 0
+    out = capsys.readouterr().out
+    run = server.one("POST", r"/apis/v2beta1/runs$").body
+    assert run["runtime_config"]["parameters"]["source"] == DATA
+    assert run["runtime_config"]["parameters"]["train_steps"] == 77
+    assert "/#/runs/details/" in out and out.strip().splitlines()[-1].startswith(server.url)
+
+
+def test_schedule_on_a_kubeflow_host_uses_six_field_cron(server, capsys):
+    code = cli.main(["schedule", "create", "--host", server.url, "--cron", "0 3 * * 1", "--data", DATA])
+    assert code == 0, capsys.readouterr()
+    body = server.one("POST", r"/apis/v2beta1/recurringruns$").body
+    assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
+    assert int(body["max_concurrency"]) == 1
