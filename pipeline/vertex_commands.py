@@ -41,8 +41,12 @@ def _cron(args: argparse.Namespace) -> None:
         raise UsageError("--max-runs must be at least 1")
 
 
-def _parameters(args: argparse.Namespace, bucket: str | None) -> dict[str, Any]:
+def _parameters(args: argparse.Namespace, bucket: str | None, target: Any = None) -> dict[str, Any]:
+    """Pipeline parameters: data, then defaults for where it deploys, then any --param."""
     params: dict[str, Any] = {}
+    if target is not None:
+        # On Vertex AI the model goes to its Model Registry and an endpoint in the same region.
+        params.update(deploy_target="vertex", project=target.project, region=target.region)
     data = args.data
     if data:
         local = [p for p in data.split(",") if "://" not in p]
@@ -91,7 +95,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         print(f"submitted run {run_id}\n{url}")
         return 0
     target = _target(args)
-    params = _parameters(args, target.bucket)
+    params = _parameters(args, target.bucket, target)
     job, url = vertex.submit(target, _compile(args, "vertex"), params, caching, labels=_labels(args))
     print(f"submitted {job.resource_name}\nDAG: {url}")
     if not args.wait:
@@ -130,7 +134,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
             print(f"created recurring run {getattr(run, 'recurring_run_id', run)} on {args.host}")
             return 0
         target = _target(args)
-        params = _parameters(args, target.bucket)
+        params = _parameters(args, target.bucket, target)
         schedule = vertex.create_schedule(target, _compile(args, "vertex"), params, args.cron, args.timezone,
                                           args.max_concurrent, args.max_runs, caching)  # fmt: skip
         print(f"created {schedule.resource_name}: '{args.cron}' ({args.timezone})")

@@ -52,6 +52,7 @@ def test_submit_sends_region_root_account_params_labels_caching_and_machines(ser
     assert job["labels"]["app"] == "taxifare" and job["labels"]["team"] == "fares"
     params = job["runtimeConfig"]["parameterValues"]
     assert params["source"] == DATA and params["train_steps"] == 1234
+    assert (params["deploy_target"], params["project"], params["region"]) == ("vertex", PROJECT, REGION)
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     assert all(t.get("cachingOptions", {}).get("enableCache", False) is False for t in tasks.values())
     pools = job["pipelineSpec"]["components"]["comp-train-model"]["inputDefinitions"]["parameters"][
