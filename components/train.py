@@ -80,6 +80,10 @@ def train_model(
         train_data.path, valid_data.path, model.path, tensorboard.path, work_dir,
         train_steps, train_batch_size, hidden_units, learning_rate, weight_decay, huber_delta, seed,
     )  # fmt: skip
+    if result.get("export_dir") is None:
+        # A non-chief replica of a multi-worker custom job: leave the step's outputs (and
+        # kfp's executor output, written on return) to the chief alone.
+        os._exit(0)
     record(result, model, metrics, tensorboard)
 
 

@@ -241,8 +241,8 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     final = evaluate()
     # Saving may run collectives, so every worker saves; only the chief's copy is kept.
     export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
-    if cfg.model_dir and chief:
-        model.save(net, cfg.model_dir)
+    if cfg.model_dir:
+        model.save(net, os.path.join(scratch, "model") if scratch else cfg.model_dir)
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
         say(f"worker {index} done: eval rmse {final['rmse']:.3f}; the chief exports")
