@@ -11,11 +11,19 @@ if TYPE_CHECKING:  # kfp's runtime import path breaks on python_component at run
 
 
 def deploy_local(model_dir: str, registry: str, metadata: dict) -> str:
+    """Register, then move the alias only if the champion is still the one evaluate beat."""
+    import os
+
     from registry.local import LocalRegistry
 
+    if not registry or not os.path.isabs(registry):
+        raise ValueError(
+            f"registry must be an absolute directory path for deploy_target=local, got {registry!r}; "
+            "on a cluster use a shared volume's path, or deploy_target=vertex"
+        )
     reg = LocalRegistry(registry)
     version = reg.register(model_dir, metadata)
-    reg.promote(version.name)
+    reg.promote(version.name, expected=metadata.get("replaced"))
     return version.name
 
 

@@ -33,17 +33,25 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             instances = predict.read_json_lines(f)
     except FileNotFoundError as err:
         raise UsageError(f"--json-instances file not found: {args.json_instances}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"--json-instances {args.json_instances}: cannot read it as text ({err})") from err
     except predict.InstanceError as err:
         raise UsageError(f"{args.json_instances}: {err}") from err
     if args.endpoint:
         from serving import client
 
-        predictions = client.predict(args.endpoint, instances)
+        try:
+            predictions = client.predict(args.endpoint, instances)
+        except client.EndpointError as err:
+            raise UsageError(str(err)) from err
     elif args.model_dir:
         try:
-            predictions = predict.Predictor(args.model_dir).predict_instances(instances)
+            predictor = predict.Predictor(args.model_dir)
         except FileNotFoundError as err:
             raise UsageError(str(err)) from err
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--model-dir {args.model_dir}: not a loadable SavedModel ({err})") from err
+        predictions = predictor.predict_instances(instances)
     else:
         raise UsageError("give --model-dir DIR (a SavedModel) or --endpoint URL")
     for item in predictions:
@@ -56,6 +64,10 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
 
     if args.rows < 10:
         raise UsageError("--rows must be at least 10")
+    if args.shards < 1:
+        raise UsageError("--shards must be at least 1")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file; give a directory")
     written = sample_data.write_splits(args.out, args.rows, args.seed, shards=args.shards)
     for split, paths in written.items():
         for path in paths:
@@ -102,8 +114,13 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        # The trainer owns its flags (the lab's); argparse's REMAINDER would swallow them.
+        from trainer import task
+
+        return task.main(argv[1:], prog="taxifare train")
+    parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
@@ -113,6 +130,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        message = service_error(err)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+def service_error(err: Exception) -> str | None:
+    """A readable line for the errors cloud SDKs and HTTP clients raise, or None for a bug."""
+    kind, module = type(err).__name__, type(err).__module__
+    if kind == "DefaultCredentialsError":
+        return (
+            "no Google Cloud credentials: run `gcloud auth application-default login` "
+            "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
+        )
+    if module.startswith(("google.api_core", "google.auth")):
+        return f"Google Cloud refused the request: {err}"
+    if module.startswith(("urllib3", "requests")) or isinstance(err, ConnectionError):
+        return f"cannot reach the server: {err}"
+    return None
 
 
 def absolute(path: str) -> str:

@@ -11,7 +11,7 @@ from typing import IO, Any
 from pipeline.cli import UsageError, absolute
 from pipeline.images import DEFAULT_IMAGE
 from pipeline.machines import TrainingMachines
-from trainer.features import DEFAULTS
+from trainer.features import CHAMPION_TOLERANCE, DEFAULTS
 
 DEFAULT_RUNS_ROOT = "runs"
 DEFAULT_REGISTRY = os.path.join("runs", "registry")
@@ -68,25 +68,46 @@ def _progress(stream: IO[str]) -> Callable[[Any], None]:
 def _data_params(args: argparse.Namespace, runs_root: str) -> dict:
     from pipeline import local_run
 
-    separate = [args.train_data, args.valid_data, args.test_data]
-    if args.data and any(separate):
+    separate = {"train": args.train_data, "valid": args.valid_data, "test": args.test_data}
+    if args.data and any(separate.values()):
         raise UsageError("give --data (split by key) or --train-data/--valid-data/--test-data, not both")
-    if any(separate):
-        if not all(separate):
+    if any(separate.values()):
+        if not all(separate.values()):
             raise UsageError("--train-data, --valid-data and --test-data go together")
-        return {"train_source": absolute(args.train_data), "valid_source": absolute(args.valid_data),
-                "test_source": absolute(args.test_data)}  # fmt: skip
+        return {f"{split}_source": _files(f"--{split}-data", spec) for split, spec in separate.items()}
     if args.data:
-        from trainer import sources
-
-        try:
-            files = sources.expand_paths(args.data)
-        except sources.DataError as err:
-            raise UsageError(f"--data: {err}") from err
-        return {"source": ",".join(f if "://" in f else absolute(f) for f in files)}
+        return {"source": _files("--data", args.data)}
     sample = local_run.sample_data(runs_root)
     print(f"data: generated sample in {sample} (use --data FILES for your own)")
     return {s + "_source": os.path.join(sample, f"{s}.csv") for s in ("train", "valid", "test")}
+
+
+def _files(flag: str, spec: str) -> str:
+    """Check that the files exist now (not inside a task later); local paths made absolute."""
+    from trainer import sources
+
+    try:
+        files = sources.expand_paths(spec)
+    except sources.DataError as err:
+        raise UsageError(f"{flag}: {err}") from err
+    return ",".join(f if "://" in f else absolute(f) for f in files)
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def _tolerance(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -162,12 +183,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-data", help="with --train-data: test CSV(s)")
     p.add_argument("--runs-root", default=DEFAULT_RUNS_ROOT, help="where runs are kept")
     p.add_argument("--registry", default=DEFAULT_REGISTRY, help="the local model registry (deploy target)")
-    p.add_argument("--train-steps", type=int, default=DEFAULTS.train_steps)
-    p.add_argument("--train-batch-size", type=int, default=DEFAULTS.train_batch_size)
-    p.add_argument("--hidden-units", type=int, nargs="+", default=list(DEFAULTS.hidden_units))
-    p.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate)
+    p.add_argument("--train-steps", type=_positive(int), default=DEFAULTS.train_steps)
+    p.add_argument("--train-batch-size", type=_positive(int), default=DEFAULTS.train_batch_size)
+    p.add_argument("--hidden-units", type=_positive(int), nargs="+", default=list(DEFAULTS.hidden_units))
+    p.add_argument("--learning-rate", type=_positive(float), default=DEFAULTS.learning_rate)
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--tolerance", type=float, default=0.02, help="how much worse than the champion may be deployed")
+    p.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        default=CHAMPION_TOLERANCE,
+        help="how much worse (relative RMSE) than the champion a candidate may be and still deploy",
+    )
     p.set_defaults(handler=_cmd_run)
 
     p = sub.add_parser("runs", help="list runs, or show one run's DAG and results", formatter_class=fmt)

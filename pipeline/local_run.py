@@ -25,7 +25,6 @@ from pipeline import pipeline as pipeline_lib
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
-_CACHED = re.compile(r"Task '([^']+)' cache hit|[Cc]ache hit for task '([^']+)'")
 SAMPLE_ROWS = 20_000
 SAMPLE_SEED = 0
 
@@ -33,7 +32,7 @@ SAMPLE_SEED = 0
 @dataclasses.dataclass
 class TaskRecord:
     name: str
-    state: str = "pending"  # running, succeeded, failed, skipped, cached
+    state: str = "pending"  # running, succeeded, failed, skipped
     started: float | None = None
     seconds: float | None = None
     outputs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -88,11 +87,6 @@ class _TaskEvents(logging.Filter):
             if task.started:
                 task.seconds = time.time() - task.started
             self.on_change(task)
-        elif m := _CACHED.search(message):
-            name = m.group(1) or m.group(2)
-            task = self.tasks.setdefault(name, TaskRecord(name))
-            task.state, task.seconds = "cached", 0.0
-            self.on_change(task)
         return True
 
 
@@ -129,6 +123,7 @@ def run(
         "params": params,
         "tasks": {},
     }
+    before = _registry_state(params["registry"])
     tasks: dict[str, TaskRecord] = {}
     events = _TaskEvents(tasks, progress or (lambda task: None))
     root_logger = logging.getLogger()
@@ -137,7 +132,13 @@ def run(
     log_path = os.path.join(run_dir, "pipeline.log")
     try:
         with open(log_path, "w") as log, _capture(log):
-            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root, raise_on_error=True)
+            # No local caching: kfp's cache keys on input paths, not file contents.
+            local.init(
+                runner=local.SubprocessRunner(use_venv=False),
+                pipeline_root=pipeline_root,
+                raise_on_error=True,
+                enable_caching=False,
+            )
             try:
                 pipeline_lib.build(target="local")(**params)
                 record["status"] = "succeeded"
@@ -147,6 +148,11 @@ def run(
     finally:
         root_logger.removeFilter(events)
     record["seconds"] = time.time() - record["started"]
+    after = _registry_state(params["registry"])
+    record["registry_changed"] = {
+        "champion": [before["champion"], after["champion"]] if before["champion"] != after["champion"] else None,
+        "new_versions": sorted(set(after["versions"]) - set(before["versions"])),
+    }
     _collect_outputs(pipeline_root, tasks)
     _explain_failures(log_path, tasks)
     for name in _expected_tasks():
@@ -165,6 +171,13 @@ def run(
     with open(os.path.join(run_dir, "run.json"), "w") as f:
         json.dump(record, f, indent=2, default=str)
     return record
+
+
+def _registry_state(root: str) -> dict[str, Any]:
+    from registry.local import LocalRegistry
+
+    reg = LocalRegistry(root)
+    return {"champion": reg.aliases().get("champion"), "versions": [v.name for v in reg.versions()]}
 
 
 def _expected_tasks() -> list[str]:

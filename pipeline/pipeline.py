@@ -11,11 +11,10 @@ from kfp.dsl.graph_component import GraphComponent
 from components import deploy, evaluate, stage_data, train
 from pipeline.images import DEFAULT_IMAGE
 from pipeline.machines import TrainingMachines
-from trainer.features import DEFAULT_MAX_BAD_FRACTION, DEFAULTS
+from trainer.features import CHAMPION_TOLERANCE, DEFAULT_MAX_BAD_FRACTION, DEFAULTS, TEST_FRACTION, VALID_FRACTION
 
 PIPELINE_NAME = "taxifare"
 TARGETS = ("local", "vertex")
-DEFAULT_TOLERANCE = 0.02
 
 
 def _custom_job(train_op, machines: TrainingMachines):
@@ -38,6 +37,8 @@ def build(
 ) -> GraphComponent:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
+    # Each target deploys where its runs live; a parameter overrides it.
+    default_deploy_target = "vertex" if target == "vertex" else "local"
     stage_op = stage_data.component(image)
     train_op = train.component(image)
     if target == "vertex":
@@ -54,8 +55,8 @@ def build(
         train_source: str = "",
         valid_source: str = "",
         test_source: str = "",
-        valid_fraction: float = 0.1,
-        test_fraction: float = 0.1,
+        valid_fraction: float = VALID_FRACTION,
+        test_fraction: float = TEST_FRACTION,
         max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
         train_steps: int = DEFAULTS.train_steps,
         train_batch_size: int = DEFAULTS.train_batch_size,
@@ -64,8 +65,8 @@ def build(
         weight_decay: float = DEFAULTS.weight_decay,
         huber_delta: float = DEFAULTS.huber_delta,
         seed: int = DEFAULTS.seed,
-        tolerance: float = DEFAULT_TOLERANCE,
-        deploy_target: str = "local",
+        tolerance: float = CHAMPION_TOLERANCE,
+        deploy_target: str = default_deploy_target,
         registry: str = "",
         bq_table: str = "",
         bq_query: str = "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-ICONS = {"succeeded": "✔", "failed": "✘", "skipped": "⊘", "cached": "↺", "running": "…", "pending": "·"}
+ICONS = {"succeeded": "✔", "failed": "✘", "skipped": "⊘", "running": "…", "pending": "·"}
 DAG = [
     ("stage-data", "stage data", []),
     ("train-model", "train", ["stage-data"]),
@@ -82,7 +82,16 @@ def summary(record: dict[str, Any]) -> str:
     lines = [head, "", dag(record), ""]
     if record["status"] == "failed":
         lines.append(f"FAILED in task {record.get('failed_task', '?')}: {record.get('error', '')}")
-        lines.append("The registry and its champion were not changed.")
+        changed = record.get("registry_changed") or {}
+        if changed.get("champion"):
+            lines.append("The champion moved: {} -> {}.".format(*changed["champion"]))
+        elif changed.get("new_versions"):
+            lines.append(
+                f"The champion was not changed; version(s) {', '.join(changed['new_versions'])} were registered "
+                "but not promoted."
+            )
+        else:
+            lines.append("The registry and its champion were not changed.")
     else:
         version = record.get("deployed_version")
         lines.append(f"deployed: {version}" if version else "deployed: nothing (the champion stays)")

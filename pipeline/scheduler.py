@@ -48,7 +48,10 @@ def run_schedule(
             else:
                 started += 1
                 log(f"{next_time.isoformat()}: run {started} starting")
-                status = run_once()
+                try:
+                    status = run_once()
+                except Exception as err:  # one bad run (data gone, say) must not end the schedule
+                    status = f"could not run: {err}"
                 log(f"{clock().isoformat()}: run {started} {status}")
         after = cron.next_after(clock())
         missed = 0

@@ -69,6 +69,17 @@ def _parameters(args: argparse.Namespace, bucket: str | None, target: Any = None
     return params
 
 
+def _host_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """On a Kubeflow cluster a pod's disk is gone after the run: deployment must name a lasting place."""
+    params = _parameters(args, args.bucket)
+    if params.get("deploy_target") != "vertex" and not str(params.get("registry", "")).startswith("/"):
+        raise UsageError(
+            "on a Kubeflow cluster, say where blessed models go: --param deploy_target=vertex "
+            "--param project=P --param region=R, or --param registry=/path/on/a/shared/volume"
+        )
+    return params
+
+
 def _literal(value: str) -> Any:
     import json
 
@@ -90,7 +101,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     caching = False if args.no_cache else None
     if args.host:
-        params = _parameters(args, args.bucket)
+        params = _host_parameters(args)
         run_id, url = vertex.kfp_submit(args.host, _compile(args, "local"), params, caching, args.experiment)
         print(f"submitted run {run_id}\n{url}")
         return 0
@@ -128,7 +139,9 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         if args.host:
             if args.max_runs is not None:
                 raise UsageError("--max-runs is not supported by Kubeflow recurring runs; leave it out with --host")
-            params = _parameters(args, args.bucket)
+            if args.timezone != "UTC":
+                raise UsageError("Kubeflow recurring runs read cron in UTC: convert the time and leave out --timezone")
+            params = _host_parameters(args)
             run = vertex.kfp_schedule(args.host, _compile(args, "local"), params, args.cron, args.max_concurrent,
                                       caching, args.experiment)  # fmt: skip
             print(f"created recurring run {getattr(run, 'recurring_run_id', run)} on {args.host}")

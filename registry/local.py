@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 CHAMPION = "champion"
+VERSION_NAME = re.compile(r"^v\d+$")
+ANY = object()  # set_alias without a compare-and-set condition
 
 
 class RegistryError(LookupError):
@@ -52,6 +55,8 @@ class LocalRegistry:
         return [self.get(n) for n in names]
 
     def get(self, name: str) -> Version:
+        if not VERSION_NAME.match(name):
+            raise RegistryError(f"{name!r} is not a version name (v0001, v0002, ...)")
         path = os.path.join(self.versions_dir, name)
         meta_path = os.path.join(path, "metadata.json")
         if not os.path.isfile(meta_path):
@@ -100,17 +105,24 @@ class LocalRegistry:
         numbers = [int(v.name[1:]) for v in self.versions()]
         return f"v{max(numbers, default=0) + 1:04d}"
 
-    def set_alias(self, alias: str, version: str) -> None:
+    def set_alias(self, alias: str, version: str, expected: object = ANY) -> None:
+        """Point `alias` at `version`; with `expected`, only if it still points there (else fail)."""
         self.get(version)  # must exist
         # The lock serialises read-modify-write of the alias file between concurrent runs.
         with open(os.path.join(self.root, ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.aliases().get(alias)
+            if expected is not ANY and current != expected:
+                raise RegistryError(
+                    f"{alias} moved to {current} while this run was evaluated against {expected}; "
+                    f"{version} stays registered but not {alias} (promote it by hand if it should be)"
+                )
             aliases = {**self.aliases(), alias: version}
             fd, tmp = tempfile.mkstemp(prefix=".aliases-", dir=self.root)
             with os.fdopen(fd, "w") as f:
                 json.dump(aliases, f, indent=2, sort_keys=True)
             os.replace(tmp, self.aliases_path)
 
-    def promote(self, version: str) -> Version:
-        self.set_alias(CHAMPION, version)
+    def promote(self, version: str, expected: object = ANY) -> Version:
+        self.set_alias(CHAMPION, version, expected)
         return self.get(version)

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from pipeline.cli import UsageError
 from trainer.features import FEATURES, LABEL
 from trainer.predict import check_instances, format_predictions
 
@@ -26,7 +25,7 @@ LOCAL_CHUNK = 5_000
 VERTEX_CHUNK = 1_000
 
 
-class EndpointError(UsageError):
+class EndpointError(Exception):
     """The endpoint could not be reached or refused the request; the message says which and why."""
 
 

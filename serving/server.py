@@ -612,13 +612,14 @@ class App:
         self.clock = time.monotonic()
         self.date = email.utils.formatdate(usegmt=True)
         self.fatal: asyncio.Future = loop.create_future()
-        self._timers: list[asyncio.TimerHandle] = []
+        self._tick_timer: asyncio.TimerHandle | None = None
+        self._poll_timer: asyncio.TimerHandle | None = None
 
     # lifecycle
 
     def start(self) -> None:
         if self.registry is not None:
-            self._check_registry()
+            self._poll()
         else:
             assert self.model_dir is not None
             self._load(self.model_dir, None, None, {"source": "model_dir"})
@@ -632,16 +633,17 @@ class App:
         for conn in list(self.connections):
             if not conn.busy and now - conn.last_active > KEEPALIVE_SECONDS:
                 conn.close()
-        self._timers = [self.loop.call_later(1.0, self._tick)]
-        if self.registry is not None:
-            self._timers.append(self.loop.call_later(self.poll_seconds, self._poll))
+        self._tick_timer = self.loop.call_later(1.0, self._tick)
 
     def _poll(self) -> None:
+        """Check the registry every poll_seconds; each poll schedules the next."""
         self._check_registry()
+        self._poll_timer = self.loop.call_later(self.poll_seconds, self._poll)
 
     def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        for timer in (self._tick_timer, self._poll_timer):
+            if timer is not None:
+                timer.cancel()
         self.batcher.executor.shutdown(wait=False)
         self.loader.shutdown(wait=False)
 

@@ -120,3 +120,32 @@ def test_deploy_registers_with_metadata_and_promotes(trained, tmp_path):
     assert champion.name == version == "v0001"
     assert champion.metadata["data_fingerprint"] == "abc123" and champion.metadata["run_id"] == "run-1"
     assert champion.metadata["metrics"]["candidate"]["rmse"] == 1.0
+
+
+def test_deploy_does_not_overwrite_a_champion_that_moved_since_evaluation(trained, tmp_path):
+    """Two runs at once: the one evaluated against v0001 must not replace v0002."""
+    reg = LocalRegistry(str(tmp_path / "reg"))
+    reg.promote(reg.register(trained["export_dir"], {"run_id": "a"}).name)
+    decision = {"blessed": True, "reason": "ok", "candidate": {"rmse": 1.0}, "baseline": {"rmse": 2.0},
+                "champion": {"rmse": 1.1}, "champion_version": "v0001", "test_rows": 10}  # fmt: skip
+    path = tmp_path / "decision.json"
+    path.write_text(json.dumps(decision))
+    reg.promote(reg.register(trained["export_dir"], {"run_id": "b"}).name)  # another run won meanwhile
+    with pytest.raises(RegistryError, match="champion moved to v0002 while this run was evaluated against v0001"):
+        deploy.deploy(trained["export_dir"], str(path), "fp", "local", reg.root, "run-c")
+    assert reg.champion().name == "v0002"
+    assert [v.name for v in reg.versions()] == ["v0001", "v0002", "v0003"]
+
+
+def test_deploy_local_needs_an_absolute_registry(trained, tmp_path):
+    decision = tmp_path / "decision.json"
+    decision.write_text(json.dumps({"blessed": True, "reason": "", "candidate": {}, "baseline": {}, "champion": None,
+                                    "test_rows": 1}))  # fmt: skip
+    for registry in ("", "relative/dir"):
+        with pytest.raises(ValueError, match="registry must be an absolute directory path"):
+            deploy.deploy(trained["export_dir"], str(decision), "fp", "local", registry, "run")
+
+
+def test_version_names_cannot_escape_the_registry(tmp_path):
+    with pytest.raises(RegistryError, match="not a version name"):
+        LocalRegistry(str(tmp_path)).promote("../../etc/v0001")

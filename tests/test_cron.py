@@ -102,3 +102,21 @@ def test_scheduler_skips_while_another_scheduler_holds_the_runs_root(tmp_path):
         )  # fmt: skip
     assert [s.strftime("%H:%M") for s in starts] == ["10:02"]
     assert any("10:01:00+00:00: another run" in line for line in logs)
+
+
+def test_a_run_that_raises_does_not_end_the_schedule(tmp_path):
+    clock = FakeClock(dt.datetime(2026, 11, 27, 10, 0, tzinfo=UTC))
+    calls, logs = [], []
+
+    def run_once() -> str:
+        calls.append(clock.now())
+        if len(calls) == 1:
+            raise FileNotFoundError("data.csv is gone")
+        return "succeeded"
+
+    n = scheduler.run_schedule(
+        cron.parse("* * * * *"), UTC, run_once, str(tmp_path / "lock"), logs.append,
+        max_runs=2, sleep=clock.sleep, now=clock.now,
+    )  # fmt: skip
+    assert n == 2 and len(calls) == 2
+    assert any("could not run: data.csv is gone" in line for line in logs)

@@ -69,9 +69,18 @@ def test_bad_data_fails_the_run_names_the_task_and_leaves_the_champion(workspace
     assert record["status"] == "failed" and record["failed_task"] == "stage-data"
     assert record["tasks"]["train-model"]["state"] == "skipped"
 
-    # The same command works once the data is fixed.
     assert cli.main(["runs", "show", run_id, "--runs-root", workspace["runs"]]) == 0
     assert "✘ stage-data" in capsys.readouterr().out
+
+    # The same command works once the data is fixed.
+    from trainer import sample_data
+
+    sample_data.write_csv(sample_data.generate(3000, seed=11), str(bad))
+    code = cli.main(["run", "--data", str(bad), "--runs-root", workspace["runs"], "--registry", workspace["registry"],
+                     "--train-steps", "10"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "SUCCEEDED" in out and "not blessed" in out  # ten steps cannot beat the champion
 
 
 def test_runs_and_models_commands(workspace, capsys):
@@ -86,7 +95,9 @@ def test_runs_and_models_commands(workspace, capsys):
 
 def test_run_record_is_json_with_task_durations(workspace):
     runs = local_run.list_runs(workspace["runs"])
-    ok = next(r for r in runs if r["status"] == "succeeded")
+    ok = next(r for r in runs if r["deployed_version"])
     with open(os.path.join(ok["run_dir"], "run.json")) as f:
         record = json.load(f)
-    assert all(record["tasks"][t]["seconds"] > 0 for t in ("stage-data", "train-model", "evaluate-model"))
+    for name in ("stage-data", "train-model", "evaluate-model", "deploy-model"):
+        assert record["tasks"][name]["state"] == "succeeded"
+        assert isinstance(record["tasks"][name]["seconds"], float)

@@ -123,3 +123,21 @@ def test_streaming_chunks_cover_all_rows(tmp_path):
     assert sum(len(c["key"]) for c in chunks) == totals.kept
     _whole, stats = sources.read_columns(paths)
     assert stats.kept == totals.kept and stats.rejected == totals.rejected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "fare_amount,pickuplon,pickuplat,dropofflon,dropofflat,passengers,key\n"], ids=["empty", "header"]
+)
+def test_a_file_without_rows_fails_naming_it(tmp_path, text):
+    path = _write(tmp_path / "nothing.csv", text)
+    with pytest.raises(sources.DataError, match=r"nothing\.csv: no data rows"):
+        sources.read_columns(path)
+
+
+def test_a_byte_order_mark_does_not_hide_the_header(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbffare_amount,pickuplon,pickuplat,dropofflon,dropofflat,passengers\n8.5,-73.98,40.75,-73.97,40.76,1\n"
+    )
+    cols, stats = sources.read_columns(str(path))
+    assert stats.kept == 1 and cols["fare_amount"][0] == 8.5

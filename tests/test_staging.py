@@ -63,7 +63,7 @@ def test_changed_content_or_name_goes_to_a_new_folder(bucket, files):
     with open(files / "train.csv", "a") as f:
         f.write("9.5,-73.98,40.75,-73.97,40.76,1,extra\n")
     changed = staging.stage([str(files / "train.csv")], bucket)
-    os.rename(files / "valid.csv", files / "other.csv")
+    os.rename(files / "train.csv", files / "other.csv")  # the same bytes under another name
     renamed = staging.stage([str(files / "other.csv")], bucket)
     assert len({first.prefix, changed.prefix, renamed.prefix}) == 3
 

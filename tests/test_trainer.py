@@ -185,3 +185,48 @@ def test_predict_cli_names_the_bad_line_and_field(trained, tmp_path, capsys, lin
     instances.write_text(good + "\n" + line + "\n")
     assert cli.main(["predict", "--model-dir", trained["export_dir"], "--json-instances", str(instances)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_taxifare_train_takes_the_lab_flags(tmp_path, sample_dir, capsys):
+    from pipeline import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0 and "--train_data_paths" in capsys.readouterr().out
+    code = cli.main(
+        [
+            "train",
+            "--train_data_paths", os.path.join(sample_dir, "train.csv"),
+            "--eval_data_paths", os.path.join(sample_dir, "valid.csv"),
+            "--output_dir", str(tmp_path / "out"),
+            "--train_steps", "20",
+            "--hidden_units", "8", "4",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 20
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--checkpoint_every", "-5"], "must be 0 or more"),
+        (["--hidden_units", "0"], "must be a positive integer"),
+        (["--max_bad_fraction", "1.5"], "must be between 0 and 1"),
+    ],
+)
+def test_bad_flags_are_refused_before_training(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        task.build_parser().parse_args(["--train_data_paths", "a", "--eval_data_paths", "b", *flags])
+    assert message in capsys.readouterr().err
+
+
+def test_resuming_with_other_settings_says_so(tmp_path, sample_dir, capsys):
+    base = [
+        "--train_data_paths", os.path.join(sample_dir, "train.csv"),
+        "--eval_data_paths", os.path.join(sample_dir, "valid.csv"),
+        "--output_dir", str(tmp_path / "o"),
+    ]  # fmt: skip
+    assert task.main([*base, "--train_steps", "10", "--hidden_units", "8"]) == 0
+    assert task.main([*base, "--train_steps", "20", "--hidden_units", "16"]) == 2
+    assert "cannot resume" in capsys.readouterr().err

@@ -135,16 +135,24 @@ def test_bad_input_is_rejected_before_any_request(server, capsys, argv, message)
 
 
 def test_submit_to_a_kubeflow_host(server, capsys):
-    assert cli.main(["submit", "--host", server.url, "--data", DATA, "--train-steps", "77"]) == 0
+    assert cli.main(["submit", "--host", server.url, "--data", DATA, "--train-steps", "77"]) == 2
+    assert "say where blessed models go" in capsys.readouterr().err
+    assert server.find("POST", r"/apis/v2beta1/runs$") == []
+    argv = ["submit", "--host", server.url, "--data", DATA, "--train-steps", "77", "--param", "registry=/mnt/models"]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     run = server.one("POST", r"/apis/v2beta1/runs$").body
     assert run["runtime_config"]["parameters"]["source"] == DATA
     assert run["runtime_config"]["parameters"]["train_steps"] == 77
+    assert run["runtime_config"]["parameters"]["registry"] == "/mnt/models"
     assert "/#/runs/details/" in out and out.strip().splitlines()[-1].startswith(server.url)
 
 
 def test_schedule_on_a_kubeflow_host_uses_six_field_cron(server, capsys):
-    code = cli.main(["schedule", "create", "--host", server.url, "--cron", "0 3 * * 1", "--data", DATA])
+    argv = ["schedule", "create", "--host", server.url, "--cron", "0 3 * * 1", "--data", DATA]
+    assert cli.main([*argv, "--timezone", "Europe/Paris", "--param", "registry=/mnt/m"]) == 2
+    assert "read cron in UTC" in capsys.readouterr().err
+    code = cli.main([*argv, "--param", "deploy_target=vertex", "--param", "project=p1", "--param", "region=us-east1"])
     assert code == 0, capsys.readouterr()
     body = server.one("POST", r"/apis/v2beta1/recurringruns$").body
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"

@@ -34,6 +34,11 @@ NYC_LAT = (40.2, 41.7)
 FARE_RANGE = (2.5, 500.0)
 PASSENGERS_RANGE = (1, 6)
 DEFAULT_MAX_BAD_FRACTION = 0.10
+# Staging splits by key hash into these shares (train gets the rest).
+VALID_FRACTION = 0.1
+TEST_FRACTION = 0.1
+# A candidate may be this much worse (relative RMSE) than the champion and still deploy.
+CHAMPION_TOLERANCE = 0.02
 
 # Local planar approximation around Manhattan: kilometres per degree.
 CENTER_LON, CENTER_LAT = -73.9857, 40.7484

@@ -17,7 +17,11 @@ import pyarrow.csv as pacsv
 from trainer import features
 from trainer.features import FEATURES, KEY, LABEL
 
-SPLITS = {"train": 0.8, "valid": 0.1, "test": 0.1}
+SPLITS = {
+    "train": 1 - features.VALID_FRACTION - features.TEST_FRACTION,
+    "valid": features.VALID_FRACTION,
+    "test": features.TEST_FRACTION,
+}
 DIRTY_SHARE = 0.01
 _GRID = math.radians(features.GRID_ROTATION_DEG)
 

@@ -5,6 +5,7 @@ No TensorFlow here: data staging and evaluation of the baseline use this module 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import glob
@@ -98,6 +99,8 @@ def open_binary(path: str) -> IO[bytes]:
 def _sniff_header(stream: IO[bytes]) -> tuple[bytes, list[str] | None]:
     """Read the first line; return it and the canonical column names if it is a header."""
     first = stream.readline()
+    if first.startswith(codecs.BOM_UTF8):  # files saved by spreadsheet tools
+        first = first[len(codecs.BOM_UTF8) :]
     row = next(csv.reader([first.decode("utf-8", "replace")]), [])
     fields = [features.canonical_name(f) for f in row]
     if LABEL in fields or set(FEATURES) <= set(fields):
@@ -109,12 +112,6 @@ def iter_file(
     path: str, *, require_label: bool = True, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[tuple[Columns, ReadStats]]:
     """Yield (valid columns, stats of this block) for one CSV file, block by block."""
-    malformed = [0]
-
-    def on_invalid(_row: object) -> str:
-        malformed[0] += 1
-        return "skip"
-
     with open_binary(path) as raw:
         first, header = _sniff_header(raw)
         if header is None:
@@ -129,28 +126,46 @@ def iter_file(
                 )
             names = _dedupe(header)
             rest = raw
-        wanted = [c for c in (*NUMERIC, KEY) if c in names]
-        reader = pacsv.open_csv(
-            rest,
-            read_options=pacsv.ReadOptions(column_names=names, block_size=block_bytes),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=wanted,
-                column_types={c: pa.string() for c in wanted},
-                strings_can_be_null=True,
-            ),
-        )
-        offset = 0
-        for batch in reader:
-            columns, stats = _validate_batch(batch, path, offset, require_label)
-            offset += batch.num_rows
-            if malformed[0]:
-                stats.rejected["malformed_row"] += malformed[0]
-                stats.rows += malformed[0]
-                malformed[0] = 0
-            yield columns, stats
-        if malformed[0]:
-            yield _empty(require_label), ReadStats(rows=malformed[0], rejected=Counter(malformed_row=malformed[0]))
+        try:
+            yield from _parse(path, rest, names, require_label, block_bytes)
+        except pa.ArrowInvalid as err:
+            if "Empty CSV" in str(err):
+                raise DataError(f"{path}: no data rows; is the file empty?") from err
+            raise DataError(f"{path}: cannot be read as CSV ({err})") from err
+
+
+def _parse(
+    path: str, rest: IO[bytes] | _Prefixed, names: list[str], require_label: bool, block_bytes: int
+) -> Iterator[tuple[Columns, ReadStats]]:
+    malformed = 0
+
+    def on_invalid(_row: object) -> str:
+        nonlocal malformed
+        malformed += 1
+        return "skip"
+
+    wanted = [c for c in (*NUMERIC, KEY) if c in names]
+    reader = pacsv.open_csv(
+        rest,
+        read_options=pacsv.ReadOptions(column_names=names, block_size=block_bytes),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=wanted,
+            column_types={c: pa.string() for c in wanted},
+            strings_can_be_null=True,
+        ),
+    )
+    offset = 0
+    for batch in reader:
+        columns, stats = _validate_batch(batch, path, offset, require_label)
+        offset += batch.num_rows
+        if malformed:
+            stats.rejected["malformed_row"] += malformed
+            stats.rows += malformed
+            malformed = 0
+        yield columns, stats
+    if malformed:
+        yield _empty(require_label), ReadStats(rows=malformed, rejected=Counter(malformed_row=malformed))
 
 
 def _dedupe(names: list[str]) -> list[str]:

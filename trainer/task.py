@@ -23,6 +23,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -64,7 +71,7 @@ def build_parser(prog: str = "python -m trainer.task") -> argparse.ArgumentParse
     )
     p.add_argument(
         "--eval_steps",
-        type=int,
+        type=_non_negative_int,
         default=DEFAULTS.eval_steps,
         help="evaluate on this many batches of 8192; 0 = the whole eval set",
     )
@@ -98,7 +105,10 @@ def build_parser(prog: str = "python -m trainer.task") -> argparse.ArgumentParse
         help="fail when a file has a larger share of invalid rows",
     )
     p.add_argument(
-        "--checkpoint_every", type=int, default=0, help="steps between checkpoints/evaluations; 0 = about ten per run"
+        "--checkpoint_every",
+        type=_non_negative_int,
+        default=0,
+        help="steps between checkpoints/evaluations; 0 = about ten per run",
     )
     p.add_argument(
         "--input_mode",
@@ -146,6 +156,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m trainer.task"
     try:
         result = train.train_and_evaluate(cfg)
     except sources.DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # settings that do not fit the data or an earlier run's checkpoint
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps({k: result[k] for k in ("rmse", "mae", "steps", "examples_per_sec", "export_dir")}))

@@ -46,6 +46,24 @@ class TrainConfig:
     # None: from TF_CONFIG or Vertex's CLUSTER_SPEC; several workers train together.
     cluster: distribute.Cluster | None = None
 
+    def check(self) -> None:
+        """Settings that cannot work fail here, naming the flag, before any data is read."""
+        problems = []
+        if self.train_steps <= 0:
+            problems.append(f"--train_steps must be positive, got {self.train_steps}")
+        if self.train_batch_size <= 0:
+            problems.append(f"--train_batch_size must be positive, got {self.train_batch_size}")
+        if self.checkpoint_every < 0 or self.eval_steps < 0:
+            problems.append("--checkpoint_every and --eval_steps must be 0 or more")
+        if not self.hidden_units or min(self.hidden_units) <= 0:
+            problems.append(f"--hidden_units must be positive sizes, got {list(self.hidden_units)}")
+        if self.learning_rate <= 0 or self.huber_delta <= 0 or self.weight_decay < 0:
+            problems.append("--learning_rate and --huber_delta must be positive, --weight_decay 0 or more")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            problems.append(f"--max_bad_fraction must be between 0 and 1, got {self.max_bad_fraction}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
     @property
     def checkpoints(self) -> str:
         return self.checkpoint_dir or os.path.join(self.output_dir, "checkpoints")
@@ -100,8 +118,7 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     """Train, evaluate, export; write and return metrics. Resumes from the last checkpoint."""
     started = time.perf_counter()
     say = progress or log.info
-    if cfg.train_steps <= 0:
-        raise ValueError(f"--train_steps must be positive, got {cfg.train_steps}")
+    cfg.check()
     cluster = cfg.cluster or distribute.from_environment(os.environ)
     # Created first: the collective ops of several workers must be set up before any other op.
     strategy = distribute.strategy(cluster)
@@ -157,7 +174,13 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     manager = tf.train.CheckpointManager(checkpoint, scratch or cfg.checkpoints, max_to_keep=3)
     latest = tf.train.latest_checkpoint(cfg.checkpoints)
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
+        try:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as err:
+            raise ValueError(
+                f"cannot resume from {latest}: it was written with other settings ({str(err)[:200]}); "
+                "rerun with the same flags or use a fresh --output_dir"
+            ) from err
         say(f"resumed from {latest} at step {int(step.numpy())}")
 
     delta = tf.constant(cfg.huber_delta, tf.float32)
