@@ -24,13 +24,14 @@ install: $(STAMP) ## create .venv and install the project (only when pyproject.t
 run: $(STAMP) ## run the whole pipeline locally on generated sample data
 	$(BIN)/taxifare run $(RUN_ARGS)
 
-test: $(STAMP) lint ## lint, type-check and run the test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) lint ## lint, type-check and run the test suite (the image build is `make image-test`)
+	$(BIN)/python -m pytest -m "not image" $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff, mypy and hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 format: $(STAMP) ## apply ruff's formatting and fixes
 	$(BIN)/ruff format .
@@ -40,3 +41,5 @@ compile: $(STAMP) ## compile the pipeline to $(PIPELINE_OUT)
 	$(BIN)/taxifare compile --out $(PIPELINE_OUT)
 
 .PHONY: help install run test lint format compile
+
+include make/image.mk

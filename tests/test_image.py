@@ -1,0 +1,190 @@
+"""The container image: built with scripts/build_image.sh, then run as Vertex AI would run it.
+
+Slow (a cold build is minutes; a rebuild after a source change is about one), so behind the
+`image` marker and skipped where podman is absent. TAXIFARE_TEST_IMAGE names the tag to build.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PODMAN = [str(ROOT / "scripts" / "podman.sh")]
+IMAGE = os.environ.get("TAXIFARE_TEST_IMAGE", "localhost/taxifare:test")
+
+pytestmark = [
+    pytest.mark.image,
+    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed (apt-get install podman runc)"),
+]
+
+
+def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _podman_run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return _run(*PODMAN, "run", "--rm", "--network=none", *args, timeout=timeout)
+
+
+def _ok(proc: subprocess.CompletedProcess[str]) -> str:
+    if proc.returncode != 0:
+        pytest.fail(f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    _ok(_run(str(ROOT / "scripts" / "build_image.sh"), IMAGE, timeout=1800))
+    return IMAGE
+
+
+def test_entrypoint_is_the_trainer(image: str) -> None:
+    out = _ok(_podman_run(image, "--help"))
+    assert out.startswith("usage: python -m trainer.task")
+    assert "--train_data_paths" in out
+
+
+def test_python_on_path_runs_trainer_and_kfp_executor_as_non_root(image: str) -> None:
+    script = "id -u; python -m trainer.task --help >/dev/null; python3 -m kfp.dsl.executor_main --help; taxifare --help"
+    out = _ok(_podman_run("--entrypoint", "sh", image, "-c", script))
+    assert out.splitlines()[0] == "10001"
+    assert "--function_to_execute" in out
+    assert "sample-data" in out
+
+
+def test_no_build_secret_or_pip_cache_in_the_image(image: str) -> None:
+    script = "ls /run/secrets /root/.cache/pip /src /tmp/dist 2>/dev/null; true"
+    out = _ok(_podman_run("--user", "0", "--entrypoint", "sh", image, "-c", script))
+    assert out.strip() == ""
+
+
+def test_one_training_step_inside_the_image(image: str, tmp_path: pathlib.Path) -> None:
+    """A Vertex custom job's life in small: sample data, train 20 steps, export where mounted."""
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)  # the image runs as uid 10001
+    script = (
+        "set -e; taxifare sample-data --rows 2000 --out /tmp/data >/dev/null; "
+        "python -m trainer.task --train_data_paths /tmp/data/train.csv --eval_data_paths /tmp/data/valid.csv "
+        "--output_dir /work/out --train_steps 20 --hidden_units 8 4"
+    )
+    out = _ok(_podman_run("-v", f"{work}:/work", "--entrypoint", "sh", image, "-c", script))
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["steps"] == 20
+    export = work / "out" / result["export_dir"].removeprefix("/work/out/")
+    assert (export / "saved_model.pb").is_file()
+
+
+def test_kfp_executor_runs_a_lightweight_component(image: str, tmp_path: pathlib.Path) -> None:
+    """What a KFP lightweight component with base_image=IMAGE runs on Vertex, minus the launcher."""
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)
+    (work / "component.py").write_text(
+        textwrap.dedent(
+            """
+            from kfp import dsl
+
+            @dsl.component
+            def fare_sum(a: float, b: float) -> float:
+                import trainer.features  # the project's own package, from the image
+
+                return a + b
+            """
+        )
+    )
+    executor_input = {
+        "inputs": {"parameterValues": {"a": 2.5, "b": 4}},
+        "outputs": {
+            "parameters": {"Output": {"outputFile": "/work/Output"}},
+            "outputFile": "/work/executor_output.json",
+        },
+    }
+    _ok(
+        _podman_run(
+            "-v",
+            f"{work}:/work",
+            "--entrypoint",
+            "python3",
+            image,
+            "-m",
+            "kfp.dsl.executor_main",
+            "--component_module_path",
+            "/work/component.py",
+            "--function_to_execute",
+            "fare_sum",
+            "--executor_input",
+            json.dumps(executor_input),
+        )
+    )
+    output = json.loads((work / "executor_output.json").read_text())
+    assert output["parameterValues"]["Output"] == 6.5
+
+
+def test_stage_data_step_runs_as_kfp_runs_it(image: str, tmp_path: pathlib.Path) -> None:
+    """components/stage_data.py's own container command and args, with the launcher's executor input."""
+    stage_data = pytest.importorskip("components.stage_data")
+    if not hasattr(stage_data, "component"):
+        pytest.skip("components.stage_data has no component(image) yet")
+    spec = stage_data.component(image).component_spec
+    container = spec.implementation.container
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)
+    _ok(
+        _podman_run(
+            "-v",
+            f"{work}:/work",
+            "--entrypoint",
+            "taxifare",
+            image,
+            "sample-data",
+            "--rows",
+            "2000",
+            "--out",
+            "/work/data",
+        )
+    )
+
+    known = {"source": "/work/data/train.csv", "valid_fraction": 0.1, "test_fraction": 0.1, "max_bad_fraction": 0.05}
+    params = {}
+    for name, spec_input in (spec.inputs or {}).items():
+        if name in known:
+            params[name] = known[name]
+        elif spec_input.default is not None:
+            params[name] = spec_input.default
+        else:  # an empty value of the declared type: "", 0, 0.0
+            params[name] = {"String": "", "Integer": 0, "Float": 0.0, "Boolean": False}[spec_input.type]
+    artifacts = {
+        name: {
+            "artifacts": [{"name": name, "type": {"schemaTitle": out.type.split("@")[0]}, "uri": f"/work/out/{name}"}]
+        }
+        for name, out in (spec.outputs or {}).items()
+    }
+    executor_input = {
+        "inputs": {"parameterValues": params},
+        "outputs": {"artifacts": artifacts, "outputFile": "/work/out/executor_output.json"},
+    }
+    args = [a.replace("{{$}}", json.dumps(executor_input)) for a in container.args]
+    (work / "out").mkdir()
+    (work / "out").chmod(0o777)
+    _ok(_podman_run("-v", f"{work}:/work", "--entrypoint", container.command[0], image, *container.command[1:], *args))
+
+    output = json.loads((work / "out" / "executor_output.json").read_text())
+    rows = {name: output["artifacts"][name]["artifacts"][0]["metadata"]["rows"] for name in ("train", "valid", "test")}
+    assert rows["train"] > rows["valid"] > 0
+    assert "fare_amount" in (work / "out" / "train").read_text().splitlines()[0]
+
+
+COMPONENT_MODULES = sorted(p.stem for p in (ROOT / "components").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.skipif(not COMPONENT_MODULES, reason="no components/*.py yet")
+def test_every_component_module_imports_inside_the_image(image: str) -> None:
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module('components.' + name)\n"
+    _ok(_podman_run("--entrypoint", "python", image, "-c", code, *COMPONENT_MODULES))
