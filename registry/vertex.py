@@ -4,11 +4,13 @@ Every blessed model becomes a new *version* of one parent model (`taxifare`), se
 Vertex's prebuilt TensorFlow 2 container. Deploying goes:
 
     upload version -> endpoint (created when missing) -> deploy with 100% traffic
-    -> undeploy the previous deployed model(s) -> move the `champion` alias
+    -> move the `champion` alias -> undeploy the previous deployed model(s)
 
-so a failure at any step leaves the previous version serving and the alias where it was.
-The `champion` (and `default`) alias marks the version that serves; evaluate compares the
-candidate against it. Calls go through the aiplatform_v1 clients over REST.
+A failure before the traffic moves leaves the previous version serving and the alias where
+it was. The alias moves as soon as the new version takes the traffic, so the `champion`
+(and `default`) alias always names the version that serves; evaluate compares the candidate
+against it. A failed undeploy afterwards only leaves an idle old deployment to clean up.
+Calls go through the aiplatform_v1 clients over REST.
 """
 
 from __future__ import annotations
@@ -202,7 +204,7 @@ class VertexRegistry:
         return operation.result().name
 
     def deploy(self, endpoint: str, model: str, machine_type: str = DEFAULT_MACHINE_TYPE) -> tuple[str, list[str]]:
-        """Deploy `model` with all traffic; once it serves, undeploy what served before. Return (id, undeployed)."""
+        """Deploy `model` with all traffic; return its deployed id and the ids deployed before it."""
         from google.cloud.aiplatform_v1 import types
 
         before = [d.id for d in self.endpoints.get_endpoint(name=endpoint).deployed_models]
@@ -224,14 +226,13 @@ class VertexRegistry:
                 f"{model} was deployed to {endpoint} as {new_id!r} but does not take all traffic "
                 f"({dict(now.traffic_split)}): left the previous deployment in place"
             )
-        undeployed = []
-        for old in before:
-            if old != new_id:
-                self.endpoints.undeploy_model(
-                    endpoint=endpoint, deployed_model_id=old, traffic_split={new_id: 100}
-                ).result()
-                undeployed.append(old)
-        return new_id, undeployed
+        return new_id, [old for old in before if old != new_id]
+
+    def undeploy(self, endpoint: str, keep: str, old_ids: list[str]) -> list[str]:
+        """Undeploy the models that served before `keep` took all the traffic."""
+        for old in old_ids:
+            self.endpoints.undeploy_model(endpoint=endpoint, deployed_model_id=old, traffic_split={keep: 100}).result()
+        return old_ids
 
 
 def deploy_version(
@@ -247,8 +248,9 @@ def deploy_version(
     replaced = registry.champion()
     model, version = registry.upload(artifact_uri, labels, description, image)
     endpoint = registry.endpoint(endpoint_name)
-    deployed_id, undeployed = registry.deploy(endpoint, model, machine_type)
+    deployed_id, previous = registry.deploy(endpoint, model, machine_type)
     registry.set_champion(version)
+    undeployed = registry.undeploy(endpoint, deployed_id, previous)
     return Deployment(model, version, endpoint, deployed_id, undeployed, replaced.model if replaced else None)
 
 

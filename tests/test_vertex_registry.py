@@ -29,6 +29,7 @@ class FakeVertex:
         self.aliases: dict[str, str] = {}
         self.endpoints: dict[str, dict] = {}
         self.fail_deploy = False
+        self.fail_undeploy = False
         p = "/v1/" + PARENT
         server.route("GET", p + r"/models/taxifare(?:@(\w+))?", self.get_model)
         server.route("POST", p + r"/models:upload", self.upload)
@@ -85,6 +86,8 @@ class FakeVertex:
         return self.done("DeployModelResponse", {"deployedModel": {"id": new_id}})
 
     def undeploy(self, req, m):
+        if self.fail_undeploy:
+            return 503, {"error": {"code": 503, "message": "backend unavailable", "status": "UNAVAILABLE"}}
         endpoint, body = self.endpoints[m.group(1)], req.json()
         endpoint["deployedModels"] = [d for d in endpoint["deployedModels"] if d["id"] != body["deployedModelId"]]
         endpoint["trafficSplit"] = body["trafficSplit"]
@@ -138,7 +141,7 @@ def test_first_deploy_creates_parent_model_and_endpoint(fake, tmp_path):
     assert fake.aliases == {"champion": "1", "default": "1"}
 
 
-def test_next_deploy_adds_a_version_and_undeploys_the_old_one_only_after_the_new_serves(fake, tmp_path):
+def test_next_deploy_adds_a_version_moves_the_alias_then_undeploys_the_old_one(fake, tmp_path):
     _deploy(fake, tmp_path, "gs://bucket/m1", "run-1")
     (first,) = fake.endpoints.values()
     old_id = first["deployedModels"][0]["id"]
@@ -152,7 +155,8 @@ def test_next_deploy_adds_a_version_and_undeploys_the_old_one_only_after_the_new
     new_id = endpoint["deployedModels"][0]["id"]
     assert undeploy.json() == {"deployedModelId": old_id, "trafficSplit": {new_id: 100}}
     calls = fake.calls()
-    assert calls.index("POST deployModel") < calls.index("POST undeployModel") < calls.index("POST mergeVersionAliases")
+    # The alias follows the traffic at once, so it always names the version that serves.
+    assert calls.index("POST deployModel") < calls.index("POST mergeVersionAliases") < calls.index("POST undeployModel")
     assert [d["model"] for d in endpoint["deployedModels"]] == [f"{MODEL}@2"]
     assert fake.aliases["champion"] == "2"
 
@@ -167,6 +171,17 @@ def test_a_failed_deploy_leaves_the_previous_version_serving_and_champion(fake, 
     assert list(endpoint["trafficSplit"].values()) == [100]
     assert fake.aliases["champion"] == "1" and len(fake.versions) == 2  # uploaded, never promoted
     assert not fake.server.sent("POST", r".*:undeployModel")
+
+
+def test_a_failed_undeploy_after_the_switch_leaves_the_alias_on_the_serving_version(fake, tmp_path):
+    _deploy(fake, tmp_path, "gs://bucket/m1", "run-1")
+    fake.fail_undeploy = True
+    with pytest.raises(Exception, match="backend unavailable"):
+        _deploy(fake, tmp_path, "gs://bucket/m2", "run-2")
+    (endpoint,) = fake.endpoints.values()
+    serving = [d["model"] for d in endpoint["deployedModels"] if endpoint["trafficSplit"].get(d["id"]) == 100]
+    assert serving == [f"{MODEL}@2"]
+    assert fake.aliases["champion"] == "2"  # the alias names what serves; only an idle v1 is left over
 
 
 def test_a_local_model_path_is_refused_with_the_fix(fake, tmp_path):
