@@ -43,3 +43,4 @@ compile: $(STAMP) ## compile the pipeline to $(PIPELINE_OUT)
 .PHONY: help install run test lint format compile
 
 include make/image.mk
+include make/bench.mk

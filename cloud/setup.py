@@ -8,14 +8,13 @@ get object read/write on this one bucket. Running it again changes nothing.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
+
+from cloud import names
 
 # Read, write, list and delete objects; and read the bucket's own metadata, which gcsfuse
 # (Vertex's /gcs/ mount) and the storage clients ask for.
 BUCKET_ROLES = ("roles/storage.objectUser", "roles/storage.legacyBucketReader")
-MULTI_REGIONS = ("us", "eu", "asia")
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
 class SetupError(ValueError):
@@ -46,13 +45,10 @@ def member(service_account: str) -> str:
 
 
 def check_bucket_name(name: str) -> str:
-    name = name.removeprefix("gs://").rstrip("/")
-    if not _BUCKET_RE.match(name) or ".." in name or name.startswith("goog"):
-        raise SetupError(
-            f"--bucket {name!r} is not a valid bucket name: 3-222 lowercase letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
-        )
-    return name
+    try:
+        return names.bucket(name)
+    except names.InvalidName as err:
+        raise SetupError(str(err)) from err
 
 
 def project_number(project: str, client_options: Any = None, credentials: Any = None) -> str:
@@ -127,18 +123,19 @@ def setup(
 
     `region` is a Vertex AI region (us-central1) or a multi-region (us, eu, asia) for the bucket.
     """
-    if not project:
-        raise SetupError("--project is required: the Google Cloud project id")
-    if not re.match(r"^[a-z]+(-[a-z]+[0-9]?)?[0-9]*$", region):
-        raise SetupError(f"--region {region!r} is not a region such as us-central1, or a multi-region (us, eu, asia)")
-    name = check_bucket_name(bucket or project)
+    try:
+        names.project(project)
+        names.region(region, multi_region=True)
+        name = names.bucket(bucket or project)
+    except names.InvalidName as err:
+        raise SetupError(str(err)) from err
     number = number or project_number(project)
     if storage_client is None:
         from trainer import gcs
 
         storage_client = gcs.client(project)
     report = Report(bucket=name)
-    location = region.upper() if region.lower() in MULTI_REGIONS else region
+    location = region.upper() if region.lower() in names.MULTI_REGIONS else region
     handle = ensure_bucket(storage_client, name, location, report)
     members = [
         vertex_service_agent(number),

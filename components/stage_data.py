@@ -65,6 +65,9 @@ def stage(
     export_dir (gs:// or local), which then count as `source`.
     """
     separate = {"train": train_source, "valid": valid_source, "test": test_source}
+    # Parameters first: a BigQuery export costs money and time.
+    if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
+        raise ValueError("valid_fraction and test_fraction must be in (0, 1) and sum to less than 1")
     if bq_table or bq_query:
         if source or any(separate.values()):
             raise ValueError("give a BigQuery source (bq_table or bq_query) or file sources, not both")
@@ -78,8 +81,6 @@ def stage(
     if not source and not all(separate.values()):
         missing = [k for k, v in separate.items() if not v]
         raise ValueError(f"no data: give source, or all of train/valid/test sources (missing: {', '.join(missing)})")
-    if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise ValueError("valid_fraction and test_fraction must be in (0, 1) and sum to less than 1")
 
     totals = sources.ReadStats()
     counts = dict.fromkeys(SPLITS, 0)

@@ -8,16 +8,12 @@ CLI over them. Tests point both SDKs at a local recording server through `api_en
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 LABELS = {"app": "taxifare"}
 TERMINAL = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
-_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
 class CloudConfigError(ValueError):
@@ -33,14 +29,14 @@ class VertexTarget:
     api_endpoint: str = ""
 
     def __post_init__(self) -> None:
-        if not _PROJECT.match(self.project):
-            raise CloudConfigError(f"--project {self.project!r} is not a Google Cloud project id")
-        if not _REGION.match(self.region):
-            raise CloudConfigError(f"--region {self.region!r} is not a region such as us-central1")
-        bucket = self.bucket.removeprefix("gs://").rstrip("/")
-        if not _BUCKET.match(bucket):
-            raise CloudConfigError(f"--bucket {self.bucket!r} is not a bucket name (e.g. {self.project}-ml)")
-        object.__setattr__(self, "bucket", bucket)
+        from cloud import names
+
+        try:
+            names.project(self.project)
+            names.region(self.region)
+            object.__setattr__(self, "bucket", names.bucket(self.bucket))
+        except names.InvalidName as err:
+            raise CloudConfigError(str(err)) from err
 
     @property
     def pipeline_root(self) -> str:

@@ -72,12 +72,12 @@ def test_setup_rejects_bad_settings_before_calling_the_cloud(kwargs, message):
 
 def test_setup_command_prints_changes_then_nothing_to_do(emulator, monkeypatch, capsys):
     monkeypatch.setattr(setup, "project_number", lambda project: "123")
-    assert cli.main(["setup", "--project", "p-1", "--region", "europe-west4"]) == 0
+    assert cli.main(["setup", "--project", "proj-1", "--region", "europe-west4"]) == 0
     out = capsys.readouterr().out
-    assert "changed: created bucket gs://p-1 in europe-west4" in out
-    assert cli.main(["setup", "--project", "p-1", "--region", "europe-west4"]) == 0
+    assert "changed: created bucket gs://proj-1 in europe-west4" in out
+    assert cli.main(["setup", "--project", "proj-1", "--region", "europe-west4"]) == 0
     out = capsys.readouterr().out
-    assert "changed:" not in out and "already in place: bucket gs://p-1" in out
+    assert "changed:" not in out and "already in place: bucket gs://proj-1" in out
 
 
 def test_project_number_comes_from_resource_manager():

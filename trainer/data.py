@@ -15,6 +15,7 @@ from trainer import sources
 from trainer.features import FEATURES, LABEL
 
 STREAM_CHUNK_BYTES = 16 << 20
+EVAL_BATCH = 8192
 
 
 def to_arrays(columns: sources.Columns) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +57,6 @@ def _chunk_generator(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
     index, count = shard
-    epoch = 0
     while True:
         order = rng.permutation(len(paths)) if len(paths) > 1 else np.arange(len(paths))
         mine = [paths[i] for i in order if count == 1 or i % count == index]
@@ -66,7 +66,6 @@ def _chunk_generator(
             raw, fares = to_arrays(chunk)
             perm = rng.permutation(len(fares))
             yield raw[perm], fares[perm]
-        epoch += 1
 
 
 def stream_dataset(
@@ -88,5 +87,5 @@ def stream_dataset(
     return ds.with_options(_options())
 
 
-def eval_batches(raw: np.ndarray, fares: np.ndarray, batch_size: int = 8192) -> tf.data.Dataset:
+def eval_batches(raw: np.ndarray, fares: np.ndarray, batch_size: int = EVAL_BATCH) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((raw, fares)).batch(batch_size).with_options(_options())

@@ -46,16 +46,14 @@ def glob(pattern: str) -> list[str]:
     return sorted(f"gs://{bucket}/{b.name}" for b in blobs if fnmatch.fnmatchcase(b.name, name))
 
 
+def size(uri: str) -> int:
+    bucket, name = split(uri)
+    blob = client().bucket(bucket).get_blob(name)
+    if blob is None:
+        raise FileNotFoundError(uri)
+    return int(blob.size or 0)
+
+
 def open_read(uri: str) -> IO[bytes]:
     bucket, name = split(uri)
     return client().bucket(bucket).blob(name).open("rb")
-
-
-def upload_file(local_path: str, uri: str) -> None:
-    bucket, name = split(uri)
-    client().bucket(bucket).blob(name).upload_from_filename(local_path)
-
-
-def download_file(uri: str, local_path: str) -> None:
-    bucket, name = split(uri)
-    client().bucket(bucket).blob(name).download_to_filename(local_path)

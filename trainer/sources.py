@@ -47,14 +47,6 @@ class ReadStats:
         self.rejected.update(other.rejected)
         self.files.extend(other.files)
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "rows": self.rows,
-            "kept": self.kept,
-            "rejected": dict(sorted(self.rejected.items())),
-            "files": list(self.files),
-        }
-
 
 def expand_paths(spec: str | Sequence[str]) -> list[str]:
     """Expand a file, glob, or comma-separated list (local, gs://, https://) to files.

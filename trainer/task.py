@@ -73,7 +73,7 @@ def build_parser(prog: str = "python -m trainer.task") -> argparse.ArgumentParse
         "--eval_steps",
         type=_non_negative_int,
         default=DEFAULTS.eval_steps,
-        help="evaluate on this many batches of 8192; 0 = the whole eval set",
+        help="evaluate on this many batches of 8192 rows; 0 = the whole eval set",
     )
     p.add_argument(
         "--hidden_units",

@@ -84,8 +84,19 @@ def _scalar(name: str, value: float) -> None:
     tf.summary.write(name, tf.constant(value, tf.float32), metadata=metadata)
 
 
-def _total_bytes(paths: list[str]) -> int:
-    return sum(os.path.getsize(p) for p in paths if os.path.exists(p))
+def _total_bytes(paths: list[str]) -> int | None:
+    """Bytes in all the files, or None where a size cannot be known up front (https://)."""
+    total = 0
+    for path in paths:
+        if path.startswith("gs://"):
+            from trainer import gcs
+
+            total += gcs.size(path)
+        elif "://" in path:
+            return None
+        else:
+            total += os.path.getsize(path)
+    return total
 
 
 def _use_memory(cfg: TrainConfig, paths: list[str]) -> bool:
@@ -93,7 +104,9 @@ def _use_memory(cfg: TrainConfig, paths: list[str]) -> bool:
         raise ValueError(f"--input_mode must be auto, memory or stream, not {cfg.input_mode!r}")
     if cfg.input_mode != "auto":
         return cfg.input_mode == "memory"
-    return _total_bytes(paths) <= MEMORY_LIMIT_BYTES
+    total = _total_bytes(paths)
+    # Unknown sizes stream: memory use then stays flat whatever the download turns out to be.
+    return total is not None and total <= MEMORY_LIMIT_BYTES
 
 
 def _load_stats(cfg: TrainConfig, sample_raw: np.ndarray, sample_fares: np.ndarray, chief: bool = True) -> dict:
@@ -159,7 +172,8 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     eval_columns, eval_stats = sources.read_columns(eval_paths, max_bad_fraction=cfg.max_bad_fraction)
     eval_raw, eval_fares = data.to_arrays(eval_columns)
     if cfg.eval_steps > 0:
-        eval_raw, eval_fares = eval_raw[: cfg.eval_steps * 8192], eval_fares[: cfg.eval_steps * 8192]
+        rows = cfg.eval_steps * data.EVAL_BATCH
+        eval_raw, eval_fares = eval_raw[:rows], eval_fares[:rows]
 
     stats = _load_stats(cfg, sample_raw, sample_fares, chief)
     with strategy.scope():
