@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("trainer_args", nargs=argparse.REMAINDER)
     p.set_defaults(handler=_cmd_train)
 
-    p = sub.add_parser("predict", help="predict fares for JSON instances (one per line)")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("predict", help="predict fares for JSON instances (one per line)", formatter_class=fmt)
     p.add_argument(
         "--json-instances", required=True, help="file with one JSON instance per line, as the lab's test.json"
     )
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_predict)
 
-    p = sub.add_parser("sample-data", help="write realistic synthetic train/valid/test CSVs")
+    p = sub.add_parser("sample-data", help="write realistic synthetic train/valid/test CSVs", formatter_class=fmt)
     p.add_argument("--rows", type=int, default=20_000, help="rows in all, split 80/10/10")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0, help="same seed, same files")

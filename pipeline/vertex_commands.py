@@ -99,7 +99,7 @@ def _compile(args: argparse.Namespace, target: str) -> str:
 def _cmd_submit(args: argparse.Namespace) -> int:
     from pipeline import vertex
 
-    caching = False if args.no_cache else None
+    caching = None if args.cache else False
     if args.host:
         params = _host_parameters(args)
         run_id, url = vertex.kfp_submit(args.host, _compile(args, "local"), params, caching, args.experiment)
@@ -135,7 +135,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         if not args.cron:
             raise UsageError("schedule create needs --cron, e.g. --cron '0 3 * * 1'")
         _cron(args)
-        caching = False if args.no_cache else None
+        caching = None if args.cache else False
         if args.host:
             if args.max_runs is not None:
                 raise UsageError("--max-runs is not supported by Kubeflow recurring runs; leave it out with --host")
@@ -206,7 +206,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", help="any pipeline parameter as NAME=VALUE (JSON values)")
     p.add_argument("--label", action="append", help="run label KEY=VALUE")
     p.add_argument("--train-steps", type=int, default=DEFAULTS.train_steps)
-    p.add_argument("--no-cache", action="store_true", help="disable step caching for this run")
+    p.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let Vertex AI / Kubeflow reuse unchanged steps' outputs (--no-cache: run every step)",
+    )
     add_image_and_machines(p)
 
 
