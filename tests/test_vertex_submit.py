@@ -157,3 +157,18 @@ def test_schedule_on_a_kubeflow_host_uses_six_field_cron(server, capsys):
     body = server.one("POST", r"/apis/v2beta1/recurringruns$").body
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
     assert int(body["max_concurrency"]) == 1
+
+
+@pytest.mark.gcp
+def test_submit_to_a_real_project(capsys):
+    """Opt-in: `pytest -m gcp` with credentials and a test project, bucket, region and pushed image."""
+    import os
+
+    env = {k: os.environ.get(f"TAXIFARE_TEST_{k.upper()}") for k in ("project", "bucket", "region", "image")}
+    if not all(env.values()):
+        pytest.skip("set TAXIFARE_TEST_PROJECT, _BUCKET, _REGION and _IMAGE (and credentials) to run")
+    data = os.environ.get("TAXIFARE_TEST_DATA", f"gs://{env['bucket']}/taxifare/data/*.csv")
+    argv = ["submit", "--project", env["project"], "--region", env["region"], "--bucket", env["bucket"],
+            "--image", env["image"], "--data", data, "--train-steps", "200", "--wait", "--poll-seconds", "30"]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr()
+    assert "run ended: PIPELINE_STATE_SUCCEEDED" in capsys.readouterr().out

@@ -11,6 +11,7 @@ import dataclasses
 import glob
 import io
 import os
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -84,7 +85,10 @@ def open_binary(path: str) -> IO[bytes]:
 
         return gcs.open_read(path)
     if path.startswith(("https://", "http://")):
-        return urllib.request.urlopen(path, timeout=60)
+        try:
+            return urllib.request.urlopen(path, timeout=60)
+        except (urllib.error.URLError, TimeoutError) as err:
+            raise DataError(f"{path}: cannot download it ({err})") from err
     return open(path, "rb")
 
 
