@@ -168,7 +168,7 @@ def test_submit_to_a_real_project(capsys):
     if not all(env.values()):
         pytest.skip("set TAXIFARE_TEST_PROJECT, _BUCKET, _REGION and _IMAGE (and credentials) to run")
     data = os.environ.get("TAXIFARE_TEST_DATA", f"gs://{env['bucket']}/taxifare/data/*.csv")
-    argv = ["submit", "--project", env["project"], "--region", env["region"], "--bucket", env["bucket"],
-            "--image", env["image"], "--data", data, "--train-steps", "200", "--wait", "--poll-seconds", "30"]  # fmt: skip
+    where = ["--project", env["project"], "--region", env["region"], "--bucket", env["bucket"]]
+    argv = ["submit", *where, "--image", env["image"], "--data", data, "--train-steps", "200", "--wait"]
     assert cli.main(argv) == 0, capsys.readouterr()
     assert "run ended: PIPELINE_STATE_SUCCEEDED" in capsys.readouterr().out
