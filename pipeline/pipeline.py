@@ -88,6 +88,9 @@ def build(
             bq_sample=bq_sample,
             project=project,
         ).set_display_name("stage data")
+        # Never from a cache: the same source path may hold new rows (scheduled retraining),
+        # and the champion that evaluate and deploy read is not among their inputs.
+        staged.set_caching_options(False)
         trained = train_op(
             train_data=staged.outputs["train"],
             valid_data=staged.outputs["valid"],
@@ -109,6 +112,7 @@ def build(
             project=project,
             region=region,
         ).set_display_name("evaluate")
+        evaluated.set_caching_options(False)
         # kfp's local runner resolves only a single return value ("Output") in conditions.
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712
             deploy_op(
@@ -121,6 +125,6 @@ def build(
                 project=project,
                 region=region,
                 endpoint_name=endpoint_name,
-            ).set_display_name("deploy")
+            ).set_display_name("deploy").set_caching_options(False)
 
     return taxifare

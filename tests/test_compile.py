@@ -93,3 +93,13 @@ def test_machine_options_are_checked_before_compiling():
         TrainingMachines(accelerator_type="NVIDIA_TESLA_T4")
     with pytest.raises(ValueError, match="replica count"):
         TrainingMachines(replica_count=0)
+
+
+def test_steps_that_read_changing_state_never_come_from_a_cache(tmp_path):
+    """Same source path with new rows, or a new champion, must not reuse an old run's outputs."""
+    for target in ("local", "vertex"):
+        spec = _spec(tmp_path, target=target)
+        tasks = {**spec["root"]["dag"]["tasks"], **spec["components"]["comp-condition-1"]["dag"]["tasks"]}
+        for name in ("stage-data", "evaluate-model", "deploy-model"):
+            assert tasks[name]["cachingOptions"] == {}, (target, name)  # enableCache false is left out
+        assert tasks["train-model"]["cachingOptions"] == {"enableCache": True}
