@@ -55,6 +55,9 @@ class Recorded:
     body: Any
     raw: bytes
 
+    def json(self) -> Any:
+        return self.body
+
     @property
     def location(self) -> str | None:
         """The region in a `projects/P/locations/REGION/...` path, if any."""

@@ -145,7 +145,7 @@ def test_next_deploy_adds_a_version_moves_the_alias_then_undeploys_the_old_one(f
     _deploy(fake, tmp_path, "gs://bucket/m1", "run-1")
     (first,) = fake.endpoints.values()
     old_id = first["deployedModels"][0]["id"]
-    del fake.server.requests[:]
+    fake.server.clear()
     name = _deploy(fake, tmp_path, "gs://bucket/m2", "run-2")
     assert name == f"{MODEL}@2"
     assert fake.server.sent("POST", r".*/models:upload")[0].json()["parentModel"] == MODEL
