@@ -204,3 +204,18 @@ def kfp_schedule(
         enable_caching=enable_caching,
         no_catchup=True,
     )
+
+
+def kfp_list_schedules(host: str) -> list[Any]:
+    response = kfp_client(host).list_recurring_runs(page_size=100)
+    return list(response.recurring_runs or [])
+
+
+def kfp_schedule_action(host: str, recurring_run_id: str, action: str) -> None:
+    client = kfp_client(host)
+    call = {
+        "pause": client.disable_recurring_run,
+        "resume": client.enable_recurring_run,
+        "delete": client.delete_recurring_run,
+    }[action]
+    call(recurring_run_id)

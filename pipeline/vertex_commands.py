@@ -152,6 +152,8 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
                                           args.max_concurrent, args.max_runs, caching)  # fmt: skip
         print(f"created {schedule.resource_name}: '{args.cron}' ({args.timezone})")
         return 0
+    if args.host:
+        return _kfp_schedule_action(args)
     target = _target(args)
     if args.action == "list":
         for s in vertex.list_schedules(target):
@@ -160,6 +162,21 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     if not args.schedule_id:
         raise UsageError(f"schedule {args.action} needs SCHEDULE_ID (see `taxifare schedule list`)")
     vertex.schedule_action(target, args.schedule_id, args.action)
+    print(f"{args.action}d {args.schedule_id}" if args.action != "delete" else f"deleted {args.schedule_id}")
+    return 0
+
+
+def _kfp_schedule_action(args: argparse.Namespace) -> int:
+    from pipeline import vertex
+
+    if args.action == "list":
+        for run in vertex.kfp_list_schedules(args.host):
+            cron = getattr(getattr(getattr(run, "trigger", None), "cron_schedule", None), "cron", "")
+            print(f"{run.recurring_run_id}\t{run.display_name}\t{run.status}\t{cron}")
+        return 0
+    if not args.schedule_id:
+        raise UsageError(f"schedule {args.action} needs RECURRING_RUN_ID (see `taxifare schedule list --host ...`)")
+    vertex.kfp_schedule_action(args.host, args.schedule_id, args.action)
     print(f"{args.action}d {args.schedule_id}" if args.action != "delete" else f"deleted {args.schedule_id}")
     return 0
 

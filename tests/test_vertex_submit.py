@@ -172,3 +172,23 @@ def test_submit_to_a_real_project(capsys):
     argv = ["submit", *where, "--image", env["image"], "--data", data, "--train-steps", "200", "--wait"]
     assert cli.main(argv) == 0, capsys.readouterr()
     assert "run ended: PIPELINE_STATE_SUCCEEDED" in capsys.readouterr().out
+
+
+def test_kubeflow_recurring_runs_list_pause_resume_delete(server, capsys):
+    # The KFP v2beta1 API's own field names (the list key is camelCase there).
+    server.route(
+        "GET",
+        r"^/apis/v2beta1/recurringruns$",
+        {"recurringRuns": [{"recurring_run_id": "rr-1", "display_name": "taxifare-retrain", "status": "ENABLED",
+                             "trigger": {"cron_schedule": {"cron": "0 0 3 * * 1"}}}]},
+    )  # fmt: skip
+    for verb in ("disable", "enable"):
+        server.route("POST", rf"^/apis/v2beta1/recurringruns/rr-1:{verb}$", {})
+    server.route("DELETE", r"^/apis/v2beta1/recurringruns/rr-1$", {})
+    assert cli.main(["schedule", "list", "--host", server.url]) == 0
+    assert capsys.readouterr().out.split() == ["rr-1", "taxifare-retrain", "ENABLED", "0", "0", "3", "*", "*", "1"]
+    for action, verb in (("pause", ":disable"), ("resume", ":enable")):
+        assert cli.main(["schedule", action, "rr-1", "--host", server.url]) == 0
+        server.one("POST", rf"/recurringruns/rr-1{verb}$")
+    assert cli.main(["schedule", "delete", "rr-1", "--host", server.url]) == 0
+    server.one("DELETE", r"/recurringruns/rr-1$")
