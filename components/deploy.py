@@ -1,6 +1,7 @@
 """Step 4, deploy (only when blessed): a new registry version, then the champion alias moves."""
 
 import json
+import os
 from typing import TYPE_CHECKING
 
 from kfp import dsl
@@ -12,8 +13,6 @@ if TYPE_CHECKING:  # kfp's runtime import path breaks on python_component at run
 
 def deploy_local(model_dir: str, registry: str, metadata: dict) -> str:
     """Register, then move the alias only if the champion is still the one evaluate beat."""
-    import os
-
     from registry.local import LocalRegistry
 
     if not registry or not os.path.isabs(registry):

@@ -49,7 +49,7 @@ from serving import (
     DEFAULT_PORT,
 )
 from trainer.features import CENTER_LAT, CENTER_LON, FEATURES, KEY
-from trainer.predict import InstanceError, check_instances, resolve_model_dir
+from trainer.predict import InstanceError, Predictor, check_instances
 
 log = logging.getLogger("taxifare.serve")
 
@@ -258,40 +258,18 @@ def load_model(
     model_dir: str, version: str | None = None, metadata: dict[str, Any] | None = None, source: dict | None = None
 ) -> LoadedModel:
     """Load a SavedModel's serving signature and check it predicts before anyone relies on it."""
-    import tensorflow as tf
-
-    from trainer import model as model_lib
-
-    path = resolve_model_dir(model_dir)
-    loaded = tf.saved_model.load(path)
-    fn = loaded.signatures[model_lib.SIGNATURE]
-    output = model_lib.OUTPUT
-    inputs = fn.structured_input_signature[1]
-    missing = [n for n in FEATURES if n not in inputs]
-    if missing:
-        raise ValueError(f"{path}: signature {model_lib.SIGNATURE!r} lacks inputs {missing}")
-
-    def predict(raw: np.ndarray, _loaded: Any = loaded) -> np.ndarray:
-        columns = np.ascontiguousarray(raw.T)
-        return fn(**{name: columns[i] for i, name in enumerate(FEATURES)})[output].numpy()
-
+    predictor = Predictor(model_dir)
+    path = predictor.model_dir
     probe = np.array([[CENTER_LON, CENTER_LAT, CENTER_LON + 0.02, CENTER_LAT + 0.02, 1.0]], np.float32)
-    if predict(probe).shape != (1,):
-        raise ValueError(f"{path}: {output!r} should hold one fare per instance")
-    signature = {
-        "name": model_lib.SIGNATURE,
-        "inputs": {n: {"dtype": s.dtype.name, "shape": s.shape.as_list()} for n, s in sorted(inputs.items())},
-        "outputs": {
-            n: {"dtype": s.dtype.name, "shape": s.shape.as_list()} for n, s in sorted(fn.structured_outputs.items())
-        },
-    }
+    if predictor.predict(probe).shape != (1,):
+        raise ValueError(f"{path}: the signature should give one fare per instance")
     if metadata is None:
         metadata = _trainer_metrics(model_dir, path)
     return LoadedModel(
         version=version or os.path.basename(os.path.normpath(path)),
         model_dir=path,
-        predict=predict,
-        signature=signature,
+        predict=predictor.predict,
+        signature=predictor.signature,
         metadata=metadata,
         source=source or {"source": "model_dir"},
         loaded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

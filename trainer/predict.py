@@ -118,20 +118,33 @@ class Predictor:
 
         self.model_dir = resolve_model_dir(model_dir)
         self._loaded = tf.saved_model.load(self.model_dir)
+        if model_lib.SIGNATURE not in self._loaded.signatures:
+            raise ValueError(f"{self.model_dir}: no {model_lib.SIGNATURE!r} signature")
         self._fn = self._loaded.signatures[model_lib.SIGNATURE]
         self._output = model_lib.OUTPUT
-        self._tf = tf
+        inputs = self._fn.structured_input_signature[1]
+        missing = [n for n in FEATURES if n not in inputs]
+        if missing:
+            raise ValueError(f"{self.model_dir}: signature {model_lib.SIGNATURE!r} lacks inputs {missing}")
+        self.signature = {
+            "name": model_lib.SIGNATURE,
+            "inputs": {n: _spec(s) for n, s in sorted(inputs.items())},
+            "outputs": {n: _spec(s) for n, s in sorted(self._fn.structured_outputs.items())},
+        }
 
     def predict(self, raw: np.ndarray) -> np.ndarray:
         if len(raw) == 0:
             return np.zeros(0, np.float32)
-        tf = self._tf
-        inputs = {name: tf.constant(raw[:, i]) for i, name in enumerate(FEATURES)}
-        return self._fn(**inputs)[self._output].numpy()
+        columns = np.ascontiguousarray(np.asarray(raw, np.float32).T)
+        return self._fn(**{name: columns[i] for i, name in enumerate(FEATURES)})[self._output].numpy()
 
     def predict_instances(self, instances: Sequence[Any]) -> list[dict[str, Any]]:
         raw, keys = check_instances(instances)
         return format_predictions(self.predict(raw), keys)
+
+
+def _spec(spec: Any) -> dict[str, Any]:
+    return {"dtype": spec.dtype.name, "shape": spec.shape.as_list()}
 
 
 def format_predictions(fares: np.ndarray, keys: Sequence[str | None]) -> list[dict[str, Any]]:
