@@ -253,6 +253,7 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         train_writer = eval_writer = tf.summary.create_noop_writer()
     timed_steps, timed_seconds = 0, 0.0
     first = True
+    metrics: dict[str, float] | None = None
     start_step = int(step.numpy())
     while int(step.numpy()) < cfg.train_steps:
         n = min(every, cfg.train_steps - int(step.numpy()))
@@ -275,7 +276,7 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     train_writer.flush()
     eval_writer.flush()
 
-    final = evaluate()
+    final = metrics or evaluate()  # the last chunk already evaluated the final weights
     # Saving may run collectives, so every worker saves; only the chief's copy is kept.
     export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
     if cfg.model_dir:
