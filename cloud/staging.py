@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import glob
 import hashlib
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+
+from cloud import names
 
 DATA_PREFIX = "taxifare/data"
 HASH_CHARS = 20
@@ -56,12 +57,14 @@ def _describe(path: str) -> LocalFile:
 
 
 def expand_local(patterns: Sequence[str]) -> list[str]:
+    from trainer import sources
+
     found: list[str] = []
     for pattern in patterns:
-        matches = sorted(m for m in glob.glob(os.path.expanduser(pattern)) if os.path.isfile(m))
-        if not matches:
-            what = "no file matches" if glob.has_magic(pattern) else "file not found:"
-            raise StagingError(f"--data: {what} {pattern!r} (relative to {os.getcwd()})")
+        try:
+            matches = sources.expand_paths(pattern)
+        except sources.DataError as err:
+            raise StagingError(f"--data: {err}") from err
         found.extend(m for m in matches if m not in found)
     return found
 
@@ -85,9 +88,10 @@ def stage(
     """Upload the local files the patterns name (skipping those already there); see module doc."""
     from trainer import gcs
 
-    bucket = bucket.removeprefix("gs://").rstrip("/")
-    if not bucket or "/" in bucket:
-        raise StagingError(f"bucket {bucket!r}: give a bucket name, e.g. my-project (see `taxifare setup`)")
+    try:
+        bucket = names.bucket(bucket)
+    except names.InvalidName as err:
+        raise StagingError(f"{err} (see `taxifare setup`)") from err
     paths = expand_local(patterns)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         files = list(pool.map(_describe, paths))
