@@ -95,11 +95,11 @@ def stage(
     paths = expand_local(patterns)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         files = list(pool.map(_describe, paths))
-    names: dict[str, str] = {}
+    by_name: dict[str, str] = {}
     for f in files:
-        if f.name in names:
-            raise StagingError(f"--data: two files are both named {f.name!r} ({names[f.name]}, {f.path}): rename one")
-        names[f.name] = f.path
+        if f.name in by_name:
+            raise StagingError(f"--data: two files are both named {f.name!r} ({by_name[f.name]}, {f.path}): rename one")
+        by_name[f.name] = f.path
     prefix = f"{DATA_PREFIX}/{content_hash(files)}"
     client = gcs.client(project)
     handle = client.bucket(bucket)
