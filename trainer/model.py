@@ -84,15 +84,24 @@ def build(hidden_units: Sequence[int], stats: dict, seed: int) -> keras.Model:
     return keras.Model(inputs, fare, name="taxifare")
 
 
-class _Serving(tf.Module):
-    def __init__(self, model: keras.Model):
-        super().__init__()
-        self.model = model
+def _serving_module(model: keras.Model) -> tf.Module:
+    """The exported object: the model's tf.Variables and the two serving signatures.
+
+    The Keras model itself is deliberately not an attribute of the module. A Keras 3 variable
+    saves itself as a *copy* of its inner tf.Variable (`Variable`, `Variable_1`, ...), while
+    the traced signatures read the inner variables (`fare/kernel`, ...). The Python object
+    loader rebinds the signatures to the copies, but TF Serving's session-based loader runs
+    the graph as written and restores only the copies, so every prediction failed with
+    "Could not find variable fare/kernel". Tracking the inner variables, and nothing else,
+    gives one variable per weight that the graph both restores and reads.
+    """
+    module = tf.Module()
+    module.weights = [v.value for v in model.variables]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name=n) for n in F.FEATURES])
-    def serve(self, pickuplon, pickuplat, dropofflon, dropofflat, passengers):
+    def serve(pickuplon, pickuplat, dropofflon, dropofflat, passengers):
         raw = tf.stack([pickuplon, pickuplat, dropofflon, dropofflat, passengers], axis=1)
-        return {OUTPUT: tf.reshape(self.model(raw, training=False), [-1])}
+        return {OUTPUT: tf.reshape(model(raw, training=False), [-1])}
 
     @tf.function(
         input_signature=[
@@ -100,9 +109,12 @@ class _Serving(tf.Module):
             tf.TensorSpec([None], tf.string, name=F.KEY),
         ]
     )
-    def serve_with_key(self, pickuplon, pickuplat, dropofflon, dropofflat, passengers, key):
-        out = self.serve(pickuplon, pickuplat, dropofflon, dropofflat, passengers)
+    def serve_with_key(pickuplon, pickuplat, dropofflon, dropofflat, passengers, key):
+        out = serve(pickuplon, pickuplat, dropofflon, dropofflat, passengers)
         return {OUTPUT: out[OUTPUT], F.KEY: tf.identity(key)}
+
+    module.serve, module.serve_with_key = serve, serve_with_key
+    return module
 
 
 def export(model: keras.Model, export_root: str) -> str:
@@ -124,5 +136,5 @@ def export(model: keras.Model, export_root: str) -> str:
 
 def save(model: keras.Model, path: str) -> None:
     """Write the serving SavedModel straight to `path` (Vertex's AIP_MODEL_DIR wants this)."""
-    module = _Serving(model)
+    module = _serving_module(model)
     tf.saved_model.save(module, path, signatures={SIGNATURE: module.serve, KEYED_SIGNATURE: module.serve_with_key})
