@@ -11,6 +11,7 @@ from kfp.dsl.graph_component import GraphComponent
 from components import deploy, evaluate, stage_data, train
 from pipeline.images import DEFAULT_IMAGE
 from pipeline.machines import TrainingMachines
+from registry.vertex import DEFAULT_DEPLOY_TIMEOUT, DEFAULT_MACHINE_TYPE
 from trainer.features import CHAMPION_TOLERANCE, DEFAULT_MAX_BAD_FRACTION, DEFAULTS, TEST_FRACTION, VALID_FRACTION
 
 PIPELINE_NAME = "taxifare"
@@ -74,6 +75,11 @@ def build(
         project: str = "",
         region: str = "",
         endpoint_name: str = "taxifare",
+        serving_container: str = "custom",
+        serving_machine_type: str = DEFAULT_MACHINE_TYPE,
+        serving_min_replicas: int = 1,
+        serving_max_replicas: int = 1,
+        deploy_timeout: float = DEFAULT_DEPLOY_TIMEOUT,
     ):
         staged = stage_op(
             source=source,
@@ -125,6 +131,12 @@ def build(
                 project=project,
                 region=region,
                 endpoint_name=endpoint_name,
+                serving_container=serving_container,
+                serving_image=image,  # the image every step runs in also serves (serving_container=custom)
+                serving_machine_type=serving_machine_type,
+                serving_min_replicas=serving_min_replicas,
+                serving_max_replicas=serving_max_replicas,
+                deploy_timeout=deploy_timeout,
             ).set_display_name("deploy").set_caching_options(False)
 
     return taxifare

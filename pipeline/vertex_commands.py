@@ -47,6 +47,13 @@ def _parameters(args: argparse.Namespace, bucket: str | None, target: Any = None
     if target is not None:
         # On Vertex AI the model goes to its Model Registry and an endpoint in the same region.
         params.update(deploy_target="vertex", project=target.project, region=target.region)
+    params.update(
+        serving_container=args.serving_container,
+        serving_machine_type=args.serving_machine_type,
+        serving_min_replicas=args.serving_min_replicas,
+        serving_max_replicas=args.serving_max_replicas,
+        deploy_timeout=args.deploy_timeout,
+    )
     data = args.data
     if data:
         local = [p for p in data.split(",") if "://" not in p]
@@ -230,6 +237,25 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="let Vertex AI / Kubeflow reuse unchanged steps' outputs (--no-cache: run every step)",
     )
     add_image_and_machines(p)
+    from registry import vertex
+
+    g = p.add_argument_group("serving (deploy_target=vertex)")
+    g.add_argument(
+        "--serving-container",
+        choices=vertex.SERVING_CONTAINERS,
+        default="custom",
+        help="custom: the pipeline image runs `taxifare serve` (the server the tests run); "
+        "prebuilt: Vertex AI's TF2 container (TF Serving " + vertex.SERVING_TF_VERSION.replace("-", ".") + ")",
+    )
+    g.add_argument("--serving-machine-type", default=vertex.DEFAULT_MACHINE_TYPE, help="the endpoint's machine type")
+    g.add_argument("--serving-min-replicas", type=int, default=1, help="fewest serving machines")
+    g.add_argument("--serving-max-replicas", type=int, default=1, help="most serving machines (autoscaling)")
+    g.add_argument(
+        "--deploy-timeout",
+        type=float,
+        default=vertex.DEFAULT_DEPLOY_TIMEOUT,
+        help="seconds each deploy operation (upload, deploy, undeploy) may take",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,16 +1,23 @@
 """Vertex AI Model Registry and Endpoints as the deploy target.
 
-Every blessed model becomes a new *version* of one parent model (`taxifare`), served by
-Vertex's prebuilt TensorFlow 2 container. Deploying goes:
+Every blessed model becomes a new *version* of one parent model (`taxifare`). By default it
+is served by this project's own image running `taxifare serve` (serving/container.py: the
+server the tests run is the server Vertex AI runs); `serving_container=prebuilt` picks
+Vertex's TF2 container (TF Serving) instead. Deploying goes:
 
-    upload version -> endpoint (created when missing) -> deploy with 100% traffic
-    -> move the `champion` alias -> undeploy the previous deployed model(s)
+    champion still the one evaluate beat? -> upload version -> endpoint (created when missing)
+    -> deploy the version with 0% traffic (100% on an empty endpoint) -> champion still the
+    same? -> all traffic to it, guarded by the endpoint's etag -> move the `champion` alias
+    -> undeploy the previous deployed model(s)
 
 A failure before the traffic moves leaves the previous version serving and the alias where
-it was. The alias moves as soon as the new version takes the traffic, so the `champion`
-(and `default`) alias always names the version that serves; evaluate compares the candidate
-against it. A failed undeploy afterwards only leaves an idle old deployment to clean up.
-Calls go through the aiplatform_v1 clients over REST.
+it was (a version deployed at 0% is undeployed again). The etag makes the traffic switch a
+compare-and-set: a run that changed the endpoint since this one looked fails instead of
+overwriting it. The alias moves as soon as the new version takes the traffic, so `champion`
+(and `default`) always names the version that serves; evaluate compares the candidate against
+it. A failed undeploy afterwards only leaves an idle old deployment to clean up. Every
+long-running operation waits at most `ServingConfig.timeout_seconds`. Calls go through the
+aiplatform_v1 clients over REST.
 """
 
 from __future__ import annotations
@@ -25,12 +32,53 @@ from typing import Any
 MODEL_ID = "taxifare"
 CHAMPION = "champion"
 DEFAULT_MACHINE_TYPE = "n1-standard-2"
-# The newest TF2 serving image the SDK lists; a SavedModel of plain ops loads in it.
+# The newest TF2 serving image the SDK lists (Google ends its support in January 2027); the
+# export loads in it (tests/test_servable.py runs it under TF 2.15), but it is the option.
 SERVING_TF_VERSION = "2-15"
+SERVING_CONTAINERS = ("custom", "prebuilt")
+# Longer than api_core's 900 s: a first deployment of a new machine type can take 20+ minutes.
+DEFAULT_DEPLOY_TIMEOUT = 1800
 
 
 class VertexError(RuntimeError):
     """A Vertex AI state the deploy cannot proceed from; the previous deployment is untouched."""
+
+
+class ChampionMoved(VertexError):
+    """Another run (or a person) moved the champion after this run's evaluate: nothing is promoted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """How a deployed version is served: the container and the endpoint's machines."""
+
+    container: str = "custom"  # custom: the pipeline image running `taxifare serve`; prebuilt: TF Serving
+    image: str = ""  # the pipeline image, for container=custom
+    machine_type: str = DEFAULT_MACHINE_TYPE
+    min_replicas: int = 1
+    max_replicas: int = 1
+    timeout_seconds: float = DEFAULT_DEPLOY_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.container not in SERVING_CONTAINERS:
+            raise VertexError(
+                f"serving_container must be one of {', '.join(SERVING_CONTAINERS)}, not {self.container!r}"
+            )
+        if self.container == "custom" and not self.image:
+            raise VertexError("serving_container=custom needs the pipeline image to serve with")
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise VertexError(
+                f"serving replicas must satisfy 1 <= min ({self.min_replicas}) <= max ({self.max_replicas})"
+            )
+        if self.timeout_seconds <= 0:
+            raise VertexError(f"deploy_timeout must be positive seconds, not {self.timeout_seconds}")
+
+    def container_spec(self, region: str) -> dict[str, Any]:
+        if self.container == "prebuilt":
+            return {"image_uri": serving_image(region)}
+        from serving import container
+
+        return container.container_spec(self.image)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +182,7 @@ class VertexRegistry:
         return Champion(model.version_id, f"{self.model_name}@{model.version_id}", model.artifact_uri)
 
     def upload(
-        self, artifact_uri: str, labels: Mapping[str, str], description: str, image: str = ""
+        self, artifact_uri: str, labels: Mapping[str, str], description: str, spec: Mapping[str, Any], timeout: float
     ) -> tuple[str, str]:
         """Upload a SavedModel as a new version of the parent model; return (versioned name, version id)."""
         from google.api_core import exceptions
@@ -143,7 +191,7 @@ class VertexRegistry:
         model = types.Model(
             display_name=self.model_id,
             artifact_uri=gcs_uri(artifact_uri),
-            container_spec=types.ModelContainerSpec(image_uri=image or serving_image(self.region)),
+            container_spec=types.ModelContainerSpec(**spec),
             labels={k: label_value(v) for k, v in labels.items() if v},
             version_description=description[:1000],
         )
@@ -153,7 +201,7 @@ class VertexRegistry:
             request.parent_model = self.model_name
         except exceptions.NotFound:
             request.model_id = self.model_id  # the first version names the parent model
-        response = self.models.upload_model(request=request).result()
+        response = _wait(self.models.upload_model(request=request), timeout, "uploading the model version")
         version = response.model_version_id
         return f"{self.model_name}@{version}", version
 
@@ -170,22 +218,13 @@ class VertexRegistry:
         from trainer import gcs
 
         target = local_dir or tempfile.mkdtemp(prefix="champion-")
-        prefix = prefix.rstrip("/") + "/" if prefix else ""
-        found = False
-        for blob in gcs.client(self.project).list_blobs(bucket, prefix=prefix):
-            if blob.name.endswith("/"):
-                continue
-            path = os.path.join(target, blob.name[len(prefix) :])
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            blob.download_to_filename(path)
-            found = True
-        if not found:
+        if not gcs.download_dir(champion.artifact_uri, target):
             raise VertexError(f"champion {champion.model} points at {champion.artifact_uri}, which holds no files")
         return target
 
     # --- Endpoints --------------------------------------------------------------------------
 
-    def endpoint(self, display_name: str) -> str:
+    def endpoint(self, display_name: str, timeout: float = DEFAULT_DEPLOY_TIMEOUT) -> str:
         """The endpoint with this display name, created when missing."""
         from google.cloud.aiplatform_v1 import types
 
@@ -201,38 +240,94 @@ class VertexRegistry:
         operation = self.endpoints.create_endpoint(
             parent=self.parent, endpoint=types.Endpoint(display_name=display_name)
         )
-        return operation.result().name
+        return _wait(operation, timeout, f"creating endpoint {display_name!r}").name
 
-    def deploy(self, endpoint: str, model: str, machine_type: str = DEFAULT_MACHINE_TYPE) -> tuple[str, list[str]]:
-        """Deploy `model` with all traffic; return its deployed id and the ids deployed before it."""
+    def deploy(self, endpoint: str, model: str, serving: ServingConfig) -> tuple[str, list[str]]:
+        """Deploy `model` beside what serves; return its deployed id and the ids deployed before it.
+
+        On an endpoint that already serves, the new model gets 0% of the traffic: `shift_traffic`
+        moves it once the champion is known not to have changed. On an empty endpoint it gets all.
+        """
         from google.cloud.aiplatform_v1 import types
 
-        before = [d.id for d in self.endpoints.get_endpoint(name=endpoint).deployed_models]
+        current = self.endpoints.get_endpoint(name=endpoint)
+        before = [d.id for d in current.deployed_models]
+        # "0" is the model being deployed; the others keep what they have.
+        split = {"0": 100} if not before else {"0": 0, **dict(current.traffic_split)}
         deployed = types.DeployedModel(
             model=model,
             display_name=self.model_id,
             dedicated_resources=types.DedicatedResources(
-                machine_spec=types.MachineSpec(machine_type=machine_type), min_replica_count=1, max_replica_count=1
+                machine_spec=types.MachineSpec(machine_type=serving.machine_type),
+                min_replica_count=serving.min_replicas,
+                max_replica_count=serving.max_replicas,
             ),
         )
-        # "0" is the model being deployed: it takes all traffic once it is ready.
-        result = self.endpoints.deploy_model(
-            endpoint=endpoint, deployed_model=deployed, traffic_split={"0": 100}
-        ).result()
-        new_id = result.deployed_model.id
-        now = self.endpoints.get_endpoint(name=endpoint)
-        if new_id not in {d.id for d in now.deployed_models} or now.traffic_split.get(new_id) != 100:
-            raise VertexError(
-                f"{model} was deployed to {endpoint} as {new_id!r} but does not take all traffic "
-                f"({dict(now.traffic_split)}): left the previous deployment in place"
-            )
-        return new_id, [old for old in before if old != new_id]
+        operation = self.endpoints.deploy_model(endpoint=endpoint, deployed_model=deployed, traffic_split=split)
+        result = _wait(operation, serving.timeout_seconds, f"deploying {model} to {endpoint}")
+        return result.deployed_model.id, [old for old in before if old != result.deployed_model.id]
 
-    def undeploy(self, endpoint: str, keep: str, old_ids: list[str]) -> list[str]:
-        """Undeploy the models that served before `keep` took all the traffic."""
+    def shift_traffic(self, endpoint: str, deployed_id: str) -> None:
+        """All traffic to `deployed_id`, only if the endpoint is as last read (its etag)."""
+        from google.api_core import exceptions
+        from google.cloud.aiplatform_v1 import types
+        from google.protobuf import field_mask_pb2
+
+        now = self.endpoints.get_endpoint(name=endpoint)
+        if now.traffic_split.get(deployed_id) != 100:
+            update = types.Endpoint(name=endpoint, traffic_split={deployed_id: 100}, etag=now.etag)
+            try:
+                self.endpoints.update_endpoint(
+                    endpoint=update, update_mask=field_mask_pb2.FieldMask(paths=["traffic_split"])
+                )
+            except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict) as err:
+                raise ChampionMoved(
+                    f"{endpoint} changed while this run deployed (etag {now.etag!r} is stale: {err.message}); "
+                    "the traffic was left as it is"
+                ) from err
+        after = self.endpoints.get_endpoint(name=endpoint)
+        if after.traffic_split.get(deployed_id) != 100:
+            raise VertexError(
+                f"{deployed_id} was deployed to {endpoint} but does not take all traffic "
+                f"({dict(after.traffic_split)}): left the previous deployment in place"
+            )
+
+    def undeploy(self, endpoint: str, keep: str | None, old_ids: list[str], timeout: float) -> list[str]:
+        """Undeploy `old_ids`; `keep` (if any) then takes all the traffic."""
         for old in old_ids:
-            self.endpoints.undeploy_model(endpoint=endpoint, deployed_model_id=old, traffic_split={keep: 100}).result()
+            split = {keep: 100} if keep else {}
+            operation = self.endpoints.undeploy_model(endpoint=endpoint, deployed_model_id=old, traffic_split=split)
+            _wait(operation, timeout, f"undeploying {old} from {endpoint}", left=UNDEPLOY_LEFT)
         return old_ids
+
+    def check_champion(self, expected: str | None) -> Champion | None:
+        """The champion, if it is still `expected` (a versioned name, or None for none); else ChampionMoved."""
+        found = self.champion()
+        if (found.model if found else None) != expected:
+            raise ChampionMoved(
+                f"the champion is now {found.model if found else 'none'}, but this run was evaluated against "
+                f"{expected or 'no champion'}: another run or a person moved it. Nothing was promoted and "
+                "the traffic was left as it is; rerun the pipeline to evaluate against the new champion"
+            )
+        return found
+
+
+BEFORE_SWITCH_LEFT = "The previous deployment still takes all the traffic and the champion alias did not move"
+UNDEPLOY_LEFT = "The new version takes all the traffic and is the champion; an idle old deployment may be left"
+
+
+def _wait(operation: Any, timeout: float, what: str, left: str = BEFORE_SWITCH_LEFT) -> Any:
+    """The operation's result, or a VertexError saying what is still running and what state is left."""
+    import concurrent.futures
+
+    try:
+        return operation.result(timeout=timeout)
+    except concurrent.futures.TimeoutError as err:
+        name = getattr(getattr(operation, "operation", None), "name", "?")
+        raise VertexError(
+            f"{what} did not finish within {timeout:.0f}s (deploy_timeout); operation {name} is still running. "
+            f"{left}. Check the operation in the console, then rerun or raise deploy_timeout"
+        ) from err
 
 
 def deploy_version(
@@ -241,16 +336,28 @@ def deploy_version(
     labels: Mapping[str, str],
     description: str,
     endpoint_name: str,
-    machine_type: str = DEFAULT_MACHINE_TYPE,
-    image: str = "",
+    serving: ServingConfig,
+    expected_champion: str | None,
 ) -> Deployment:
-    """Upload, serve, then promote; see the module docstring for the order and why."""
-    replaced = registry.champion()
-    model, version = registry.upload(artifact_uri, labels, description, image)
-    endpoint = registry.endpoint(endpoint_name)
-    deployed_id, previous = registry.deploy(endpoint, model, machine_type)
+    """Check, upload, deploy beside, switch, promote; see the module docstring for the order and why."""
+    replaced = registry.check_champion(expected_champion)
+    model, version = registry.upload(
+        artifact_uri, labels, description, serving.container_spec(registry.region), serving.timeout_seconds
+    )
+    endpoint = registry.endpoint(endpoint_name, serving.timeout_seconds)
+    deployed_id, previous = registry.deploy(endpoint, model, serving)
+    try:
+        registry.check_champion(expected_champion)
+        registry.shift_traffic(endpoint, deployed_id)
+    except VertexError as err:
+        if previous:  # the new one took no traffic: take it away again, leave the rest as they were
+            try:
+                registry.undeploy(endpoint, None, [deployed_id], serving.timeout_seconds)
+            except Exception as cleanup:  # the reason to stop matters more than the clean-up
+                raise type(err)(f"{err}; undeploying the unused {deployed_id} also failed: {cleanup}") from err
+        raise
     registry.set_champion(version)
-    undeployed = registry.undeploy(endpoint, deployed_id, previous)
+    undeployed = registry.undeploy(endpoint, deployed_id, previous, serving.timeout_seconds)
     return Deployment(model, version, endpoint, deployed_id, undeployed, replaced.model if replaced else None)
 
 

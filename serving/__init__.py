@@ -9,3 +9,5 @@ DEFAULT_PORT = 8080
 DEFAULT_MAX_BODY_BYTES = 8 << 20
 DEFAULT_POLL_SECONDS = 0.5
 DEFAULT_MAX_BATCH_ROWS = 16_384
+# On SIGTERM, how long requests already arriving may take to be answered (Vertex AI waits 30 s).
+DEFAULT_DRAIN_SECONDS = 20.0

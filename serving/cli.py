@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from serving import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_POLL_SECONDS, DEFAULT_PORT
+from serving import DEFAULT_DRAIN_SECONDS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_POLL_SECONDS, DEFAULT_PORT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,43 +15,73 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve predictions over HTTP (Vertex AI's online prediction REST contract)",
         description="Serve a SavedModel, or a registry's champion (swapped in when a new one is promoted), "
         "at POST /predict and POST /v1/projects/P/locations/R/endpoints/E:predict; "
-        "GET /health/live, /health/ready and /model.",
+        "GET /health/live, /health/ready and /model. Inside a Vertex AI serving container "
+        "(AIP_HTTP_PORT set) it listens on 0.0.0.0:$AIP_HTTP_PORT, adds $AIP_PREDICT_ROUTE and "
+        "$AIP_HEALTH_ROUTE, and serves the model at $AIP_STORAGE_URI unless told otherwise.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model-dir", help="a SavedModel export directory or a trainer --output_dir")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--model-dir", help="a SavedModel export directory, a trainer --output_dir, or a gs:// folder holding one"
+    )
     which.add_argument("--registry", help="a local registry directory: serve its champion, follow promotions")
-    p.add_argument("--host", default=DEFAULT_HOST, help="address to bind; 0.0.0.0 exposes the server to the network")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to bind; 0 picks a free one (printed)")
+    p.add_argument(
+        "--host", help=f"address to bind; 0.0.0.0 exposes the server (default {DEFAULT_HOST}; 0.0.0.0 on Vertex AI)"
+    )
+    p.add_argument(
+        "--port", type=int, help=f"port to bind; 0 picks a free one, printed (default {DEFAULT_PORT}; $AIP_HTTP_PORT)"
+    )
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
     p.add_argument(
         "--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help="how often to check the registry's champion"
     )
     p.add_argument("--tf-threads", type=int, default=1, help="TensorFlow intra/inter-op threads (0: TF's default)")
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=DEFAULT_DRAIN_SECONDS,
+        help="on SIGTERM, how long requests already arriving may take to be answered",
+    )
     p.set_defaults(handler=_cmd_serve)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.cli import UsageError
+    from serving import container
 
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    settings = None
+    if container.in_container(os.environ):
+        try:
+            settings = container.settings(os.environ)
+        except container.ContainerConfigError as err:
+            raise UsageError(f"Vertex AI's container variables: {err}") from err
+    host = args.host or (settings.host if settings else DEFAULT_HOST)
+    port = args.port if args.port is not None else (settings.port if settings else DEFAULT_PORT)
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, not {port}")
     if args.max_body_bytes < 1024:
         raise UsageError("--max-body-bytes must be at least 1024")
     if args.poll_seconds <= 0:
         raise UsageError("--poll-seconds must be positive")
+    if args.drain_seconds < 0:
+        raise UsageError("--drain-seconds must be 0 or more")
     model_dir = registry = None
-    if args.model_dir:
-        from trainer.predict import resolve_model_dir
-
-        try:
-            model_dir = resolve_model_dir(os.path.abspath(os.path.expanduser(args.model_dir)))
-        except FileNotFoundError as err:
-            raise UsageError(f"--model-dir: {err}") from err
-    else:
+    if args.registry:
         registry = os.path.abspath(os.path.expanduser(args.registry))
         if not os.path.isdir(registry):
             raise UsageError(f"--registry {args.registry}: no such directory; register a model there first")
+    else:
+        model_dir = args.model_dir or (settings.model_uri if settings else None)
+        if not model_dir:
+            hint = f"{container.STORAGE_URI} is empty" if settings else "give --model-dir DIR or --registry DIR"
+            raise UsageError(f"no model to serve: {hint}")
+        if not model_dir.startswith("gs://"):  # a gs:// folder is fetched in the background (health says 503)
+            from trainer.predict import resolve_model_dir
+
+            try:
+                model_dir = resolve_model_dir(os.path.abspath(os.path.expanduser(model_dir)))
+            except FileNotFoundError as err:
+                raise UsageError(f"--model-dir: {err}") from err
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from serving import server
@@ -60,15 +90,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return server.run(
             model_dir=model_dir,
             registry=registry,
-            host=args.host,
-            port=args.port,
+            host=host,
+            port=port,
             max_body_bytes=args.max_body_bytes,
             poll_seconds=args.poll_seconds,
             tf_threads=args.tf_threads,
+            container=settings,
+            drain_seconds=args.drain_seconds,
         )
     except server.ModelLoadError as err:
         raise UsageError(f"--model-dir: {err}") from err
     except OSError as err:
-        raise UsageError(
-            f"cannot listen on {args.host}:{args.port}: {err.strerror or err}; try another --port"
-        ) from err
+        raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err}; try another --port") from err

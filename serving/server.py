@@ -42,12 +42,14 @@ import msgspec
 import numpy as np
 
 from serving import (
+    DEFAULT_DRAIN_SECONDS,
     DEFAULT_HOST,
     DEFAULT_MAX_BATCH_ROWS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_POLL_SECONDS,
     DEFAULT_PORT,
 )
+from serving.container import Settings
 from trainer.features import CENTER_LAT, CENTER_LON, FEATURES, KEY
 from trainer.predict import InstanceError, Predictor, check_instances
 
@@ -130,6 +132,12 @@ class _Response(msgspec.Struct):
     modelVersionId: str
 
 
+class _ContainerResponse(msgspec.Struct):
+    """Inside Vertex AI the container answers predictions only; Vertex adds the model ids itself."""
+
+    predictions: list[_Prediction]
+
+
 if _Instance.__struct_fields__ != (*FEATURES, KEY):
     raise ImportError(f"serving's request schema {_Instance.__struct_fields__} drifted from {(*FEATURES, KEY)}")
 
@@ -198,8 +206,11 @@ def rounded(fares: np.ndarray) -> list[float]:
     return np.round(fares.astype(np.float64), 4).tolist()
 
 
-def encode_predictions(fares: np.ndarray, keys: list[str | None], model: LoadedModel, model_name: str) -> bytes:
+def encode_predictions(fares: np.ndarray, keys: list[str | None], model: LoadedModel, model_name: str | None) -> bytes:
+    """The answer body; `model_name` None is the bare container answer (Vertex AI adds the ids)."""
     predictions = list(map(_Prediction, rounded(fares), keys))
+    if model_name is None:
+        return _encoder.encode(_ContainerResponse(predictions))
     return _encoder.encode(_Response(predictions, model.deployed_model_id, model_name, model.version))
 
 
@@ -254,10 +265,30 @@ def configure_tensorflow(threads: int) -> None:
         log.debug("TensorFlow threads already fixed; --tf-threads ignored")
 
 
+def fetch(model_uri: str) -> str:
+    """A local directory holding the model: the path itself, or a copy of a gs:// prefix."""
+    if not model_uri.startswith("gs://"):
+        return model_uri
+    import tempfile
+
+    from trainer import gcs
+
+    local = tempfile.mkdtemp(prefix="taxifare-model-")
+    if not gcs.download_dir(model_uri, local):
+        raise FileNotFoundError(f"no files under {model_uri}: is it the model's artifact folder?")
+    return local
+
+
 def load_model(
     model_dir: str, version: str | None = None, metadata: dict[str, Any] | None = None, source: dict | None = None
 ) -> LoadedModel:
-    """Load a SavedModel's serving signature and check it predicts before anyone relies on it."""
+    """Load a SavedModel's serving signature and check it predicts before anyone relies on it.
+
+    `model_dir` may be a gs:// prefix (Vertex AI's AIP_STORAGE_URI): it is downloaded first.
+    """
+    if version is None and model_dir.startswith("gs://"):
+        version = model_dir.rstrip("/").rsplit("/", 1)[-1]
+    model_dir = fetch(model_dir)
     predictor = Predictor(model_dir)
     path = predictor.model_dir
     probe = np.array([[CENTER_LON, CENTER_LAT, CENTER_LON + 0.02, CENTER_LAT + 0.02, 1.0]], np.float32)
@@ -456,6 +487,7 @@ class _Connection(asyncio.Protocol):
     ) -> None:
         if self.closed or self.transport is None:
             return
+        keep_alive = keep_alive and not self.app.draining
         lines = [
             f"HTTP/1.1 {status} {_STATUS[status][0]}",
             "Content-Type: application/json",
@@ -570,10 +602,13 @@ class App:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        container: Settings | None = None,
     ):
         if (model_dir is None) == (registry is None):
             raise ValueError("give exactly one of model_dir or registry")
         self.loop = loop
+        # Inside Vertex AI: its predict and health routes too, and bare {"predictions": [...]} answers.
+        self.container = container
         self.model_dir, self.max_body_bytes, self.poll_seconds = model_dir, max_body_bytes, poll_seconds
         self.registry: Any = None
         if registry is not None:
@@ -592,6 +627,7 @@ class App:
         self.fatal: asyncio.Future = loop.create_future()
         self._tick_timer: asyncio.TimerHandle | None = None
         self._poll_timer: asyncio.TimerHandle | None = None
+        self.draining = False  # stopping: answer what is in flight, with Connection: close
 
     # lifecycle
 
@@ -692,6 +728,14 @@ class App:
     def _route(self, conn: _Connection, request: Request) -> None:
         path = request.path.split("?", 1)[0]
         method = request.method
+        if self.container is not None:
+            if path == self.container.predict_route:
+                self._expect(method, "POST")
+                return self._predict(conn, request, None)
+            if path == self.container.health_route:
+                self._expect(method, "GET", "HEAD")
+                status, body = self._get(READY_ROUTE)
+                return conn.send(status, b"" if method == "HEAD" else _encoder.encode(body), request.keep_alive)
         if path == PREDICT_ROUTE:
             self._expect(method, "POST")
             return self._predict(conn, request, MODEL_NAME)
@@ -705,7 +749,8 @@ class App:
             self._expect(method, "GET", "HEAD")
             status, body = self._get(path)
             return conn.send(status, b"" if method == "HEAD" else _encoder.encode(body), request.keep_alive)
-        routes = ", ".join((PREDICT_ROUTE, VERTEX_ROUTE.pattern, *GET_ROUTES))
+        extra = (self.container.predict_route, self.container.health_route) if self.container else ()
+        routes = ", ".join((*extra, PREDICT_ROUTE, VERTEX_ROUTE.pattern, *GET_ROUTES))
         raise HttpError(404, f"no route {path!r}; routes: {routes}")
 
     @staticmethod
@@ -724,7 +769,7 @@ class App:
             return 200, {"status": "ready", "modelVersionId": model.version}
         return 200, model.describe()
 
-    def _predict(self, conn: _Connection, request: Request, model_name: str) -> None:
+    def _predict(self, conn: _Connection, request: Request, model_name: str | None) -> None:
         if self.model is None:
             why = self.load_failed or ("the model is loading" if self.loading else "no champion promoted yet")
             raise HttpError(503, f"no model to serve: {why}")
@@ -734,7 +779,12 @@ class App:
         future.add_done_callback(partial(self._answer, conn, keys, model_name, request.keep_alive))
 
     def _answer(
-        self, conn: _Connection, keys: list[str | None], model_name: str, keep_alive: bool, future: asyncio.Future
+        self,
+        conn: _Connection,
+        keys: list[str | None],
+        model_name: str | None,
+        keep_alive: bool,
+        future: asyncio.Future,
     ) -> None:
         conn.busy = False
         try:
@@ -769,10 +819,12 @@ async def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     poll_seconds: float = DEFAULT_POLL_SECONDS,
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+    container: Settings | None = None,
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS,
     on_listening: Callable[[str, int], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until `stop` is set (or SIGINT/SIGTERM when run()); in-flight requests are answered first."""
+    """Serve until `stop` is set (SIGINT/SIGTERM when run()); then drain: see `_drain`."""
     loop = asyncio.get_running_loop()
     app = App(
         loop,
@@ -781,6 +833,7 @@ async def serve(
         max_body_bytes=max_body_bytes,
         poll_seconds=poll_seconds,
         max_batch_rows=max_batch_rows,
+        container=container,
     )
     server = await loop.create_server(lambda: _Connection(app), host, port, backlog=1024, reuse_address=True)
     bound = server.sockets[0].getsockname()
@@ -794,14 +847,34 @@ async def serve(
     finally:
         stopping.cancel()
         server.close()
-        deadline = time.monotonic() + 10
-        while (app.batcher.running or app.batcher.queue) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        for conn in list(app.connections):
-            conn.close()
+        await _drain(app, drain_seconds)
         app.stop()
     if app.fatal.done():
         app.fatal.result()  # re-raise the load error of a --model-dir server
+
+
+def _in_flight(conn: _Connection) -> bool:
+    """A request has begun arriving, or is being answered, on this connection."""
+    return not conn.closed and not conn.lingering and (conn.busy or conn.head is not None or bool(conn.buf))
+
+
+async def _drain(app: App, seconds: float) -> None:
+    """No new connections; idle ones closed now; requests already arriving are answered, then closed.
+
+    Vertex AI (like Kubernetes) sends SIGTERM and waits a grace period before SIGKILL: a
+    request it routed here just before then still gets its answer.
+    """
+    app.draining = True
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for conn in list(app.connections):
+            if not _in_flight(conn) and not conn.lingering:
+                conn.close()
+        if not any(_in_flight(c) for c in app.connections) and not (app.batcher.running or app.batcher.queue):
+            break
+        await asyncio.sleep(0.01)
+    for conn in list(app.connections):
+        conn.close()
 
 
 def run(
@@ -814,13 +887,20 @@ def run(
     poll_seconds: float = DEFAULT_POLL_SECONDS,
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
     tf_threads: int = 1,
+    container: Settings | None = None,
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS,
 ) -> int:
     """Serve in the foreground until SIGINT or SIGTERM; print the bound address to stderr."""
     configure_tensorflow(tf_threads)
 
     def listening(bound_host: str, bound_port: int) -> None:
         what = f"model {model_dir}" if model_dir else f"the champion of {registry}"
-        print(f"taxifare serve: listening on http://{bound_host}:{bound_port} ({what})", file=sys.stderr, flush=True)
+        routes = f"; Vertex AI routes {container.predict_route}, {container.health_route}" if container else ""
+        print(
+            f"taxifare serve: listening on http://{bound_host}:{bound_port} ({what}{routes})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -836,9 +916,12 @@ def run(
             max_body_bytes=max_body_bytes,
             poll_seconds=poll_seconds,
             max_batch_rows=max_batch_rows,
+            container=container,
+            drain_seconds=drain_seconds,
             on_listening=listening,
             stop=stop,
         )
+        print("taxifare serve: stopped", file=sys.stderr, flush=True)
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(main())

@@ -57,3 +57,65 @@ class Capture(CaptureServer):
 
     def sent(self, method: str, path_regex: str) -> list[Recorded]:
         return [r for r in self.find(method) if re.fullmatch(path_regex, r.path)]
+
+
+@contextlib.contextmanager
+def gated_proxy(target: str) -> Iterator[tuple[str, Any]]:
+    """An HTTP proxy to `target` that holds object listings (`GET .../o?...`) until `gate.set()`.
+
+    Yields (proxy URL, gate): point STORAGE_EMULATOR_HOST at the URL to make fetching a
+    folder as slow as a test needs, deterministically. (Listings, not downloads: the client
+    downloads from each object's mediaLink, which names the emulator itself.)
+    """
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    gate = threading.Event()
+    upstream = urlsplit(target)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _forward(self) -> None:
+            if self.command == "GET" and re.search(r"/storage/v1/b/[^/]+/o(\?|$)", self.path):
+                gate.wait(120)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+            conn.request(self.command, self.path, body, headers)
+            reply = conn.getresponse()
+            data = reply.read()
+            self.send_response(reply.status)
+            for k, v in reply.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            conn.close()
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", gate
+    finally:
+        gate.set()
+        server.shutdown()
+        server.server_close()
+
+
+def upload_dir(bucket: Any, local_dir: str, prefix: str) -> None:
+    """Every file under `local_dir` to `bucket` under `prefix/`, keeping relative paths."""
+    import os
+
+    for root, _, names in os.walk(local_dir):
+        for name in names:
+            rel = os.path.relpath(os.path.join(root, name), local_dir)
+            bucket.blob(f"{prefix}/{rel}").upload_from_filename(os.path.join(root, name))

@@ -16,12 +16,18 @@ LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 
 
 class ServerProcess:
-    def __init__(self, args: list[str], log_path: str):
+    """`taxifare serve ARGS` (on a free port unless `env` names one, as AIP_HTTP_PORT does)."""
+
+    def __init__(self, args: list[str], log_path: str, env: dict[str, str] | None = None):
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--port", "0", *args]
+        port = [] if env and "AIP_HTTP_PORT" in env else ["--port", "0"]
+        cmd = [sys.executable, "-m", "pipeline.cli", "serve", *port, *args]
         self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+            cmd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
         )
         self.host, self.port = self._wait_listening(timeout=90)
 
@@ -44,11 +50,16 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def wait_ready(self, version: str | None = None, timeout: float = 60) -> dict:
+    @property
+    def address(self) -> str:
+        """Where to connect: loopback when the server binds every address (0.0.0.0)."""
+        return "127.0.0.1" if self.host == "0.0.0.0" else self.host
+
+    def wait_ready(self, version: str | None = None, timeout: float = 60, route: str = "/health/ready") -> dict:
         deadline = time.monotonic() + timeout
         body: Any = None
         while time.monotonic() < deadline:
-            status, _, body = self.call("GET", "/health/ready")
+            status, _, body = self.call("GET", route)
             if status == 200 and (version is None or body["modelVersionId"] == version):
                 return body
             if self.proc.poll() is not None:
@@ -60,7 +71,7 @@ class ServerProcess:
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, str], Any]:
         """One request on a fresh connection; body: bytes as-is, anything else as JSON."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        conn = http.client.HTTPConnection(self.address, self.port, timeout=30)
         try:
             data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
             conn.request(method, path, data, headers or {"Content-Type": "application/json"})
@@ -73,7 +84,7 @@ class ServerProcess:
 
     def raw(self, data: bytes, timeout: float = 10, read_until_close: bool = True) -> bytes:
         """Send raw bytes on one socket; return everything the server sends until it closes (or times out)."""
-        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+        with socket.create_connection((self.address, self.port), timeout=timeout) as sock:
             sock.sendall(data)
             chunks = []
             deadline = time.monotonic() + timeout

@@ -188,3 +188,59 @@ COMPONENT_MODULES = sorted(p.stem for p in (ROOT / "components").glob("*.py") if
 def test_every_component_module_imports_inside_the_image(image: str) -> None:
     code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module('components.' + name)\n"
     _ok(_podman_run("--entrypoint", "python", image, "-c", code, *COMPONENT_MODULES))
+
+
+def test_the_image_serves_as_vertex_ai_runs_it(image: str, trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uploaded container spec, started the way Vertex AI starts it: command `taxifare serve`,
+    the AIP_* variables, the model fetched from Cloud Storage (the GCS emulator), health and a
+    prediction over HTTP from the host, then SIGTERM (podman stop) and a clean exit."""
+    import http.client
+    import time
+
+    from cloud_fakes import free_port, gcs_emulator, upload_dir
+
+    from serving import container, preflight
+    from trainer import gcs, servable
+
+    spec = container.container_spec(image)
+    port = free_port()
+    with gcs_emulator(monkeypatch):
+        bucket = gcs.client().create_bucket("vertex-model-copies")
+        export = trained["export_dir"]
+        upload_dir(bucket, export, "v1")
+        env = {**container.environ_for(spec, "gs://vertex-model-copies/v1", port=port),
+               "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"]}  # fmt: skip
+        name = f"taxifare-serve-{port}"
+        flags = [f"--env={k}={v}" for k, v in env.items()]
+        command, *args = spec["command"]
+        _ok(_run(*PODMAN, "run", "-d", "--name", name, "--network=host", *flags, "--entrypoint", command, image,
+                 *args))  # fmt: skip
+        try:
+            deadline, status = time.monotonic() + 120, 0
+            while time.monotonic() < deadline and status != 200:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    conn.request("GET", spec["health_route"])
+                    reply = conn.getresponse()
+                    status = reply.status
+                    reply.read()
+                    conn.close()
+                except OSError:
+                    pass
+                if status != 200:
+                    time.sleep(0.5)
+            assert status == 200, _run(*PODMAN, "logs", name).stderr[-3000:]
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            request = json.dumps({"instances": preflight.probe_instances()})
+            conn.request("POST", spec["predict_route"], request, {"Content-Type": "application/json"})
+            reply = conn.getresponse()
+            answer = json.loads(reply.read())
+            assert reply.status == 200 and list(answer) == ["predictions"]
+            fares = [p["fare_amount"] for p in answer["predictions"]]
+            expected = servable.python_loader_fares(export)
+            assert max(abs(a - b) for a, b in zip(fares, expected, strict=True)) < 1e-3
+            _ok(_run(*PODMAN, "stop", "--time", "30", name))
+            state = _ok(_run(*PODMAN, "inspect", "--format", "{{.State.ExitCode}}", name)).strip()
+            assert state == "0", _run(*PODMAN, "logs", name).stderr[-3000:]
+        finally:
+            _run(*PODMAN, "rm", "-f", name)

@@ -429,15 +429,19 @@ def test_fast_parse_agrees_with_check_instances(instances: list[dict]) -> None:
     assert keys == want_keys
 
 
-def test_serve_flags_are_checked(tmp_path: Any, capsys: pytest.CaptureFixture) -> None:
+def test_serve_flags_are_checked(tmp_path: Any, capsys: pytest.CaptureFixture, monkeypatch) -> None:
     from pipeline import cli
 
+    monkeypatch.delenv("AIP_HTTP_PORT", raising=False)
     assert cli.main(["serve", "--model-dir", str(tmp_path / "nothing")]) == 2
     assert "--model-dir" in capsys.readouterr().err
     assert cli.main(["serve", "--registry", str(tmp_path / "nothing")]) == 2
     assert "--registry" in capsys.readouterr().err
+    # Outside a Vertex AI container one of --model-dir / --registry is required.
+    assert cli.main(["serve"]) == 2
+    assert "give --model-dir DIR or --registry DIR" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.main(["serve"])  # one of --model-dir / --registry is required
+        cli.main(["serve", "--model-dir", "a", "--registry", "b"])  # not both
 
 
 # --- a new champion, under load -------------------------------------------------------

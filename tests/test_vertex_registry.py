@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
-from cloud_fakes import Capture, gcs_emulator
+from cloud_fakes import Capture, gcs_emulator, upload_dir
 
 from components import deploy, evaluate
 from registry import vertex
@@ -30,6 +31,8 @@ class FakeVertex:
         self.endpoints: dict[str, dict] = {}
         self.fail_deploy = False
         self.fail_undeploy = False
+        self.slow_deploy = False  # deployModel's operation never finishes
+        self.on_deploy = None  # called after a deployModel, as another actor would act meanwhile
         p = "/v1/" + PARENT
         server.route("GET", p + r"/models/taxifare(?:@(\w+))?", self.get_model)
         server.route("POST", p + r"/models:upload", self.upload)
@@ -37,6 +40,10 @@ class FakeVertex:
         server.route("GET", p + r"/endpoints", self.list_endpoints)
         server.route("POST", p + r"/endpoints", self.create_endpoint)
         server.route("GET", p + r"/endpoints/(\w+)", lambda req, m: (200, self.endpoints[m.group(1)]))
+        server.route("PATCH", p + r"/endpoints/(\w+)", self.update_endpoint)
+        # Long-running operations are polled under /ui/ (the SDK's REST binding) or /v1/.
+        running = lambda req, m: (200, {"name": req.path.split("/", 2)[2], "done": False})  # noqa: E731
+        server.route("GET", rf"/(?:ui|v1)/{PARENT}/operations/(\w+)", running)
         server.route("POST", p + r"/endpoints/(\w+):deployModel", self.deploy)
         server.route("POST", p + r"/endpoints/(\w+):undeployModel", self.undeploy)
 
@@ -72,26 +79,56 @@ class FakeVertex:
     def create_endpoint(self, req, m):
         eid = str(100 + len(self.endpoints))
         self.endpoints[eid] = {**req.json(), "name": f"{PARENT}/endpoints/{eid}", "deployedModels": [],
-                               "trafficSplit": {}}  # fmt: skip
+                               "trafficSplit": {}, "etag": "0"}  # fmt: skip
         return self.done("Endpoint", self.endpoints[eid])
+
+    @staticmethod
+    def changed(endpoint: dict) -> None:
+        endpoint["etag"] = str(int(endpoint["etag"]) + 1)
 
     def deploy(self, req, m):
         if self.fail_deploy:
             return 200, {"name": f"{PARENT}/operations/2", "done": True,
                          "error": {"code": 8, "message": "quota exceeded for n1-standard-2"}}  # fmt: skip
+        if self.slow_deploy:
+            return 200, {"name": f"{PARENT}/operations/77", "done": False}
         endpoint, body = self.endpoints[m.group(1)], req.json()
+        split = {k: int(v) for k, v in body["trafficSplit"].items()}
+        assert sum(split.values()) == 100, split  # what Vertex AI requires
         new_id = f"dm{len(self.server.requests)}"
         endpoint["deployedModels"].append({**body["deployedModel"], "id": new_id})
-        endpoint["trafficSplit"] = {(new_id if k == "0" else k): v for k, v in body["trafficSplit"].items()}
+        endpoint["trafficSplit"] = {(new_id if k == "0" else k): v for k, v in split.items()}
+        self.changed(endpoint)
+        if self.on_deploy:
+            self.on_deploy(self)
         return self.done("DeployModelResponse", {"deployedModel": {"id": new_id}})
+
+    def update_endpoint(self, req, m):
+        endpoint, body = self.endpoints[m.group(1)], req.json()
+        if body.get("etag") and body["etag"] != endpoint["etag"]:
+            return 409, {"error": {"code": 409, "message": "etag mismatch", "status": "ABORTED"}}
+        assert req.query.get("updateMask") == ["trafficSplit"], req.query
+        endpoint["trafficSplit"] = {k: int(v) for k, v in body["trafficSplit"].items()}
+        self.changed(endpoint)
+        return 200, endpoint
 
     def undeploy(self, req, m):
         if self.fail_undeploy:
             return 503, {"error": {"code": 503, "message": "backend unavailable", "status": "UNAVAILABLE"}}
         endpoint, body = self.endpoints[m.group(1)], req.json()
-        endpoint["deployedModels"] = [d for d in endpoint["deployedModels"] if d["id"] != body["deployedModelId"]]
-        endpoint["trafficSplit"] = body["trafficSplit"]
+        gone = body["deployedModelId"]
+        if endpoint["trafficSplit"].get(gone) and body.get("trafficSplit", {}).get(gone, 0):
+            return 400, {"error": {"code": 400, "message": "model still takes traffic", "status": "INVALID_ARGUMENT"}}
+        endpoint["deployedModels"] = [d for d in endpoint["deployedModels"] if d["id"] != gone]
+        endpoint["trafficSplit"] = body.get("trafficSplit") or {
+            k: v for k, v in endpoint["trafficSplit"].items() if k != gone
+        }
+        self.changed(endpoint)
         return self.done("UndeployModelResponse", {})
+
+    def serving(self, endpoint: dict) -> list[str]:
+        """The models that take traffic on the endpoint."""
+        return [d["model"] for d in endpoint["deployedModels"] if endpoint["trafficSplit"].get(d["id"], 0) > 0]
 
     def calls(self) -> list[str]:
         names = []
@@ -107,28 +144,48 @@ def fake():
         yield FakeVertex(server)
 
 
-def _decision(tmp_path) -> str:
+def _decision(tmp_path, replaced: str | None = None) -> str:
     path = tmp_path / "decision.json"
     path.write_text(json.dumps({"blessed": True, "reason": "beats the baseline", "candidate": {"rmse": 3.9},
-                                "baseline": {"rmse": 5.0}, "champion": None, "champion_version": None,
+                                "baseline": {"rmse": 5.0}, "champion": None, "champion_version": replaced,
                                 "test_rows": 100}))  # fmt: skip
     return str(path)
 
 
-def _deploy(fake: FakeVertex, tmp_path, uri: str, run_id: str) -> str:
-    return deploy.deploy(uri, _decision(tmp_path), "fp123", "vertex", "", run_id, "my-proj", "us-central1",
-                         "taxifare", api_endpoint=fake.server.url)  # fmt: skip
+IMAGE = "us-central1-docker.pkg.dev/my-proj/taxifare/taxifare:1"
 
 
-def test_first_deploy_creates_parent_model_and_endpoint(fake, tmp_path):
-    name = _deploy(fake, tmp_path, "/gcs/bucket/root/run1/train-model/model", "taxifare-Run-1")
+def _deploy(
+    fake: FakeVertex, tmp_path, uri: str, run_id: str, model_dir: str, replaced: str | None = None, **serving
+) -> str:
+    config = vertex.ServingConfig(**{"image": IMAGE, **serving})
+    return deploy.deploy(model_dir, _decision(tmp_path, replaced), "fp123", "vertex", "", run_id, model_uri=uri,
+                         project="my-proj", region="us-central1", endpoint_name="taxifare", serving=config,
+                         api_endpoint=fake.server.url)  # fmt: skip
+
+
+def _champion(fake: FakeVertex) -> str | None:
+    version = fake.aliases.get("champion")
+    return f"{MODEL}@{version}" if version else None
+
+
+def test_first_deploy_creates_parent_model_and_endpoint(fake, tmp_path, trained):
+    name = _deploy(fake, tmp_path, "/gcs/bucket/root/run1/train-model/model", "taxifare-Run-1", trained["export_dir"])
     assert name == f"{MODEL}@1"
     (upload,) = fake.server.sent("POST", r".*/models:upload")
     body = upload.json()
     assert body["modelId"] == "taxifare" and "parentModel" not in body
     model = body["model"]
     assert model["artifactUri"] == "gs://bucket/root/run1/train-model/model"
-    assert model["containerSpec"]["imageUri"] == "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+    # Served by the pipeline's own image running `taxifare serve`, as the container contract says.
+    assert model["containerSpec"] == {
+        "imageUri": IMAGE,
+        "command": ["taxifare", "serve"],
+        "ports": [{"containerPort": 8080}],
+        "predictRoute": "/predict",
+        "healthRoute": "/health/ready",
+        "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"}],
+    }
     assert model["labels"] == {"run_id": "taxifare-run-1", "data_fingerprint": "fp123"}
     assert json.loads(model["versionDescription"])["metrics"]["candidate"] == {"rmse": 3.9}
     (create,) = fake.server.sent("POST", r".*/endpoints")
@@ -136,57 +193,167 @@ def test_first_deploy_creates_parent_model_and_endpoint(fake, tmp_path):
     (dep,) = fake.server.sent("POST", r".*:deployModel")
     assert dep.json()["trafficSplit"] == {"0": 100}
     assert dep.json()["deployedModel"]["model"] == f"{MODEL}@1"
-    assert dep.json()["deployedModel"]["dedicatedResources"]["machineSpec"]["machineType"] == "n1-standard-2"
+    resources = dep.json()["deployedModel"]["dedicatedResources"]
+    assert resources == {"machineSpec": {"machineType": "n1-standard-2"}, "minReplicaCount": 1, "maxReplicaCount": 1}
     assert not fake.server.sent("POST", r".*:undeployModel")
     assert fake.aliases == {"champion": "1", "default": "1"}
 
 
-def test_next_deploy_adds_a_version_moves_the_alias_then_undeploys_the_old_one(fake, tmp_path):
-    _deploy(fake, tmp_path, "gs://bucket/m1", "run-1")
+def _next(fake: FakeVertex, tmp_path, uri: str, run_id: str, model_dir: str, **serving) -> str:
+    """A deploy evaluated against the champion of now, as the pipeline's evaluate step would."""
+    return _deploy(fake, tmp_path, uri, run_id, model_dir, _champion(fake), **serving)
+
+
+def test_next_deploy_goes_beside_at_0_switches_by_etag_moves_the_alias_then_undeploys(fake, tmp_path, trained):
+    model_dir = trained["export_dir"]
+    _next(fake, tmp_path, "gs://bucket/m1", "run-1", model_dir)
     (first,) = fake.endpoints.values()
     old_id = first["deployedModels"][0]["id"]
     fake.server.clear()
-    name = _deploy(fake, tmp_path, "gs://bucket/m2", "run-2")
+    name = _next(fake, tmp_path, "gs://bucket/m2", "run-2", model_dir)
     assert name == f"{MODEL}@2"
     assert fake.server.sent("POST", r".*/models:upload")[0].json()["parentModel"] == MODEL
     assert not fake.server.sent("POST", r".*/endpoints")  # found, not created
-    (undeploy,) = fake.server.sent("POST", r".*:undeployModel")
+    (dep,) = fake.server.sent("POST", r".*:deployModel")
+    assert dep.json()["trafficSplit"] == {"0": 0, old_id: 100}  # beside the old one, no traffic yet
+    (switch,) = fake.server.sent("PATCH", r".*/endpoints/\w+")
     (endpoint,) = fake.endpoints.values()
     new_id = endpoint["deployedModels"][0]["id"]
+    assert switch.json()["trafficSplit"] == {new_id: 100} and switch.json()["etag"]
+    (undeploy,) = fake.server.sent("POST", r".*:undeployModel")
     assert undeploy.json() == {"deployedModelId": old_id, "trafficSplit": {new_id: 100}}
     calls = fake.calls()
     # The alias follows the traffic at once, so it always names the version that serves.
-    assert calls.index("POST deployModel") < calls.index("POST mergeVersionAliases") < calls.index("POST undeployModel")
+    assert (
+        calls.index("POST deployModel")
+        < calls.index("PATCH " + endpoint["name"].rsplit("/", 1)[-1])
+        < calls.index("POST mergeVersionAliases")
+        < calls.index("POST undeployModel")
+    )
     assert [d["model"] for d in endpoint["deployedModels"]] == [f"{MODEL}@2"]
     assert fake.aliases["champion"] == "2"
 
 
-def test_a_failed_deploy_leaves_the_previous_version_serving_and_champion(fake, tmp_path):
-    _deploy(fake, tmp_path, "gs://bucket/m1", "run-1")
+def test_a_failed_deploy_leaves_the_previous_version_serving_and_champion(fake, tmp_path, trained):
+    _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
     fake.fail_deploy = True
     with pytest.raises(Exception, match="quota exceeded"):
-        _deploy(fake, tmp_path, "gs://bucket/m2", "run-2")
+        _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"])
     (endpoint,) = fake.endpoints.values()
-    assert [d["model"] for d in endpoint["deployedModels"]] == [f"{MODEL}@1"]
+    assert fake.serving(endpoint) == [f"{MODEL}@1"]
     assert list(endpoint["trafficSplit"].values()) == [100]
     assert fake.aliases["champion"] == "1" and len(fake.versions) == 2  # uploaded, never promoted
     assert not fake.server.sent("POST", r".*:undeployModel")
 
 
-def test_a_failed_undeploy_after_the_switch_leaves_the_alias_on_the_serving_version(fake, tmp_path):
-    _deploy(fake, tmp_path, "gs://bucket/m1", "run-1")
+def test_a_failed_undeploy_after_the_switch_leaves_the_alias_on_the_serving_version(fake, tmp_path, trained):
+    _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
     fake.fail_undeploy = True
     with pytest.raises(Exception, match="backend unavailable"):
-        _deploy(fake, tmp_path, "gs://bucket/m2", "run-2")
+        _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"])
     (endpoint,) = fake.endpoints.values()
-    serving = [d["model"] for d in endpoint["deployedModels"] if endpoint["trafficSplit"].get(d["id"]) == 100]
-    assert serving == [f"{MODEL}@2"]
+    assert fake.serving(endpoint) == [f"{MODEL}@2"]
     assert fake.aliases["champion"] == "2"  # the alias names what serves; only an idle v1 is left over
 
 
-def test_a_local_model_path_is_refused_with_the_fix(fake, tmp_path):
+def test_a_champion_moved_since_evaluate_stops_before_anything_is_uploaded(fake, tmp_path, trained):
+    _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
+    _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"])  # v2 is now the champion
+    fake.server.clear()
+    with pytest.raises(vertex.ChampionMoved, match=r"champion is now .*@2.*evaluated against .*@1"):
+        _deploy(fake, tmp_path, "gs://bucket/m3", "run-3", trained["export_dir"], replaced=f"{MODEL}@1")
+    assert not fake.server.sent("POST", r".*/models:upload")
+    assert not fake.server.sent("POST", r".*:deployModel")
+    assert fake.aliases["champion"] == "2"
+
+
+def test_a_champion_moved_during_the_deploy_keeps_the_traffic_and_undeploys_the_new_one(fake, tmp_path, trained):
+    _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
+    (endpoint,) = fake.endpoints.values()
+    serving_before = dict(endpoint["trafficSplit"])
+
+    def someone_promotes_v1_again(f: FakeVertex) -> None:
+        f.versions.append({**f.versions[0], "versionId": "9"})
+        f.aliases["champion"] = "9"
+
+    fake.on_deploy = someone_promotes_v1_again
+    with pytest.raises(vertex.ChampionMoved, match=r"now .*@9"):
+        _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"])
+    assert not fake.server.sent("PATCH", r".*/endpoints/\w+")
+    assert endpoint["trafficSplit"] == serving_before  # the new deployment never took traffic ...
+    assert fake.serving(endpoint) == [f"{MODEL}@1"] and len(endpoint["deployedModels"]) == 1  # ... and is gone
+    assert fake.aliases["champion"] == "9"
+
+
+def test_an_endpoint_changed_during_the_deploy_fails_the_etag_switch(fake, tmp_path, trained):
+    _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
+    (endpoint,) = fake.endpoints.values()
+    real_get = fake.server  # the switch reads the endpoint, then another run changes it before the PATCH
+    calls = {"n": 0}
+
+    def stale_etag(req, m):
+        calls["n"] += 1
+        answer = dict(fake.endpoints[m.group(1)])
+        if calls["n"] == 2:  # the read right before the switch: then the etag moves on
+            fake.changed(fake.endpoints[m.group(1)])
+        return 200, answer
+
+    real_get.route("GET", "/v1/" + PARENT + r"/endpoints/(\w+)", stale_etag)
+    with pytest.raises(vertex.ChampionMoved, match="etag"):
+        _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"])
+    assert fake.serving(endpoint) == [f"{MODEL}@1"] and len(endpoint["deployedModels"]) == 1
+    assert fake.aliases["champion"] == "1"
+
+
+def test_a_deploy_that_outlasts_deploy_timeout_says_what_is_still_running(fake, tmp_path, trained):
+    _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
+    fake.slow_deploy = True
+    with pytest.raises(vertex.VertexError, match=r"did not finish within 1s.*operations/77.*still takes all"):
+        _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"], timeout_seconds=1)
+    (endpoint,) = fake.endpoints.values()
+    assert fake.serving(endpoint) == [f"{MODEL}@1"] and fake.aliases["champion"] == "1"
+
+
+def test_serving_machines_and_the_prebuilt_container_are_parameters(fake, tmp_path, trained):
+    _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"], container="prebuilt",
+          machine_type="n1-highcpu-4", min_replicas=2, max_replicas=5)  # fmt: skip
+    (upload,) = fake.server.sent("POST", r".*/models:upload")
+    assert upload.json()["model"]["containerSpec"] == {
+        "imageUri": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+    }
+    (dep,) = fake.server.sent("POST", r".*:deployModel")
+    assert dep.json()["deployedModel"]["dedicatedResources"] == {
+        "machineSpec": {"machineType": "n1-highcpu-4"}, "minReplicaCount": 2, "maxReplicaCount": 5
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("container", ["custom", "prebuilt"])
+def test_a_model_that_cannot_serve_is_never_uploaded(fake, tmp_path, trained, container):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained["export_dir"], broken)
+    (broken / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 64)
+    with pytest.raises(Exception, match="broken"):
+        _next(fake, tmp_path, "gs://bucket/m1", "run-1", str(broken), container=container)
+    assert not fake.server.requests  # checked before any request
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"container": "docker"}, "serving_container must be one of custom, prebuilt"),
+        ({"image": ""}, "needs the pipeline image"),
+        ({"min_replicas": 3, "max_replicas": 2}, "1 <= min"),
+        ({"timeout_seconds": 0}, "deploy_timeout must be positive"),
+    ],
+)
+def test_serving_settings_are_checked(settings, problem):
+    with pytest.raises(vertex.VertexError, match=problem):
+        vertex.ServingConfig(**{"image": IMAGE, **settings})
+
+
+def test_a_local_model_path_is_refused_with_the_fix(fake, tmp_path, trained):
     with pytest.raises(vertex.VertexError, match="gs:// pipeline root"):
-        _deploy(fake, tmp_path, str(tmp_path / "model"), "run-1")
+        _next(fake, tmp_path, str(tmp_path / "model"), "run-1", trained["export_dir"])
     assert not fake.server.sent("POST", r".*/models:upload")
 
 
@@ -197,11 +364,8 @@ def test_evaluate_compares_against_the_vertex_champion(fake, trained, sample_dir
     assert first["champion"] is None and first["champion_version"] is None
     with gcs_emulator(monkeypatch):
         bucket = gcs.client().create_bucket("models")
-        for root, _, names in os.walk(trained["export_dir"]):
-            for n in names:
-                rel = os.path.relpath(os.path.join(root, n), trained["export_dir"])
-                bucket.blob(f"run1/model/{rel}").upload_from_filename(os.path.join(root, n))
-        _deploy(fake, tmp_path, "gs://models/run1/model", "run-1")
+        upload_dir(bucket, trained["export_dir"], "run1/model")
+        _deploy(fake, tmp_path, "gs://models/run1/model", "run-1", trained["export_dir"])
         second = evaluate.evaluate(*args, "vertex", "", 0.02, **where)
     assert second["champion_version"] == f"{MODEL}@1"
     assert second["champion"]["rmse"] == pytest.approx(second["candidate"]["rmse"], rel=1e-6)

@@ -70,6 +70,23 @@ def test_submit_sends_region_root_account_params_labels_caching_and_machines(ser
     job_id = job.get("name", "").rsplit("/", 1)[-1] or request.query.get("pipelineJobId", [""])[0]
     assert f"https://console.cloud.google.com/vertex-ai/locations/{REGION}/pipelines/runs/" in out
     assert job_id in out
+    # Blessed models are served by the same image, running `taxifare serve`, unless asked otherwise.
+    assert params["serving_container"] == "custom"
+    deploy_inputs = job["pipelineSpec"]["root"]["dag"]["tasks"]["condition-1"]["componentRef"]["name"]
+    deploy_task = job["pipelineSpec"]["components"][deploy_inputs]["dag"]["tasks"]["deploy-model"]
+    assert deploy_task["inputs"]["parameters"]["serving_image"]["runtimeValue"]["constant"] == IMAGE
+
+
+def test_submit_serving_flags_become_parameters(server, capsys):
+    code = cli.main(
+        ["submit", *_cloud(server), "--image", IMAGE, "--data", DATA, "--serving-container", "prebuilt",
+         "--serving-machine-type", "n1-highcpu-8", "--serving-min-replicas", "2", "--serving-max-replicas", "4",
+         "--deploy-timeout", "3600"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    params = server.one("POST", r"/pipelineJobs$").body["runtimeConfig"]["parameterValues"]
+    assert (params["serving_container"], params["serving_machine_type"]) == ("prebuilt", "n1-highcpu-8")
+    assert (params["serving_min_replicas"], params["serving_max_replicas"], params["deploy_timeout"]) == (2, 4, 3600)
 
 
 @pytest.mark.parametrize(("states", "code"), [(["PIPELINE_STATE_RUNNING", "PIPELINE_STATE_SUCCEEDED"], 0),

@@ -57,3 +57,24 @@ def size(uri: str) -> int:
 def open_read(uri: str) -> IO[bytes]:
     bucket, name = split(uri)
     return client().bucket(bucket).blob(name).open("rb")
+
+
+def download_dir(uri: str, local_dir: str) -> int:
+    """Copy every object under the gs:// prefix `uri` into `local_dir`, keeping relative paths.
+
+    Returns how many files were written; 0 means nothing is stored there.
+    """
+    bucket, prefix = split(uri.rstrip("/"))
+    prefix = prefix + "/" if prefix else ""
+    count = 0
+    for blob in client().list_blobs(bucket, prefix=prefix):
+        relative = blob.name[len(prefix) :]
+        if not relative or relative.endswith("/"):
+            continue  # folder placeholders
+        target = os.path.normpath(os.path.join(local_dir, relative))
+        if not target.startswith(os.path.normpath(local_dir) + os.sep):
+            raise ValueError(f"{uri}: object {blob.name!r} would land outside {local_dir}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        blob.download_to_filename(target)
+        count += 1
+    return count
