@@ -110,7 +110,10 @@ def check_server(
         deadline = time.monotonic() + timeout
         status, body = 0, None
         while time.monotonic() < deadline and srv.error is None:
-            status, body = srv.call("GET", health)
+            try:
+                status, body = srv.call("GET", health)
+            except OSError as err:  # the server is going away (a failed load ends it): say why below
+                status, body = 0, {"reason": f"connection failed ({err})"}
             if status == 200:
                 break
             time.sleep(0.05)
