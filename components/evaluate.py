@@ -1,5 +1,6 @@
 """Step 3, evaluate: candidate vs the distance-rule baseline vs the champion, and the gate."""
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING
 
@@ -10,8 +11,21 @@ from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 if TYPE_CHECKING:  # kfp's runtime import path breaks on python_component at run time
     from kfp.dsl.python_component import PythonComponent
 
-from trainer import baseline, sources
-from trainer.features import FEATURES, LABEL
+from taxifare.errors import UsageError
+from trainer import baseline, settings, sources
+from trainer.features import CHAMPION_TOLERANCE, FEATURES, LABEL
+from trainer.settings import below_one, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """When a candidate deploys: the step's setting, checked once."""
+
+    tolerance: float = setting(
+        CHAMPION_TOLERANCE,
+        "how much worse (relative RMSE) than the champion a candidate may be and still deploy",
+        below_one,
+    )
 
 
 def champion_model_dir(
@@ -23,14 +37,14 @@ def champion_model_dir(
     of the champion's artifact, or a downloaded copy.
     """
     if deploy_target == "vertex":
-        from registry import vertex
+        from taxifare.registry import vertex
 
         reg = vertex.VertexRegistry(project, region, registry, api_endpoint)
         found = reg.champion()
         return (found.model, reg.download(found)) if found else (None, None)
     if deploy_target != "local":
-        raise ValueError(f"unknown deploy_target {deploy_target!r}: expected 'local' or 'vertex'")
-    from registry.local import LocalRegistry
+        raise UsageError(f"unknown deploy_target {deploy_target!r}: expected 'local' or 'vertex'")
+    from taxifare.registry.local import LocalRegistry
 
     champion = LocalRegistry(registry).champion()
     return (champion.name, champion.model_dir) if champion else (None, None)
@@ -70,6 +84,7 @@ def evaluate(
 ) -> dict:
     from trainer.predict import Predictor
 
+    settings.check(Gate(tolerance))
     test, _ = sources.read_columns(test_path)
     train, _ = sources.read_columns(train_path)
     truth = test[LABEL]

@@ -1,5 +1,6 @@
 """Step 1, stage_data: read a source, validate every row, split deterministically by key."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,7 +16,9 @@ from kfp.dsl import Dataset, Metrics, Output
 if TYPE_CHECKING:  # kfp's runtime import path breaks on python_component at run time
     from kfp.dsl.python_component import PythonComponent
 
-from trainer import features, sources
+from taxifare.errors import DataError, UsageError
+from trainer import features, settings, sources
+from trainer.settings import non_negative, open_fraction, setting
 
 SPLITS = ("train", "valid", "test")
 _HASH_SCALE = float(2**64)
@@ -43,18 +46,55 @@ def _batch(columns: sources.Columns, mask: np.ndarray | None = None) -> pa.Recor
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where stage_data reads rows and how it splits them: the step's settings, checked once."""
+
+    source: str = setting("", "CSV file, glob or comma-separated list (local, gs://, https://) to split by key")
+    train_source: str = setting("", "instead of source: the training rows, as given")
+    valid_source: str = setting("", "with train_source: the validation rows")
+    test_source: str = setting("", "with train_source: the test rows")
+    valid_fraction: float = setting(features.VALID_FRACTION, "share of keys that go to the validation split",
+                                    open_fraction)  # fmt: skip
+    test_fraction: float = setting(features.TEST_FRACTION, "share of keys that go to the test split", open_fraction)
+    bq_table: str = setting(
+        "", "instead of files: a BigQuery trips table, e.g. bigquery-public-data.new_york.tlc_yellow_trips_2015"
+    )
+    bq_query: str = setting("", "instead of files: BigQuery SQL returning the schema's columns")
+    bq_sample: int = setting(0, "with bq_table/bq_query: keep one trip in N by a repeatable hash (0: all)",
+                             non_negative)  # fmt: skip
+
+    @property
+    def separate(self) -> dict[str, str]:
+        return {"train": self.train_source, "valid": self.valid_source, "test": self.test_source}
+
+    def problems(self) -> list[str]:
+        """Each setting's own check, then how they go together."""
+        found = settings.problems(self)
+        if not found and self.valid_fraction + self.test_fraction >= 1:
+            found.append("valid_fraction and test_fraction must sum to less than 1")
+        files = bool(self.source) or any(self.separate.values())
+        if (self.bq_table or self.bq_query) and files:
+            found.append("give a BigQuery source (bq_table or bq_query) or file sources, not both")
+        if self.bq_table and self.bq_query:
+            found.append("give bq_table or bq_query, not both")
+        if self.source and any(self.separate.values()):
+            found.append("give either source (split by key) or train/valid/test sources, not both")
+        if not self.source and not (self.bq_table or self.bq_query) and not all(self.separate.values()):
+            missing = ", ".join(f"{k}_source" for k, v in self.separate.items() if not v)
+            found.append(f"no data: give source, bq_table, or all of train/valid/test sources (missing: {missing})")
+        return found
+
+    def check(self) -> "Source":
+        if found := self.problems():
+            raise UsageError("; ".join(found))
+        return self
+
+
 def stage(
     out_paths: dict[str, str],
-    source: str = "",
-    train_source: str = "",
-    valid_source: str = "",
-    test_source: str = "",
-    valid_fraction: float = features.VALID_FRACTION,
-    test_fraction: float = features.TEST_FRACTION,
+    src: Source,
     max_bad_fraction: float = features.DEFAULT_MAX_BAD_FRACTION,
-    bq_table: str = "",
-    bq_query: str = "",
-    bq_sample: int = 0,
     project: str = "",
     export_dir: str = "",
     bq_client: Any = None,
@@ -64,54 +104,19 @@ def stage(
     With bq_table or bq_query the rows are first exported from BigQuery to CSV files under
     export_dir (gs:// or local), which then count as `source`.
     """
-    separate = {"train": train_source, "valid": valid_source, "test": test_source}
-    # Parameters first: a BigQuery export costs money and time.
-    if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise ValueError("valid_fraction and test_fraction must be in (0, 1) and sum to less than 1")
-    if bq_table or bq_query:
-        if source or any(separate.values()):
-            raise ValueError("give a BigQuery source (bq_table or bq_query) or file sources, not both")
+    src.check()  # before anything costs: a BigQuery export costs money and time
+    if src.bq_table or src.bq_query:
         if not export_dir:
-            raise ValueError("a BigQuery source needs export_dir: where the exported CSV files go")
-        from cloud import bigquery
+            raise UsageError("a BigQuery source needs export_dir: where the exported CSV files go")
+        from taxifare.cloud import bigquery
 
-        source = bigquery.export_source(export_dir, bq_table, bq_query, bq_sample, project, bq_client)
-    if source and any(separate.values()):
-        raise ValueError("give either source (split by key) or train/valid/test sources, not both")
-    if not source and not all(separate.values()):
-        missing = [k for k, v in separate.items() if not v]
-        raise ValueError(f"no data: give source, or all of train/valid/test sources (missing: {', '.join(missing)})")
-
+        exported = bigquery.export_source(export_dir, src.bq_table, src.bq_query, src.bq_sample, project, bq_client)
+        src = dataclasses.replace(src, source=exported, bq_table="", bq_query="")
     totals = sources.ReadStats()
-    counts = dict.fromkeys(SPLITS, 0)
-    writers = {}
-    try:
-        for split in SPLITS:
-            os.makedirs(os.path.dirname(out_paths[split]) or ".", exist_ok=True)
-            writers[split] = pacsv.CSVWriter(out_paths[split], _schema())
-        if source:
-            for chunk in sources.iter_chunks(
-                sources.expand_paths(source), max_bad_fraction=max_bad_fraction, totals=totals
-            ):
-                which = split_index(chunk[features.KEY], valid_fraction, test_fraction)
-                for i, split in enumerate(SPLITS):
-                    mask = which == i
-                    if mask.any():
-                        writers[split].write_batch(_batch(chunk, mask))
-                        counts[split] += int(mask.sum())
-        else:
-            for split, spec in separate.items():
-                for chunk in sources.iter_chunks(
-                    sources.expand_paths(spec), max_bad_fraction=max_bad_fraction, totals=totals
-                ):
-                    writers[split].write_batch(_batch(chunk))
-                    counts[split] += len(chunk[features.KEY])
-    finally:
-        for writer in writers.values():
-            writer.close()
+    counts = _write_splits(out_paths, src, max_bad_fraction, totals)
     empty = [s for s in SPLITS if counts[s] == 0]
     if empty:
-        raise ValueError(f"split(s) {', '.join(empty)} got no rows: add data or change the fractions")
+        raise DataError(f"split(s) {', '.join(empty)} got no rows", "add data or change the fractions")
     return {
         "rows_read": totals.rows,
         "rows_kept": totals.kept,
@@ -120,6 +125,40 @@ def stage(
         "files": totals.files,
         "fingerprint": fingerprint(out_paths[s] for s in SPLITS),
     }
+
+
+def _write_splits(
+    out_paths: dict[str, str], src: Source, max_bad_fraction: float, totals: sources.ReadStats
+) -> dict[str, int]:
+    """Validated rows to one CSV per split: by key hash from `source`, or as given per split."""
+    counts = dict.fromkeys(SPLITS, 0)
+    writers: dict[str, pacsv.CSVWriter] = {}
+
+    def chunks(spec: str) -> Any:
+        return sources.iter_chunks(sources.expand_paths(spec), max_bad_fraction=max_bad_fraction, totals=totals)
+
+    def write(split: str, chunk: sources.Columns, mask: np.ndarray | None = None) -> None:
+        writers[split].write_batch(_batch(chunk, mask))
+        counts[split] += len(chunk[features.KEY]) if mask is None else int(mask.sum())
+
+    try:
+        for split in SPLITS:
+            os.makedirs(os.path.dirname(out_paths[split]) or ".", exist_ok=True)
+            writers[split] = pacsv.CSVWriter(out_paths[split], _schema())
+        if src.source:
+            for chunk in chunks(src.source):
+                which = split_index(chunk[features.KEY], src.valid_fraction, src.test_fraction)
+                for i, split in enumerate(SPLITS):
+                    if (which == i).any():
+                        write(split, chunk, which == i)
+        else:
+            for split, spec in src.separate.items():
+                for chunk in chunks(spec):
+                    write(split, chunk)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return counts
 
 
 def fingerprint(paths: object) -> str:
@@ -165,14 +204,13 @@ def stage_data(
     """
     import os
 
-    from components.stage_data import record, stage
+    from components.stage_data import Source, record, stage
 
     outputs = {"train": train, "valid": valid, "test": test}
-    result = stage(
-        {name: art.path for name, art in outputs.items()},
-        source, train_source, valid_source, test_source, valid_fraction, test_fraction, max_bad_fraction,
-        bq_table, bq_query, bq_sample, project, export_dir=os.path.join(os.path.dirname(train.uri), "bq-export"),
-    )  # fmt: skip
+    src = Source(source, train_source, valid_source, test_source, valid_fraction, test_fraction, bq_table, bq_query,
+                 bq_sample)  # fmt: skip
+    export_dir = os.path.join(os.path.dirname(train.uri), "bq-export")
+    result = stage({n: art.path for n, art in outputs.items()}, src, max_bad_fraction, project, export_dir)
     record(result, outputs, metrics)
 
 

@@ -1,5 +1,6 @@
 """Step 2, train: the trainer on the staged splits; the SavedModel becomes the Model artifact."""
 
+import dataclasses
 import json
 import os
 from typing import TYPE_CHECKING
@@ -10,22 +11,11 @@ from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 if TYPE_CHECKING:  # kfp's runtime import path breaks on python_component at run time
     from kfp.dsl.python_component import PythonComponent
 
-from trainer.features import DEFAULTS
+from trainer.features import HParams
 
 
 def run(
-    train_path: str,
-    valid_path: str,
-    model_dir: str,
-    tensorboard_dir: str,
-    work_dir: str,
-    train_steps: int = DEFAULTS.train_steps,
-    train_batch_size: int = DEFAULTS.train_batch_size,
-    hidden_units: list[int] | tuple[int, ...] = DEFAULTS.hidden_units,
-    learning_rate: float = DEFAULTS.learning_rate,
-    weight_decay: float = DEFAULTS.weight_decay,
-    huber_delta: float = DEFAULTS.huber_delta,
-    seed: int = DEFAULTS.seed,
+    train_path: str, valid_path: str, model_dir: str, tensorboard_dir: str, work_dir: str, hparams: HParams
 ) -> dict:
     from trainer import train
 
@@ -33,15 +23,9 @@ def run(
         train_data_paths=train_path,
         eval_data_paths=valid_path,
         output_dir=work_dir,
-        train_steps=train_steps,
-        train_batch_size=train_batch_size,
-        hidden_units=tuple(int(u) for u in hidden_units),
-        learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        huber_delta=huber_delta,
-        seed=seed,
         model_dir=model_dir,
         tensorboard_dir=tensorboard_dir,
+        **dataclasses.asdict(hparams),
     )
     return train.train_and_evaluate(cfg, progress=print)
 
@@ -74,12 +58,16 @@ def train_model(
     import os
 
     from components.train import record, run
+    from trainer.features import HParams
 
-    work_dir = os.path.join(os.path.dirname(model.path), "trainer-output")
-    result = run(
-        train_data.path, valid_data.path, model.path, tensorboard.path, work_dir,
-        train_steps, train_batch_size, hidden_units, learning_rate, weight_decay, huber_delta, seed,
+    # A list parameter's numbers arrive as floats (protobuf Values): 64.0 means 64; 64.5 fails the check.
+    units = tuple(int(u) if isinstance(u, float) and u.is_integer() else u for u in hidden_units)
+    hparams = HParams(
+        train_steps=train_steps, train_batch_size=train_batch_size, hidden_units=units,
+        learning_rate=learning_rate, weight_decay=weight_decay, huber_delta=huber_delta, seed=seed,
     )  # fmt: skip
+    work_dir = os.path.join(os.path.dirname(model.path), "trainer-output")
+    result = run(train_data.path, valid_data.path, model.path, tensorboard.path, work_dir, hparams)
     if result.get("export_dir") is None:
         # A non-chief replica of a multi-worker custom job: leave the step's outputs (and
         # kfp's executor output, written on return) to the chief alone.

@@ -10,6 +10,8 @@ import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from taxifare.errors import UsageError
+
 _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
@@ -25,10 +27,6 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ),
     ("day of week", 0, 7, {d: i for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}),
 )
-
-
-class CronError(ValueError):
-    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +63,7 @@ class Cron:
             if self.matches(t):
                 return t
             t += dt.timedelta(minutes=1)
-        raise CronError(f"{self.expression!r} never fires (e.g. February 30th)")
+        raise UsageError(f"{self.expression!r} never fires (e.g. February 30th)")
 
 
 def _field(text: str, name: str, low: int, high: int, names: dict[str, int]) -> set[int]:
@@ -75,7 +73,7 @@ def _field(text: str, name: str, low: int, high: int, names: dict[str, int]) -> 
         step = 1
         if step_text:
             if not step_text.isdigit() or int(step_text) == 0:
-                raise CronError(f"{name}: bad step {step_text!r} in {part!r}")
+                raise UsageError(f"{name}: bad step {step_text!r} in {part!r}")
             step = int(step_text)
         if rng == "*":
             start, end = low, high
@@ -84,7 +82,7 @@ def _field(text: str, name: str, low: int, high: int, names: dict[str, int]) -> 
             start = _value(a, name, low, high, names)
             end = _value(b, name, low, high, names) if dash else (high if step_text else start)
             if end < start:
-                raise CronError(f"{name}: range {rng!r} runs backwards")
+                raise UsageError(f"{name}: range {rng!r} runs backwards")
         values.update(range(start, end + 1, step))
     return values
 
@@ -94,17 +92,17 @@ def _value(text: str, name: str, low: int, high: int, names: dict[str, int]) -> 
     if upper in names:
         return names[upper]
     if not text.isdigit():
-        raise CronError(f"{name}: {text!r} is not a number" + (f" or a name ({', '.join(names)})" if names else ""))
+        raise UsageError(f"{name}: {text!r} is not a number" + (f" or a name ({', '.join(names)})" if names else ""))
     value = int(text)
     if not low <= value <= high:
-        raise CronError(f"{name}: {value} is outside {low}-{high}")
+        raise UsageError(f"{name}: {value} is outside {low}-{high}")
     return value
 
 
 def parse(expression: str) -> Cron:
     fields = expression.split()
     if len(fields) != 5:
-        raise CronError(
+        raise UsageError(
             f"{expression!r} has {len(fields)} field(s); cron takes 5: minute hour day-of-month month day-of-week "
             "(e.g. '0 3 * * 1' for Mondays at 03:00)"
         )
@@ -126,4 +124,4 @@ def timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:
-        raise CronError(f"unknown time zone {name!r}: use an IANA name such as UTC or America/New_York") from err
+        raise UsageError(f"unknown time zone {name!r}: use an IANA name such as UTC or America/New_York") from err

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from pipeline import pipeline as pipeline_lib
+from taxifare.errors import UsageError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
@@ -106,15 +107,13 @@ def _capture(log: IO[str]) -> Iterator[None]:
 
 def run(
     runs_root: str,
-    registry: str,
     params: dict[str, Any],
     progress: Callable[[TaskRecord], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the whole DAG locally; return (and save) the run record. Never raises for task failures."""
-    from kfp import local
-
+    """Run the whole DAG locally with checked `params` (they name the registry); return (and save)
+    the run record. Never raises for task failures: the record says what failed and why."""
     run_id, run_dir = new_run_dir(runs_root)
-    params = {**params, "registry": os.path.abspath(registry), "deploy_target": "local"}
+    params = {**params, "deploy_target": "local", "run_id": run_id}
     record: dict[str, Any] = {
         "run_id": run_id,
         "run_dir": run_dir,
@@ -125,42 +124,16 @@ def run(
     }
     before = _registry_state(params["registry"])
     tasks: dict[str, TaskRecord] = {}
-    events = _TaskEvents(tasks, progress or (lambda task: None))
-    root_logger = logging.getLogger()
-    root_logger.addFilter(events)
     pipeline_root = os.path.join(run_dir, "pipeline-root")
     log_path = os.path.join(run_dir, "pipeline.log")
-    try:
-        with open(log_path, "w") as log, _capture(log):
-            # No local caching: kfp's cache keys on input paths, not file contents.
-            local.init(
-                runner=local.SubprocessRunner(use_venv=False),
-                pipeline_root=pipeline_root,
-                raise_on_error=True,
-                enable_caching=False,
-            )
-            try:
-                pipeline_lib.build(target="local")(**params)
-                record["status"] = "succeeded"
-            except RuntimeError as err:
-                record["status"] = "failed"
-                record["error"] = ANSI.sub("", str(err))
-    finally:
-        root_logger.removeFilter(events)
-    record["seconds"] = time.time() - record["started"]
-    after = _registry_state(params["registry"])
-    record["registry_changed"] = {
-        "champion": [before["champion"], after["champion"]] if before["champion"] != after["champion"] else None,
-        "new_versions": sorted(set(after["versions"]) - set(before["versions"])),
-    }
-    _collect_outputs(pipeline_root, tasks)
+    status, error = _run_pipeline(params, pipeline_root, log_path, _TaskEvents(tasks, progress or (lambda t: None)))
+    record.update(status=status, seconds=time.time() - record["started"])
+    if error:
+        record["error"] = error
+    record["registry_changed"] = _registry_change(before, _registry_state(params["registry"]))
+    record["kfp_job_name"] = _collect_outputs(pipeline_root, tasks)
     _explain_failures(log_path, tasks)
-    for name in _expected_tasks():
-        task = tasks.setdefault(name, TaskRecord(name))
-        if task.state == "pending":
-            task.state = "skipped"
-            if name == "deploy-model" and record["status"] == "succeeded":
-                task.error = "skipped by the gate: " + _decision(tasks).get("reason", "not blessed")
+    _mark_skipped(tasks, status)
     record["tasks"] = {name: dataclasses.asdict(t) for name, t in tasks.items()}
     record["decision"] = _decision(tasks)
     record["deployed_version"] = tasks.get("deploy-model", TaskRecord("")).outputs.get("Output")
@@ -173,8 +146,49 @@ def run(
     return record
 
 
+def _run_pipeline(params: dict[str, Any], pipeline_root: str, log_path: str, events: logging.Filter) -> tuple[str, str]:
+    """kfp's local runner on the DAG, its chatter in the log file; (status, error)."""
+    from kfp import local
+
+    root_logger = logging.getLogger()
+    root_logger.addFilter(events)
+    try:
+        with open(log_path, "w") as log, _capture(log):
+            # No local caching: kfp's cache keys on input paths, not file contents.
+            local.init(
+                runner=local.SubprocessRunner(use_venv=False),
+                pipeline_root=pipeline_root,
+                raise_on_error=True,
+                enable_caching=False,
+            )
+            try:
+                pipeline_lib.build(target="local")(**params)
+                return "succeeded", ""
+            except RuntimeError as err:
+                return "failed", ANSI.sub("", str(err))
+    finally:
+        root_logger.removeFilter(events)
+
+
+def _registry_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "champion": [before["champion"], after["champion"]] if before["champion"] != after["champion"] else None,
+        "new_versions": sorted(set(after["versions"]) - set(before["versions"])),
+    }
+
+
+def _mark_skipped(tasks: dict[str, TaskRecord], status: str) -> None:
+    """Tasks that never started: skipped (by the gate, when the run succeeded without deploying)."""
+    for name in _expected_tasks():
+        task = tasks.setdefault(name, TaskRecord(name))
+        if task.state == "pending":
+            task.state = "skipped"
+            if name == "deploy-model" and status == "succeeded":
+                task.error = "skipped by the gate: " + _decision(tasks).get("reason", "not blessed")
+
+
 def _registry_state(root: str) -> dict[str, Any]:
-    from registry.local import LocalRegistry
+    from taxifare.registry.local import LocalRegistry
 
     reg = LocalRegistry(root)
     return {"champion": reg.aliases().get("champion"), "versions": [v.name for v in reg.versions()]}
@@ -184,14 +198,16 @@ def _expected_tasks() -> list[str]:
     return ["stage-data", "train-model", "evaluate-model", "deploy-model"]
 
 
-def _collect_outputs(pipeline_root: str, tasks: dict[str, TaskRecord]) -> None:
-    """Read each task's executor_output.json: parameters and artifact metadata."""
+def _collect_outputs(pipeline_root: str, tasks: dict[str, TaskRecord]) -> str | None:
+    """Read each task's executor_output.json (parameters, artifact metadata); return kfp's job name."""
     if not os.path.isdir(pipeline_root):
-        return
+        return None
+    job_name = None
     for run_folder in os.listdir(pipeline_root):
         base = os.path.join(pipeline_root, run_folder)
         if not os.path.isdir(base):
             continue
+        job_name = run_folder  # kfp's local runner names the folder after the pipeline job
         for name in os.listdir(base):
             path = os.path.join(base, name, "executor_output.json")
             if not os.path.isfile(path):
@@ -203,6 +219,7 @@ def _collect_outputs(pipeline_root: str, tasks: dict[str, TaskRecord]) -> None:
             for art_name, arts in out.get("artifacts", {}).items():
                 for art in arts.get("artifacts", []):
                     task.outputs[art_name] = {"uri": art.get("uri"), **art.get("metadata", {})}
+    return job_name
 
 
 def _explain_failures(log_path: str, tasks: dict[str, TaskRecord]) -> None:
@@ -231,16 +248,35 @@ def _decision(tasks: dict[str, TaskRecord]) -> dict[str, Any]:
     return {}
 
 
+def resolve(runs_root: str, run_id: str) -> str:
+    """A run id from what a user typed: the id, `latest`, a unique prefix, or kfp's job name for it."""
+    runs = list_runs(runs_root)
+    if run_id == "latest":
+        if not runs:
+            raise UsageError(f"no runs under {runs_root} yet", "`taxifare run` starts one")
+        return str(runs[0]["run_id"])
+    ids = [str(r["run_id"]) for r in runs]
+    if run_id in ids:
+        return run_id
+    by_job = [str(r["run_id"]) for r in runs if r.get("kfp_job_name") == run_id]
+    matches = by_job or [i for i in ids if i.startswith(run_id)]
+    if len(matches) == 1:
+        return matches[0]
+    recent = ", ".join(ids[:5])
+    if matches:
+        raise UsageError(f"{run_id!r} matches {len(matches)} runs ({', '.join(matches[:5])})", "type more of the id")
+    raise UsageError(
+        f"no run {run_id!r} under {runs_root}", f"recent: {recent}" if recent else "`taxifare run` starts one"
+    )
+
+
 def load(runs_root: str, run_id: str) -> dict[str, Any]:
-    path = os.path.join(runs_root, run_id, "run.json")
-    if not os.path.isfile(path):
-        known = ", ".join(r["run_id"] for r in list_runs(runs_root)[:5])
-        raise FileNotFoundError(f"no run {run_id!r} under {runs_root}" + (f" (recent: {known})" if known else ""))
-    with open(path) as f:
+    with open(os.path.join(runs_root, resolve(runs_root, run_id), "run.json")) as f:
         return json.load(f)
 
 
 def list_runs(runs_root: str) -> list[dict[str, Any]]:
+    """Every run's record, newest first."""
     if not os.path.isdir(runs_root):
         return []
     runs = []

@@ -5,16 +5,18 @@ on `vertex` the training step runs as a Vertex AI custom job on the machines giv
 Nothing here reads the environment: project, region, bucket and data arrive as parameters.
 """
 
+from typing import Any
+
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
 from components import deploy, evaluate, stage_data, train
+from pipeline import params
 from pipeline.images import DEFAULT_IMAGE
 from pipeline.machines import TrainingMachines
-from registry.vertex import DEFAULT_DEPLOY_TIMEOUT, DEFAULT_MACHINE_TYPE
-from trainer.features import CHAMPION_TOLERANCE, DEFAULT_MAX_BAD_FRACTION, DEFAULTS, TEST_FRACTION, VALID_FRACTION
 
 PIPELINE_NAME = "taxifare"
+DESCRIPTION = "Taxi fare: stage, train, evaluate against baseline and champion, deploy."
 TARGETS = ("local", "vertex")
 
 
@@ -33,110 +35,85 @@ def _custom_job(train_op, machines: TrainingMachines):
     )
 
 
+def _ops(image: str, target: str, machines: TrainingMachines | None) -> dict[str, tuple[Any, set[str]]]:
+    """Each step's component and the inputs of our own function (what pipeline parameters feed);
+    on vertex, training runs as a custom job, whose wrapper adds inputs of its own (project, ...)."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
+    ops = {
+        "stage": stage_data.component(image),
+        "train": train.component(image),
+        "evaluate": evaluate.component(image),
+        "deploy": deploy.component(image),
+    }
+    out = {step: (op, set(op.component_spec.inputs or {})) for step, op in ops.items()}
+    if target == "vertex":
+        out["train"] = (_custom_job(ops["train"], machines or TrainingMachines()), out["train"][1])
+    return out
+
+
+def _call(step: tuple[Any, set[str]], params: dict[str, Any], **wired: Any) -> Any:
+    """The step's task: the pipeline parameters named like its inputs (each passed on by name), plus `wired`."""
+    op, inputs = step
+    return op(**{n: v for n, v in params.items() if n in inputs}, **wired)
+
+
 def build(
     image: str = DEFAULT_IMAGE, target: str = "local", machines: TrainingMachines | None = None
 ) -> GraphComponent:
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
-    # Each target deploys where its runs live; a parameter overrides it.
-    default_deploy_target = "vertex" if target == "vertex" else "local"
-    stage_op = stage_data.component(image)
-    train_op = train.component(image)
-    if target == "vertex":
-        train_op = _custom_job(train_op, machines or TrainingMachines())
+    """The pipeline for an image and a target; its parameters' defaults are pipeline/params.py's."""
+    ops = _ops(image, target, machines)
+    d = params.defaults(target)  # each target deploys where its runs live; a parameter overrides it
 
-    evaluate_op = evaluate.component(image)
-    deploy_op = deploy.component(image)
-
-    @dsl.pipeline(
-        name=PIPELINE_NAME, description="Taxi fare: stage, train, evaluate against baseline and champion, deploy."
-    )
     def taxifare(
-        source: str = "",
-        train_source: str = "",
-        valid_source: str = "",
-        test_source: str = "",
-        valid_fraction: float = VALID_FRACTION,
-        test_fraction: float = TEST_FRACTION,
-        max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
-        train_steps: int = DEFAULTS.train_steps,
-        train_batch_size: int = DEFAULTS.train_batch_size,
-        hidden_units: list = list(DEFAULTS.hidden_units),  # noqa: B006 - kfp reads the default
-        learning_rate: float = DEFAULTS.learning_rate,
-        weight_decay: float = DEFAULTS.weight_decay,
-        huber_delta: float = DEFAULTS.huber_delta,
-        seed: int = DEFAULTS.seed,
-        tolerance: float = CHAMPION_TOLERANCE,
-        deploy_target: str = default_deploy_target,
-        registry: str = "",
-        bq_table: str = "",
-        bq_query: str = "",
-        bq_sample: int = 0,
-        project: str = "",
-        region: str = "",
-        endpoint_name: str = "taxifare",
-        serving_container: str = "custom",
-        serving_machine_type: str = DEFAULT_MACHINE_TYPE,
-        serving_min_replicas: int = 1,
-        serving_max_replicas: int = 1,
-        deploy_timeout: float = DEFAULT_DEPLOY_TIMEOUT,
+        source: str = d["source"],
+        train_source: str = d["train_source"],
+        valid_source: str = d["valid_source"],
+        test_source: str = d["test_source"],
+        valid_fraction: float = d["valid_fraction"],
+        test_fraction: float = d["test_fraction"],
+        bq_table: str = d["bq_table"],
+        bq_query: str = d["bq_query"],
+        bq_sample: int = d["bq_sample"],
+        train_steps: int = d["train_steps"],
+        train_batch_size: int = d["train_batch_size"],
+        hidden_units: list = d["hidden_units"],
+        learning_rate: float = d["learning_rate"],
+        weight_decay: float = d["weight_decay"],
+        huber_delta: float = d["huber_delta"],
+        seed: int = d["seed"],
+        max_bad_fraction: float = d["max_bad_fraction"],
+        tolerance: float = d["tolerance"],
+        deploy_target: str = d["deploy_target"],
+        registry: str = d["registry"],
+        project: str = d["project"],
+        region: str = d["region"],
+        endpoint_name: str = d["endpoint_name"],
+        serving_container: str = d["serving_container"],
+        serving_machine_type: str = d["serving_machine_type"],
+        serving_min_replicas: int = d["serving_min_replicas"],
+        serving_max_replicas: int = d["serving_max_replicas"],
+        deploy_timeout: float = d["deploy_timeout"],
+        run_id: str = d["run_id"],
     ):
-        staged = stage_op(
-            source=source,
-            train_source=train_source,
-            valid_source=valid_source,
-            test_source=test_source,
-            valid_fraction=valid_fraction,
-            test_fraction=test_fraction,
-            max_bad_fraction=max_bad_fraction,
-            bq_table=bq_table,
-            bq_query=bq_query,
-            bq_sample=bq_sample,
-            project=project,
-        ).set_display_name("stage data")
+        p = dict(locals())  # the parameters, by name: each goes to the steps with an input of that name
+        staged = _call(ops["stage"], p).set_display_name("stage data")
         # Never from a cache: the same source path may hold new rows (scheduled retraining),
         # and the champion that evaluate and deploy read is not among their inputs.
         staged.set_caching_options(False)
-        trained = train_op(
-            train_data=staged.outputs["train"],
-            valid_data=staged.outputs["valid"],
-            train_steps=train_steps,
-            train_batch_size=train_batch_size,
-            hidden_units=hidden_units,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            huber_delta=huber_delta,
-            seed=seed,
-        ).set_display_name("train")
-        evaluated = evaluate_op(
-            test_data=staged.outputs["test"],
-            train_data=staged.outputs["train"],
-            candidate=trained.outputs["model"],
-            deploy_target=deploy_target,
-            registry=registry,
-            tolerance=tolerance,
-            project=project,
-            region=region,
-        ).set_display_name("evaluate")
+        split = staged.outputs
+        trained = _call(ops["train"], p, train_data=split["train"], valid_data=split["valid"])
+        trained.set_display_name("train")
+        model = trained.outputs["model"]
+        evaluated = _call(ops["evaluate"], p, test_data=split["test"], train_data=split["train"], candidate=model)
+        evaluated.set_display_name("evaluate")
         evaluated.set_caching_options(False)
         # kfp's local runner resolves only a single return value ("Output") in conditions.
         with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712
-            deploy_op(
-                model=trained.outputs["model"],
-                decision=evaluated.outputs["decision"],
-                test_data=staged.outputs["test"],
-                deploy_target=deploy_target,
-                registry=registry,
-                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                project=project,
-                region=region,
-                endpoint_name=endpoint_name,
-                serving_container=serving_container,
-                serving_image=image,  # the image every step runs in also serves (serving_container=custom)
-                serving_machine_type=serving_machine_type,
-                serving_min_replicas=serving_min_replicas,
-                serving_max_replicas=serving_max_replicas,
-                deploy_timeout=deploy_timeout,
-            ).set_display_name("deploy").set_caching_options(False)
+            wired = {"model": model, "decision": evaluated.outputs["decision"], "test_data": split["test"]}
+            # The image every step runs in also serves (serving_container=custom).
+            wired.update(job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, serving_image=image)
+            _call(ops["deploy"], p, **wired).set_display_name("deploy").set_caching_options(False)
 
-    return taxifare
+    taxifare.__doc__ = params.docstring(DESCRIPTION)
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(taxifare)

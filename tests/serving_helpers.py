@@ -22,7 +22,7 @@ class ServerProcess:
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         port = [] if env and "AIP_HTTP_PORT" in env else ["--port", "0"]
-        cmd = [sys.executable, "-m", "pipeline.cli", "serve", *port, *args]
+        cmd = [sys.executable, "-m", "taxifare.cli", "serve", *port, *args]
         self.proc = subprocess.Popen(
             cmd,
             stdout=self.log,

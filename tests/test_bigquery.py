@@ -15,8 +15,9 @@ import pyarrow.csv as pacsv
 import pytest
 from cloud_fakes import Capture, gcs_emulator
 
-from cloud import bigquery
 from components import stage_data
+from taxifare.cloud import bigquery
+from taxifare.errors import UsageError
 from trainer import gcs, sample_data, sources
 
 ROWS = 3000
@@ -92,7 +93,7 @@ def test_table_query_is_the_courses_with_repeatable_hash_sampling():
     ],
 )
 def test_bad_bigquery_sources_are_refused(kwargs, message):
-    with pytest.raises(bigquery.QueryError, match=message):
+    with pytest.raises(UsageError, match=message):
         bigquery.build_query(**kwargs)
 
 
@@ -102,9 +103,9 @@ def test_export_to_cloud_storage_then_stage_validates_the_shards(monkeypatch, tm
         gcs.client().create_bucket("root")
         _fake_bigquery(server, table)
         out = {s: str(tmp_path / f"{s}.csv") for s in stage_data.SPLITS}
-        result = stage_data.stage(out, bq_table=bigquery.PUBLIC_TABLE, bq_sample=100, project="my-proj",
-                                  export_dir="gs://root/pipeline-root/run/stage-data/bq-export",
-                                  bq_client=_client(server))  # fmt: skip
+        src = stage_data.Source(bq_table=bigquery.PUBLIC_TABLE, bq_sample=100)
+        result = stage_data.stage(out, src, project="my-proj", bq_client=_client(server),
+                                  export_dir="gs://root/pipeline-root/run/stage-data/bq-export")  # fmt: skip
     (sql,) = _sql(server)
     assert sql.startswith(
         "EXPORT DATA OPTIONS (uri = 'gs://root/pipeline-root/run/stage-data/bq-export/part-*.csv', "
@@ -121,8 +122,9 @@ def test_export_to_a_local_root_fetches_rows_through_the_api(tmp_path):
     with Capture() as server:
         _fake_bigquery(server, table)
         out = {s: str(tmp_path / f"{s}.csv") for s in stage_data.SPLITS}
-        result = stage_data.stage(out, bq_query="SELECT * FROM `my-proj.taxi.trips`", project="my-proj",
-                                  export_dir=str(tmp_path / "bq-export"), bq_client=_client(server))  # fmt: skip
+        src = stage_data.Source(bq_query="SELECT * FROM `my-proj.taxi.trips`")
+        result = stage_data.stage(out, src, project="my-proj", export_dir=str(tmp_path / "bq-export"),
+                                  bq_client=_client(server))  # fmt: skip
     assert _sql(server) == ["SELECT * FROM `my-proj.taxi.trips`"]
     assert result["rows_read"] == ROWS
     cols, _ = sources.read_columns(os.path.join(tmp_path, "bq-export", "*.csv"), max_bad_fraction=1.0)
@@ -130,9 +132,9 @@ def test_export_to_a_local_root_fetches_rows_through_the_api(tmp_path):
 
 
 def test_bigquery_and_file_sources_do_not_mix(tmp_path):
-    with pytest.raises(ValueError, match="not both"):
-        stage_data.stage({s: str(tmp_path / s) for s in stage_data.SPLITS}, source="x.csv", bq_table="p.d.t",
-                         export_dir=str(tmp_path))  # fmt: skip
+    with pytest.raises(UsageError, match="not both"):
+        stage_data.stage({s: str(tmp_path / s) for s in stage_data.SPLITS},
+                         stage_data.Source(source="x.csv", bq_table="p.d.t"), export_dir=str(tmp_path))  # fmt: skip
 
 
 @pytest.mark.gcp
@@ -141,6 +143,6 @@ def test_public_table_sample_against_real_bigquery(tmp_path):
     if not project:
         pytest.skip("set TAXIFARE_TEST_PROJECT (and credentials) to run")
     out = {s: str(tmp_path / f"{s}.csv") for s in stage_data.SPLITS}
-    result = stage_data.stage(out, bq_table=bigquery.PUBLIC_TABLE, bq_sample=200_000, project=project,
-                              export_dir=str(tmp_path / "bq-export"))  # fmt: skip
+    src = stage_data.Source(bq_table=bigquery.PUBLIC_TABLE, bq_sample=200_000)
+    result = stage_data.stage(out, src, project=project, export_dir=str(tmp_path / "bq-export"))
     assert result["rows_kept"] > 100

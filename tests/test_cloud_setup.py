@@ -7,8 +7,9 @@ import os
 import pytest
 from cloud_fakes import Capture, gcs_emulator
 
-from cloud import setup
-from pipeline import cli
+from taxifare import cli
+from taxifare.cloud import setup
+from taxifare.errors import UsageError
 from trainer import gcs
 
 AGENT = "serviceAccount:service-123@gcp-sa-aiplatform.iam.gserviceaccount.com"
@@ -66,7 +67,7 @@ def test_setup_keeps_existing_members_and_adds_the_given_account(emulator):
     ],
 )
 def test_setup_rejects_bad_settings_before_calling_the_cloud(kwargs, message):
-    with pytest.raises(setup.SetupError, match=message):
+    with pytest.raises(UsageError, match=message):
         setup.setup("my-proj", **{"region": "us-central1", **kwargs}, number="1", storage_client=object())
 
 

@@ -43,11 +43,21 @@ def test_every_local_step_runs_in_the_one_image_without_installing_packages(tmp_
         container = executor["container"]
         assert container["image"] == "example.com/taxifare:9"
         assert "pip install" not in " ".join(container["command"])
-    defaults = spec["root"]["inputDefinitions"]["parameters"]
-    from trainer.features import DEFAULTS
 
-    assert defaults["train_steps"]["defaultValue"] == DEFAULTS.train_steps
-    assert defaults["hidden_units"]["defaultValue"] == list(DEFAULTS.hidden_units)
+
+def test_every_parameter_is_defined_once_in_the_steps_settings(tmp_path):
+    """The compiled pipeline's parameters are exactly pipeline/params.py's, with its defaults and help."""
+    from pipeline import params
+
+    for target in ("local", "vertex"):
+        compiled = _spec(tmp_path, target=target)["root"]["inputDefinitions"]["parameters"]
+        expected = params.defaults(target)
+        assert sorted(compiled) == sorted(expected)
+        for name, value in expected.items():
+            assert compiled[name].get("defaultValue", "") == value, name
+    described = _spec(tmp_path)["root"]["inputDefinitions"]["parameters"]
+    for s in params.all_settings():
+        assert described[s.name]["description"] == s.help  # what the Vertex AI console shows
 
 
 def test_vertex_target_trains_in_a_custom_job_on_the_chosen_machines(tmp_path):

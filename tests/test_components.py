@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from components import deploy, evaluate, stage_data
-from registry.local import LocalRegistry, RegistryError
+from taxifare.errors import ChampionMoved, UsageError
+from taxifare.registry.local import LocalRegistry, RegistryError
 from trainer import sources
 
 
@@ -24,7 +25,7 @@ def test_split_by_key_hash_is_stable_and_close_to_the_fractions():
 def test_stage_splits_one_source_by_key_and_counts_rejects(tmp_path, sample_dir):
     out = {s: str(tmp_path / f"{s}.csv") for s in stage_data.SPLITS}
     source = os.path.join(sample_dir, "*.csv")
-    result = stage_data.stage(out, source=source, valid_fraction=0.2, test_fraction=0.2)
+    result = stage_data.stage(out, stage_data.Source(source=source, valid_fraction=0.2, test_fraction=0.2))
     assert result["rows_kept"] == sum(result["split_rows"].values())
     assert result["rows_read"] - result["rows_kept"] == sum(result["rejected"].values()) > 0
     keys = {}
@@ -34,14 +35,14 @@ def test_stage_splits_one_source_by_key_and_counts_rejects(tmp_path, sample_dir)
         keys[split] = set(cols["key"])
     assert not keys["train"] & keys["test"] and not keys["valid"] & keys["test"]
     again_out = {s: str(tmp_path / f"again-{s}.csv") for s in stage_data.SPLITS}
-    again = stage_data.stage(again_out, source=source, valid_fraction=0.2, test_fraction=0.2)
+    again = stage_data.stage(again_out, stage_data.Source(source=source, valid_fraction=0.2, test_fraction=0.2))
     assert again["fingerprint"] == result["fingerprint"]
 
 
 def test_stage_with_separate_sources_keeps_them_apart(tmp_path, sample_dir):
     out = {s: str(tmp_path / f"{s}.csv") for s in stage_data.SPLITS}
     given = {f"{s}_source": os.path.join(sample_dir, f"{s}.csv") for s in stage_data.SPLITS}
-    result = stage_data.stage(out, **given)
+    result = stage_data.stage(out, stage_data.Source(**given))
     for split in stage_data.SPLITS:
         _, stats = sources.read_columns(os.path.join(sample_dir, f"{split}.csv"))
         assert result["split_rows"][split] == stats.kept
@@ -56,8 +57,8 @@ def test_stage_with_separate_sources_keeps_them_apart(tmp_path, sample_dir):
     ],
 )
 def test_stage_rejects_bad_parameters(tmp_path, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        stage_data.stage({s: str(tmp_path / s) for s in stage_data.SPLITS}, **kwargs)
+    with pytest.raises(UsageError, match=message):
+        stage_data.stage({s: str(tmp_path / s) for s in stage_data.SPLITS}, stage_data.Source(**kwargs))
 
 
 def test_gate_decisions():
@@ -102,11 +103,15 @@ def test_registry_versions_are_immutable_and_champion_moves_atomically(trained, 
     assert not [n for n in os.listdir(reg.versions_dir) if n.startswith(".incoming")]
 
 
+def _local(registry) -> deploy.DeployTarget:
+    return deploy.DeployTarget(deploy_target="local", registry=str(registry))
+
+
 def test_deploy_refuses_an_unblessed_candidate(trained, tmp_path):
     decision = tmp_path / "decision.json"
     decision.write_text(json.dumps({"blessed": False, "reason": "no"}))
-    with pytest.raises(ValueError, match="did not bless"):
-        deploy.deploy(trained["export_dir"], str(decision), "fp", "local", str(tmp_path / "reg"), "run")
+    with pytest.raises(UsageError, match="did not bless"):
+        deploy.deploy(trained["export_dir"], str(decision), "fp", _local(tmp_path / "reg"), "run")
     assert not os.path.exists(tmp_path / "reg" / "aliases.json")
 
 
@@ -115,7 +120,7 @@ def test_deploy_registers_with_metadata_and_promotes(trained, tmp_path):
                 "champion": None, "champion_version": None, "test_rows": 10}  # fmt: skip
     path = tmp_path / "decision.json"
     path.write_text(json.dumps(decision))
-    version = deploy.deploy(trained["export_dir"], str(path), "abc123", "local", str(tmp_path / "reg"), "run-1")
+    version = deploy.deploy(trained["export_dir"], str(path), "abc123", _local(tmp_path / "reg"), "run-1")
     champion = LocalRegistry(str(tmp_path / "reg")).champion()
     assert champion.name == version == "v0001"
     assert champion.metadata["data_fingerprint"] == "abc123" and champion.metadata["run_id"] == "run-1"
@@ -131,8 +136,8 @@ def test_deploy_does_not_overwrite_a_champion_that_moved_since_evaluation(traine
     path = tmp_path / "decision.json"
     path.write_text(json.dumps(decision))
     reg.promote(reg.register(trained["export_dir"], {"run_id": "b"}).name)  # another run won meanwhile
-    with pytest.raises(RegistryError, match="champion moved to v0002 while this run was evaluated against v0001"):
-        deploy.deploy(trained["export_dir"], str(path), "fp", "local", reg.root, "run-c")
+    with pytest.raises(ChampionMoved, match="champion moved to v0002 while this run was evaluated against v0001"):
+        deploy.deploy(trained["export_dir"], str(path), "fp", _local(reg.root), "run-c")
     assert reg.champion().name == "v0002"
     assert [v.name for v in reg.versions()] == ["v0001", "v0002", "v0003"]
 
@@ -142,8 +147,9 @@ def test_deploy_local_needs_an_absolute_registry(trained, tmp_path):
     decision.write_text(json.dumps({"blessed": True, "reason": "", "candidate": {}, "baseline": {}, "champion": None,
                                     "test_rows": 1}))  # fmt: skip
     for registry in ("", "relative/dir"):
-        with pytest.raises(ValueError, match="registry must be an absolute directory path"):
-            deploy.deploy(trained["export_dir"], str(decision), "fp", "local", registry, "run")
+        with pytest.raises(UsageError, match="deploy_target=local needs registry=/an/absolute/path"):
+            deploy.deploy(trained["export_dir"], str(decision), "fp", deploy.DeployTarget(registry=registry), "run")
+    assert not os.path.exists("relative")
 
 
 def test_version_names_cannot_escape_the_registry(tmp_path):

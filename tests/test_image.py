@@ -199,7 +199,7 @@ def test_the_image_serves_as_vertex_ai_runs_it(image: str, trained: dict, monkey
 
     from cloud_fakes import free_port, gcs_emulator, upload_dir
 
-    from serving import container, preflight
+    from taxifare.serving import container, preflight
     from trainer import gcs, servable
 
     spec = container.container_spec(image)

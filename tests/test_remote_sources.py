@@ -11,6 +11,7 @@ import pytest
 from cloud_fakes import gcs_emulator
 
 from components import stage_data
+from taxifare.errors import DataError, UsageError
 from trainer import gcs, sample_data, sources
 
 
@@ -24,7 +25,7 @@ def test_gs_glob_is_read_and_validated_through_cloud_storage(monkeypatch, tmp_pa
         found = sources.expand_paths("gs://trips/data/train-*.csv")
         assert found == [f"gs://trips/data/{os.path.basename(p)}" for p in paths["train"]]
         remote, remote_stats = sources.read_columns(found)
-        with pytest.raises(sources.DataError, match=r"no object matches 'gs://trips/data/valid-\*\.csv'"):
+        with pytest.raises(UsageError, match=r"no object matches 'gs://trips/data/valid-\*\.csv'"):
             sources.expand_paths("gs://trips/data/valid-*.csv")
     local, local_stats = sources.read_columns(paths["train"])
     assert remote_stats.kept == local_stats.kept and remote_stats.rejected == local_stats.rejected
@@ -48,7 +49,7 @@ def test_stage_data_reads_a_url(http_dir, tmp_path):
     folder, url = http_dir
     sample_data.write_splits(str(folder), rows=4000, seed=9)
     out = {s: str(tmp_path / f"staged-{s}.csv") for s in stage_data.SPLITS}
-    result = stage_data.stage(out, source=f"{url}/train.csv")
+    result = stage_data.stage(out, stage_data.Source(source=f"{url}/train.csv"))
     _, local = sources.read_columns(str(folder / "train.csv"))
     assert result["rows_kept"] == local.kept and result["rows_read"] == local.rows
     assert sum(result["split_rows"].values()) == local.kept
@@ -56,5 +57,5 @@ def test_stage_data_reads_a_url(http_dir, tmp_path):
 
 def test_a_missing_url_fails_naming_it(http_dir):
     _, url = http_dir
-    with pytest.raises(sources.DataError, match=r"nope\.csv: cannot download it \(HTTP Error 404"):
+    with pytest.raises(DataError, match=r"nope\.csv: cannot download it \(HTTP Error 404"):
         sources.read_columns(f"{url}/nope.csv")

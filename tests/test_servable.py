@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from registry import vertex
+from taxifare.registry import vertex
 from trainer import features as F
 from trainer import servable
 from trainer.model import KEYED_SIGNATURE, SIGNATURE

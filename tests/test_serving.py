@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from serving_helpers import ServerProcess, responses
 
-from registry.local import LocalRegistry
+from taxifare.errors import CloudError
+from taxifare.registry.local import LocalRegistry
 from trainer.features import FEATURES
 
 TRIP: dict[str, Any] = {
@@ -292,7 +293,7 @@ def test_server_is_still_healthy_after_the_abuse(server: ServerProcess, expected
 def test_cli_predict_endpoint_matches_model_dir(
     server: ServerProcess, models: list[str], tmp_path: Any, capsys: pytest.CaptureFixture
 ) -> None:
-    from pipeline import cli
+    from taxifare import cli
 
     path = tmp_path / "instances.json"
     path.write_text("\n".join(json.dumps(i) for i in INSTANCES) + "\n")
@@ -307,13 +308,13 @@ def test_cli_predict_endpoint_matches_model_dir(
 
 
 def test_client_errors_name_the_problem(server: ServerProcess) -> None:
-    from serving import client
+    from taxifare.serving import client
 
-    with pytest.raises(client.EndpointError, match=r"400: instance 1, field 'passengers': not a number"):
+    with pytest.raises(CloudError, match=r"400: instance 1, field 'passengers': not a number"):
         client.predict(server.url, [TRIP, {**TRIP, "passengers": "two"}])
-    with pytest.raises(client.EndpointError, match="cannot reach"):
+    with pytest.raises(CloudError, match="cannot reach"):
         client.predict("http://127.0.0.1:9/predict", [TRIP], timeout=5)
-    with pytest.raises(client.EndpointError, match="projects/P/locations/R/endpoints/ID"):
+    with pytest.raises(CloudError, match="projects/P/locations/R/endpoints/ID"):
         client.predict("my-endpoint", [TRIP])
 
 
@@ -363,7 +364,7 @@ def vertex_capture():
 def test_vertex_endpoint_client_sends_five_fields_and_reattaches_keys(vertex_capture: str) -> None:
     from google.auth.credentials import AnonymousCredentials
 
-    from serving import client
+    from taxifare.serving import client
 
     name = "projects/my-project/locations/us-central1/endpoints/1234"
     got = client.predict(name, INSTANCES, api_endpoint=vertex_capture, credentials=AnonymousCredentials())
@@ -376,17 +377,17 @@ def test_vertex_endpoint_client_sends_five_fields_and_reattaches_keys(vertex_cap
     assert request["body"] == {"instances": [{f: float(i[f]) for f in FEATURES} for i in INSTANCES]}
 
     _Capture.status = 400
-    with pytest.raises(client.EndpointError, match="bad instances"):
+    with pytest.raises(CloudError, match="bad instances"):
         client.predict(name, INSTANCES, api_endpoint=vertex_capture, credentials=AnonymousCredentials())
 
 
 def test_client_normalises_prediction_shapes() -> None:
-    from serving.client import EndpointError, _normalise
+    from taxifare.serving.client import _normalise
 
     assert _normalise(12.34567, "k", "x") == {"fare_amount": 12.3457, "key": "k"}
     assert _normalise([12.5], None, "x") == {"fare_amount": 12.5}
     assert _normalise({"fare_amount": [3.25], "key": "z"}, "k", "x") == {"fare_amount": 3.25, "key": "k"}
-    with pytest.raises(EndpointError):
+    with pytest.raises(CloudError):
         _normalise({"price": 1}, None, "x")
 
 
@@ -394,7 +395,7 @@ def test_client_normalises_prediction_shapes() -> None:
 
 
 def test_rounding_matches_format_predictions() -> None:
-    from serving.server import rounded
+    from taxifare.serving.server import rounded
     from trainer.predict import format_predictions
 
     rng = np.random.default_rng(1)
@@ -420,7 +421,7 @@ def test_rounding_matches_format_predictions() -> None:
     ],
 )
 def test_fast_parse_agrees_with_check_instances(instances: list[dict]) -> None:
-    from serving.server import parse_instances
+    from taxifare.serving.server import parse_instances
     from trainer.predict import check_instances
 
     raw, keys = parse_instances(json.dumps({"instances": instances}).encode())
@@ -430,7 +431,7 @@ def test_fast_parse_agrees_with_check_instances(instances: list[dict]) -> None:
 
 
 def test_serve_flags_are_checked(tmp_path: Any, capsys: pytest.CaptureFixture, monkeypatch) -> None:
-    from pipeline import cli
+    from taxifare import cli
 
     monkeypatch.delenv("AIP_HTTP_PORT", raising=False)
     assert cli.main(["serve", "--model-dir", str(tmp_path / "nothing")]) == 2
@@ -440,8 +441,8 @@ def test_serve_flags_are_checked(tmp_path: Any, capsys: pytest.CaptureFixture, m
     # Outside a Vertex AI container one of --model-dir / --registry is required.
     assert cli.main(["serve"]) == 2
     assert "give --model-dir DIR or --registry DIR" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(["serve", "--model-dir", "a", "--registry", "b"])  # not both
+    assert cli.main(["serve", "--model-dir", "gs://a/b", "--registry", "b"]) == 2  # not both
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 # --- a new champion, under load -------------------------------------------------------

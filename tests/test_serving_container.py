@@ -19,7 +19,7 @@ import pytest
 from cloud_fakes import free_port, gated_proxy, gcs_emulator, upload_dir
 from serving_helpers import ServerProcess
 
-from serving import container, preflight
+from taxifare.serving import container, preflight
 from trainer import gcs, servable
 
 TRIPS = preflight.probe_instances()
@@ -133,7 +133,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(started, trained):
     ],
 )
 def test_unusable_container_variables_are_one_line_errors(env, message, capsys, monkeypatch):
-    from pipeline import cli
+    from taxifare import cli
 
     for name in ("AIP_HTTP_PORT", "AIP_PREDICT_ROUTE", "AIP_HEALTH_ROUTE", "AIP_STORAGE_URI"):
         monkeypatch.delenv(name, raising=False)

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from taxifare.errors import DataError, UsageError
 from trainer import features, sample_data, sources
 
 
@@ -71,16 +72,16 @@ def test_bad_rows_are_skipped_and_counted_by_reason(tmp_path):
 def test_too_many_bad_rows_fails_naming_file_and_reason(tmp_path):
     text = "8.5,-73.98,40.75,-73.97,40.76,1,g\n" + "8.5,0,0,-73.97,40.76,1,b\n" * 3
     path = _write(tmp_path / "dirty.csv", text)
-    with pytest.raises(sources.DataError, match=r"dirty\.csv.*3 of 4 rows.*pickup_outside_nyc=3.*max_bad_fraction"):
+    with pytest.raises(DataError, match=r"dirty\.csv.*3 of 4 rows.*pickup_outside_nyc=3.*max_bad_fraction"):
         sources.read_columns(path, max_bad_fraction=0.5)
     cols, _ = sources.read_columns(path, max_bad_fraction=0.8)
     assert len(cols["key"]) == 1
 
 
 def test_missing_file_and_empty_glob_fail_at_once_naming_them(tmp_path):
-    with pytest.raises(sources.DataError, match=r"file not found: '.*nope\.csv'"):
+    with pytest.raises(UsageError, match=r"file not found: '.*nope\.csv'"):
         sources.expand_paths(str(tmp_path / "nope.csv"))
-    with pytest.raises(sources.DataError, match=r"no file matches '.*\*\.csv'"):
+    with pytest.raises(UsageError, match=r"no file matches '.*\*\.csv'"):
         sources.expand_paths(str(tmp_path / "*.csv"))
 
 
@@ -93,7 +94,7 @@ def test_comma_separated_and_glob(tmp_path):
 
 def test_header_missing_a_required_column_is_named(tmp_path):
     path = _write(tmp_path / "h.csv", "fare_amount,pickuplon,pickuplat,dropofflon,passengers\n1,2,3,4,5\n")
-    with pytest.raises(sources.DataError, match=r"lacks column.*dropofflat"):
+    with pytest.raises(DataError, match=r"lacks column.*dropofflat"):
         sources.read_columns(path)
 
 
@@ -130,7 +131,7 @@ def test_streaming_chunks_cover_all_rows(tmp_path):
 )
 def test_a_file_without_rows_fails_naming_it(tmp_path, text):
     path = _write(tmp_path / "nothing.csv", text)
-    with pytest.raises(sources.DataError, match=r"nothing\.csv: no data rows"):
+    with pytest.raises(DataError, match=r"nothing\.csv: no data rows"):
         sources.read_columns(path)
 
 

@@ -8,7 +8,8 @@ import shutil
 import pytest
 from cloud_fakes import gcs_emulator
 
-from cloud import staging
+from taxifare.cloud import staging
+from taxifare.errors import TaxifareError
 from trainer import gcs, sources
 
 
@@ -72,9 +73,9 @@ def test_stage_local_data_passes_gs_paths_through_and_checks_input(bucket, files
     uri = staging.stage_local_data(f"{files / 'train.csv'},gs://elsewhere/x.csv", bucket)
     first, second = uri.split(",")
     assert first.startswith(f"gs://{bucket}/taxifare/data/") and second == "gs://elsewhere/x.csv"
-    with pytest.raises(staging.StagingError, match="no file matches"):
+    with pytest.raises(TaxifareError, match="no file matches"):
         staging.stage_local_data([str(files / "*.parquet")], bucket)
     (files / "sub").mkdir()
     (files / "sub" / "train.csv").write_text("x")
-    with pytest.raises(staging.StagingError, match=r"both named 'train\.csv'"):
+    with pytest.raises(TaxifareError, match=r"both named 'train\.csv'"):
         staging.stage_local_data([str(files / "train.csv"), str(files / "sub" / "*.csv")], bucket)

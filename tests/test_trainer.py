@@ -136,8 +136,9 @@ def test_flags_parse_like_the_lab(monkeypatch):
     cfg = task.config_from_args(args, env)
     assert cfg.output_dir == "gs://b/job" and cfg.hidden_units == (8, 4) and cfg.train_batch_size == 512
     assert (cfg.model_dir, cfg.tensorboard, cfg.checkpoints) == ("gs://b/model", "gs://b/tb", "gs://b/ck")
-    with pytest.raises(SystemExit):
-        task.build_parser().parse_args(["--train_data_paths", "a", "--eval_data_paths", "b", "--train_steps", "0"])
+    # Both spellings, everywhere: the lab's and the dashed one.
+    dashed = task.build_parser().parse_args(["--train-data-paths", "a", "--eval-data-paths", "b", "--train-steps", "7"])
+    assert dashed.train_steps == 7 and dashed.train_data_paths == "a"
 
 
 def test_help_explains_every_flag(python):
@@ -148,7 +149,7 @@ def test_help_explains_every_flag(python):
 
 
 def test_predict_cli_prints_one_prediction_per_instance_and_echoes_keys(trained, tmp_path, capsys):
-    from pipeline import cli
+    from taxifare import cli
 
     instances = tmp_path / "test.json"
     instances.write_text(
@@ -178,21 +179,21 @@ _TRIP = '"pickuplat": 40.7, "dropofflon": -73.9, "dropofflat": 40.7'
     ],
 )
 def test_predict_cli_names_the_bad_line_and_field(trained, tmp_path, capsys, line, message):
-    from pipeline import cli
+    from taxifare import cli
 
     good = '{"pickuplon": -73.9, "pickuplat": 40.7, "dropofflon": -73.9, "dropofflat": 40.7, "passengers": 1}'
     instances = tmp_path / "bad.json"
     instances.write_text(good + "\n" + line + "\n")
-    assert cli.main(["predict", "--model-dir", trained["export_dir"], "--json-instances", str(instances)]) == 2
-    assert message in capsys.readouterr().err
+    assert cli.main(["predict", "--model-dir", trained["export_dir"], "--json-instances", str(instances)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and str(instances) in err and len(err.strip().splitlines()) == 1
 
 
 def test_taxifare_train_takes_the_lab_flags(tmp_path, sample_dir, capsys):
-    from pipeline import cli
+    from taxifare import cli
 
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--help"])
-    assert exit_info.value.code == 0 and "--train_data_paths" in capsys.readouterr().out
+    assert cli.main(["train", "--help"]) == 0
+    assert "--train_data_paths" in capsys.readouterr().out
     code = cli.main(
         [
             "train",
@@ -210,15 +211,31 @@ def test_taxifare_train_takes_the_lab_flags(tmp_path, sample_dir, capsys):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--checkpoint_every", "-5"], "must be 0 or more"),
-        (["--hidden_units", "0"], "must be a positive integer"),
-        (["--max_bad_fraction", "1.5"], "must be between 0 and 1"),
+        (["--checkpoint_every", "-5"], "checkpoint_every must be 0 or more, got -5"),
+        (["--hidden_units", "0"], "hidden_units must be one or more positive integers"),
+        (["--max_bad_fraction", "1.5"], "max_bad_fraction must be between 0 and 1, got 1.5"),
+        (["--train-steps", "0", "--seed", "-1"], "train_steps must be a positive number, got 0; seed must be"),
+        (["--input_mode", "disk"], "invalid choice: 'disk'"),
+        (["--learning_rate", "nan"], "'nan' is not a finite number"),
+        (["--weight-decay", "inf"], "'inf' is not a finite number"),
+        (["--train_steps", "ten"], "'ten' is not an integer"),
     ],
 )
-def test_bad_flags_are_refused_before_training(flags, message, capsys):
-    with pytest.raises(SystemExit):
-        task.build_parser().parse_args(["--train_data_paths", "a", "--eval_data_paths", "b", *flags])
+def test_bad_flags_are_refused_before_training(flags, message, capsys, tmp_path):
+    argv = ["--train_data_paths", "a", "--eval_data_paths", "b", "--output_dir", str(tmp_path / "o"), *flags]
+    try:
+        code = task.main(argv)
+    except SystemExit as exit_:  # argparse's own errors: a value that is not of the flag's type
+        code = exit_.code
+    assert code == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_an_output_dir_that_is_a_file_is_a_flag_error(tmp_path, capsys):
+    (tmp_path / "o").write_text("not a directory")
+    assert task.main(["--train_data_paths", "a", "--eval_data_paths", "b", "--output_dir", str(tmp_path / "o")]) == 2
+    assert "output_dir" in capsys.readouterr().err
 
 
 def test_resuming_with_other_settings_says_so(tmp_path, sample_dir, capsys):

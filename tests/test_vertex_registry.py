@@ -15,7 +15,8 @@ import pytest
 from cloud_fakes import Capture, gcs_emulator, upload_dir
 
 from components import deploy, evaluate
-from registry import vertex
+from taxifare.errors import ChampionMoved, CloudError, UsageError
+from taxifare.registry import vertex
 from trainer import gcs
 
 PARENT = "projects/my-proj/locations/us-central1"
@@ -158,10 +159,9 @@ IMAGE = "us-central1-docker.pkg.dev/my-proj/taxifare/taxifare:1"
 def _deploy(
     fake: FakeVertex, tmp_path, uri: str, run_id: str, model_dir: str, replaced: str | None = None, **serving
 ) -> str:
-    config = vertex.ServingConfig(**{"image": IMAGE, **serving})
-    return deploy.deploy(model_dir, _decision(tmp_path, replaced), "fp123", "vertex", "", run_id, model_uri=uri,
-                         project="my-proj", region="us-central1", endpoint_name="taxifare", serving=config,
-                         api_endpoint=fake.server.url)  # fmt: skip
+    target = deploy.DeployTarget(deploy_target="vertex", project="my-proj", region="us-central1", **serving)
+    return deploy.deploy(model_dir, _decision(tmp_path, replaced), "fp123", target, run_id, model_uri=uri,
+                         image=IMAGE, api_endpoint=fake.server.url)  # fmt: skip
 
 
 def _champion(fake: FakeVertex) -> str | None:
@@ -260,7 +260,7 @@ def test_a_champion_moved_since_evaluate_stops_before_anything_is_uploaded(fake,
     _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
     _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"])  # v2 is now the champion
     fake.server.clear()
-    with pytest.raises(vertex.ChampionMoved, match=r"champion is now .*@2.*evaluated against .*@1"):
+    with pytest.raises(ChampionMoved, match=r"champion is now .*@2.*evaluated against .*@1"):
         _deploy(fake, tmp_path, "gs://bucket/m3", "run-3", trained["export_dir"], replaced=f"{MODEL}@1")
     assert not fake.server.sent("POST", r".*/models:upload")
     assert not fake.server.sent("POST", r".*:deployModel")
@@ -277,7 +277,7 @@ def test_a_champion_moved_during_the_deploy_keeps_the_traffic_and_undeploys_the_
         f.aliases["champion"] = "9"
 
     fake.on_deploy = someone_promotes_v1_again
-    with pytest.raises(vertex.ChampionMoved, match=r"now .*@9"):
+    with pytest.raises(ChampionMoved, match=r"now .*@9"):
         _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"])
     assert not fake.server.sent("PATCH", r".*/endpoints/\w+")
     assert endpoint["trafficSplit"] == serving_before  # the new deployment never took traffic ...
@@ -299,7 +299,7 @@ def test_an_endpoint_changed_during_the_deploy_fails_the_etag_switch(fake, tmp_p
         return 200, answer
 
     real_get.route("GET", "/v1/" + PARENT + r"/endpoints/(\w+)", stale_etag)
-    with pytest.raises(vertex.ChampionMoved, match="etag"):
+    with pytest.raises(ChampionMoved, match="etag"):
         _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"])
     assert fake.serving(endpoint) == [f"{MODEL}@1"] and len(endpoint["deployedModels"]) == 1
     assert fake.aliases["champion"] == "1"
@@ -308,15 +308,15 @@ def test_an_endpoint_changed_during_the_deploy_fails_the_etag_switch(fake, tmp_p
 def test_a_deploy_that_outlasts_deploy_timeout_says_what_is_still_running(fake, tmp_path, trained):
     _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
     fake.slow_deploy = True
-    with pytest.raises(vertex.VertexError, match=r"did not finish within 1s.*operations/77.*still takes all"):
-        _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"], timeout_seconds=1)
+    with pytest.raises(CloudError, match=r"did not finish within 1s.*operations/77.*still takes all"):
+        _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"], deploy_timeout=1)
     (endpoint,) = fake.endpoints.values()
     assert fake.serving(endpoint) == [f"{MODEL}@1"] and fake.aliases["champion"] == "1"
 
 
 def test_serving_machines_and_the_prebuilt_container_are_parameters(fake, tmp_path, trained):
-    _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"], container="prebuilt",
-          machine_type="n1-highcpu-4", min_replicas=2, max_replicas=5)  # fmt: skip
+    _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"], serving_container="prebuilt",
+          serving_machine_type="n1-highcpu-4", serving_min_replicas=2, serving_max_replicas=5)  # fmt: skip
     (upload,) = fake.server.sent("POST", r".*/models:upload")
     assert upload.json()["model"]["containerSpec"] == {
         "imageUri": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
@@ -333,26 +333,33 @@ def test_a_model_that_cannot_serve_is_never_uploaded(fake, tmp_path, trained, co
     shutil.copytree(trained["export_dir"], broken)
     (broken / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 64)
     with pytest.raises(Exception, match="broken"):
-        _next(fake, tmp_path, "gs://bucket/m1", "run-1", str(broken), container=container)
+        _next(fake, tmp_path, "gs://bucket/m1", "run-1", str(broken), serving_container=container)
     assert not fake.server.requests  # checked before any request
 
 
 @pytest.mark.parametrize(
     ("settings", "problem"),
     [
-        ({"container": "docker"}, "serving_container must be one of custom, prebuilt"),
-        ({"image": ""}, "needs the pipeline image"),
-        ({"min_replicas": 3, "max_replicas": 2}, "1 <= min"),
-        ({"timeout_seconds": 0}, "deploy_timeout must be positive"),
+        ({"serving_container": "docker"}, "serving_container must be one of custom, prebuilt"),
+        ({"serving_min_replicas": 3, "serving_max_replicas": 2}, r"serving_min_replicas \(3\) must not exceed"),
+        ({"serving_min_replicas": 0}, "serving_min_replicas must be a positive number"),
+        ({"deploy_timeout": 0}, "deploy_timeout must be a positive number"),
+        ({"deploy_timeout": float("nan")}, "deploy_timeout must be a positive number"),
+        ({"project": ""}, "deploy_target=vertex needs the project and region"),
     ],
 )
-def test_serving_settings_are_checked(settings, problem):
-    with pytest.raises(vertex.VertexError, match=problem):
-        vertex.ServingConfig(**{"image": IMAGE, **settings})
+def test_serving_settings_are_checked(fake, tmp_path, trained, settings, problem):
+    target = {"deploy_target": "vertex", "project": "my-proj", "region": "us-central1", **settings}
+    with pytest.raises(UsageError, match=problem):
+        deploy.deploy(trained["export_dir"], _decision(tmp_path), "fp", deploy.DeployTarget(**target), "run-1",
+                      image=IMAGE, api_endpoint=fake.server.url)  # fmt: skip
+    with pytest.raises(UsageError, match="needs the pipeline image"):
+        deploy.DeployTarget(deploy_target="vertex", project="p", region="r").serving(image="")
+    assert not fake.server.requests
 
 
 def test_a_local_model_path_is_refused_with_the_fix(fake, tmp_path, trained):
-    with pytest.raises(vertex.VertexError, match="gs:// pipeline root"):
+    with pytest.raises(CloudError, match="gs:// pipeline root"):
         _next(fake, tmp_path, str(tmp_path / "model"), "run-1", trained["export_dir"])
     assert not fake.server.sent("POST", r".*/models:upload")
 

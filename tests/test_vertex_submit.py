@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from capture_server import CaptureServer, route_project_lookups_to
 
-from pipeline import cli
+from taxifare import cli
 
 PROJECT, REGION, BUCKET = "taxifare-test", "europe-west4", "taxifare-test-ml"
 SA = "pipelines@taxifare-test.iam.gserviceaccount.com"
@@ -209,3 +209,42 @@ def test_kubeflow_recurring_runs_list_pause_resume_delete(server, capsys):
         server.one("POST", rf"/recurringruns/rr-1{verb}$")
     assert cli.main(["schedule", "delete", "rr-1", "--host", server.url]) == 0
     server.one("DELETE", r"/recurringruns/rr-1$")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["submit", "--data", "./missing.csv"], "--data: file not found: './missing.csv'"),
+        (["submit", "--data", DATA, "--region", "us-centrl1"], "not a Vertex AI region; did you mean us-central1?"),
+        (
+            ["submit", "--data", DATA, "--param", "train_stepz=5"],
+            "no such pipeline parameter; did you mean train_steps?",
+        ),
+        (["submit", "--data", DATA, "--train-steps", "0"], "train_steps must be a positive number, got 0"),
+        (
+            ["submit", "--data", DATA, "--param", "learning_rate=NaN"],
+            "learning_rate must be a positive number, got nan",
+        ),
+        (["submit", "--data", DATA, "--param", "hidden_units=[64, 0]"], "hidden_units must be one or more positive"),
+        (["submit", "--data", DATA, "--param", "serving_container=tfserving"], "serving_container must be one of"),
+        (["submit", "--data", DATA, "--param", "valid_fraction=0.6", "--param", "test_fraction=0.6"], "sum to less"),
+        (["submit", "--data", DATA, "--serving-min-replicas", "3"], "serving_min_replicas (3) must not exceed"),
+        (["submit", "--data", DATA, "--trian-steps", "5"], "did you mean --train-steps?"),
+        (["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, "--max-concurrent", "0"], "at least 1"),
+    ],
+)
+def test_user_mistakes_are_one_line_with_the_fix_before_any_request(server, capsys, argv, message):
+    where = ["--project", PROJECT, "--bucket", BUCKET, "--api-endpoint", server.url]
+    if "--region" not in argv:
+        where += ["--region", REGION]
+    assert cli.main([*argv, *where]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1
+    assert server.requests == []
+
+
+def test_schedule_run_local_refuses_what_it_would_ignore(capsys):
+    for flag in (["--image", "x"], ["--label", "a=b"], ["--project", "p"]):
+        assert cli.main(["schedule", "run-local", "--cron", "* * * * *", *flag]) == 2
+        assert "unrecognized arguments" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from taxifare.errors import DataError
 from trainer import features
 
 
@@ -34,7 +35,7 @@ def trip_distance(columns: Mapping[str, np.ndarray]) -> np.ndarray:
 def fit(columns: Mapping[str, np.ndarray]) -> DistanceRule:
     distance = trip_distance(columns)
     if len(distance) < 2:
-        raise ValueError("the distance baseline needs at least two training rows")
+        raise DataError("the distance baseline needs at least two training rows: add data")
     design = np.stack([np.ones_like(distance), distance], axis=1)
     (intercept, rate), *_ = np.linalg.lstsq(design, np.asarray(columns[features.LABEL], np.float64), rcond=None)
     return DistanceRule(float(intercept), float(rate))

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from taxifare.errors import DataError, UsageError
 from trainer import sources
 from trainer.features import FEATURES, LABEL
 
@@ -38,7 +39,7 @@ def memory_dataset(raw: np.ndarray, fares: np.ndarray, batch_size: int, seed: in
     """Endless batches, reshuffled every epoch; shuffles row indices, gathers whole batches."""
     n = len(fares)
     if n < batch_size:
-        raise ValueError(f"{n} training rows is fewer than --train_batch_size={batch_size}; lower it or add data")
+        raise DataError(f"{n} training rows is fewer than --train_batch_size={batch_size}; lower it or add data")
     raw_t = tf.constant(raw)
     fares_t = tf.constant(fares)
     ds = (
@@ -61,7 +62,7 @@ def _chunk_generator(
         order = rng.permutation(len(paths)) if len(paths) > 1 else np.arange(len(paths))
         mine = [paths[i] for i in order if count == 1 or i % count == index]
         if not mine:
-            raise ValueError(f"worker {index} of {count} got no file: give at least {count} input files")
+            raise UsageError(f"worker {index} of {count} got no file: give at least {count} input files")
         for chunk in sources.iter_chunks(mine, max_bad_fraction=max_bad_fraction, block_bytes=STREAM_CHUNK_BYTES):
             raw, fares = to_arrays(chunk)
             perm = rng.permutation(len(fares))

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from trainer.settings import fraction, non_negative, positive, positive_sizes, setting
+from trainer.settings import seed as seed_check
+
 LABEL = "fare_amount"
 KEY = "key"
 # The five fields a prediction request carries, in the order the model stacks them.
@@ -66,19 +69,33 @@ REJECT_REASONS: tuple[str, ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class HParams:
-    """Hyperparameter defaults: the trainer's flags and the pipeline's parameters both read these."""
+    """The trainer's settings: its flags, the pipeline's parameters and the CLI's options come from here."""
 
-    train_steps: int = 3000
-    train_batch_size: int = 512
-    hidden_units: tuple[int, ...] = (64, 16, 4)
-    learning_rate: float = 0.001
-    weight_decay: float = 0.1
+    train_steps: int = setting(3000, "optimizer steps in total (a rerun resumes up to this)", positive)
+    train_batch_size: int = setting(512, "examples per step", positive)
+    hidden_units: tuple[int, ...] = setting((64, 16, 4), "sizes of the hidden layers", positive_sizes)
+    learning_rate: float = setting(0.001, "AdamW peak learning rate (cosine-decayed to 0)", positive)
+    weight_decay: float = setting(0.1, "AdamW decoupled weight decay", non_negative)
     # Fares past $10 of error count linearly: a few odd fares (tolls, flat rates keyed in
     # wrong) otherwise pull the fit; measured 4.63 vs 4.74 RMSE on the lab's taxi-valid.csv.
-    huber_delta: float = 10.0
-    seed: int = 42
-    eval_steps: int = 0  # 0: the whole eval set
-    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION
+    huber_delta: float = setting(10.0, "fare error ($) past which the loss grows linearly", positive)
+    seed: int = setting(42, "seed for initialisation and shuffling: same seed, same model", seed_check)
+    eval_steps: int = setting(0, "evaluate on this many batches of 8192 rows; 0: the whole eval set", non_negative)
+    max_bad_fraction: float = setting(
+        DEFAULT_MAX_BAD_FRACTION, "fail when a file has a larger share of invalid rows", fraction
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How the trainer runs (not what it learns): checkpoints and input."""
+
+    checkpoint_every: int = setting(0, "steps between checkpoints and evaluations; 0: about ten per run", non_negative)
+    input_mode: str = setting(
+        "auto",
+        "hold training data in memory, or stream it from the files (auto: stream above 2 GiB)",
+        choices=("auto", "memory", "stream"),
+    )
 
 
 DEFAULTS = HParams()

@@ -11,13 +11,15 @@ import functools
 import os
 from typing import IO, Any
 
+from taxifare.errors import DataError, UsageError
+
 
 def split(uri: str) -> tuple[str, str]:
     if not uri.startswith("gs://"):
-        raise ValueError(f"not a Cloud Storage URI: {uri!r} (expected gs://BUCKET/PATH)")
+        raise UsageError(f"not a Cloud Storage URI: {uri!r} (expected gs://BUCKET/PATH)")
     bucket, _, name = uri[len("gs://") :].partition("/")
     if not bucket:
-        raise ValueError(f"no bucket in {uri!r} (expected gs://BUCKET/PATH)")
+        raise UsageError(f"no bucket in {uri!r} (expected gs://BUCKET/PATH)")
     return bucket, name
 
 
@@ -50,7 +52,7 @@ def size(uri: str) -> int:
     bucket, name = split(uri)
     blob = client().bucket(bucket).get_blob(name)
     if blob is None:
-        raise FileNotFoundError(uri)
+        raise DataError(f"{uri}: no such object; check the bucket and path")
     return int(blob.size or 0)
 
 
@@ -73,7 +75,7 @@ def download_dir(uri: str, local_dir: str) -> int:
             continue  # folder placeholders
         target = os.path.normpath(os.path.join(local_dir, relative))
         if not target.startswith(os.path.normpath(local_dir) + os.sep):
-            raise ValueError(f"{uri}: object {blob.name!r} would land outside {local_dir}")
+            raise DataError(f"{uri}: object {blob.name!r} would land outside {local_dir}")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         blob.download_to_filename(target)
         count += 1

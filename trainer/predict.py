@@ -14,19 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from taxifare.errors import InstanceError, NotServable, UsageError
 from trainer.features import FEATURES, KEY
 
 ALLOWED = frozenset((*FEATURES, KEY))
 FLOAT32_MAX = 3.4028234663852886e38  # the model computes in float32
-
-
-class InstanceError(ValueError):
-    """A prediction instance that cannot be used; names its position and field."""
-
-    def __init__(self, index: int, field: str | None, problem: str, where: str = "instance"):
-        self.index, self.field, self.problem = index, field, problem
-        target = f"{where} {index}" + (f", field {field!r}" if field else "")
-        super().__init__(f"{target}: {problem}")
 
 
 def check_instance(instance: Any, index: int, where: str = "instance") -> tuple[list[float], str | None]:
@@ -101,7 +93,7 @@ def resolve_model_dir(path: str) -> str:
             )
             if stamps:
                 return os.path.join(root, stamps[-1])
-    raise FileNotFoundError(f"no SavedModel in {path!r}: give an export directory or a trainer --output_dir")
+    raise UsageError(f"no SavedModel in {path!r}", "give an export directory or a trainer --output_dir")
 
 
 def _is_saved_model(path: str) -> bool:
@@ -119,13 +111,13 @@ class Predictor:
         self.model_dir = resolve_model_dir(model_dir)
         self._loaded = tf.saved_model.load(self.model_dir)
         if model_lib.SIGNATURE not in self._loaded.signatures:
-            raise ValueError(f"{self.model_dir}: no {model_lib.SIGNATURE!r} signature")
+            raise NotServable(f"{self.model_dir}: no {model_lib.SIGNATURE!r} signature")
         self._fn = self._loaded.signatures[model_lib.SIGNATURE]
         self._output = model_lib.OUTPUT
         inputs = self._fn.structured_input_signature[1]
         missing = [n for n in FEATURES if n not in inputs]
         if missing:
-            raise ValueError(f"{self.model_dir}: signature {model_lib.SIGNATURE!r} lacks inputs {missing}")
+            raise NotServable(f"{self.model_dir}: signature {model_lib.SIGNATURE!r} lacks inputs {missing}")
         self.signature = {
             "name": model_lib.SIGNATURE,
             "inputs": {n: _spec(s) for n, s in sorted(inputs.items())},

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from taxifare.errors import NotServable
 from trainer import features as F
 
 # A few trips across the city (Midtown hop, to JFK, from LaGuardia, to Newark): the probe
@@ -28,10 +29,6 @@ PROBE = np.array(
 )
 PROBE_KEYS = np.array([b"probe-0", b"probe-1", b"probe-2", b"probe-3"])
 TOLERANCE = 1e-4  # dollars: the same graph on the same CPU should agree far closer
-
-
-class NotServable(RuntimeError):
-    """The export does not answer through a serving path, or answers differently; says which and how."""
 
 
 def probe_feeds(raw: np.ndarray = PROBE) -> dict[str, np.ndarray]:

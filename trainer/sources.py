@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from taxifare.errors import DataError, UsageError
 from trainer import features
 from trainer.features import FEATURES, KEY, LABEL
 
@@ -29,10 +30,6 @@ Columns = dict[str, np.ndarray]
 NUMERIC = (LABEL, *FEATURES)
 _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 BLOCK_BYTES = 8 << 20
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the file and what to fix."""
 
 
 @dataclasses.dataclass
@@ -57,7 +54,7 @@ def expand_paths(spec: str | Sequence[str]) -> list[str]:
     parts = [spec] if isinstance(spec, str) else list(spec)
     patterns = [p.strip() for part in parts for p in part.split(",") if p.strip()]
     if not patterns:
-        raise DataError("no data path given: pass a file, a glob or a comma-separated list")
+        raise UsageError("no data path given", "pass a file, a glob or a comma-separated list")
     found: list[str] = []
     for pattern in patterns:
         if pattern.startswith(("https://", "http://")):
@@ -67,14 +64,14 @@ def expand_paths(spec: str | Sequence[str]) -> list[str]:
 
             matches = gcs.glob(pattern)
             if not matches:
-                raise DataError(f"no object matches {pattern!r}: check the bucket and path")
+                raise UsageError(f"no object matches {pattern!r}", "check the bucket and path")
             found.extend(matches)
         else:
             matches = sorted(glob.glob(os.path.expanduser(pattern)))
             matches = [m for m in matches if os.path.isfile(m)]
             if not matches:
                 what = "no file matches" if glob.has_magic(pattern) else "file not found:"
-                raise DataError(f"{what} {pattern!r}: check the path (relative to {os.getcwd()})")
+                raise UsageError(f"{what} {pattern!r}", f"check the path (relative to {os.getcwd()})")
             found.extend(matches)
     return found
 

@@ -10,59 +10,44 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from trainer import data, distribute, model, sources
-from trainer.features import DEFAULTS
+from taxifare.errors import UsageError
+from trainer import data, distribute, model, settings, sources
+from trainer.features import HParams, RunOptions
 
 log = logging.getLogger(__name__)
 STATS_SAMPLE_ROWS = 200_000
 MEMORY_LIMIT_BYTES = 2 << 30
 
 
-@dataclasses.dataclass
-class TrainConfig:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig(RunOptions, HParams):
+    """One training run: the data, where outputs go, the hyperparameters and the run options."""
+
     train_data_paths: str
     eval_data_paths: str
     output_dir: str
-    train_steps: int = DEFAULTS.train_steps
-    train_batch_size: int = DEFAULTS.train_batch_size
-    eval_steps: int = DEFAULTS.eval_steps
-    hidden_units: tuple[int, ...] = DEFAULTS.hidden_units
-    learning_rate: float = DEFAULTS.learning_rate
-    weight_decay: float = DEFAULTS.weight_decay
-    huber_delta: float = DEFAULTS.huber_delta
-    seed: int = DEFAULTS.seed
-    max_bad_fraction: float = DEFAULTS.max_bad_fraction
-    checkpoint_every: int = 0  # 0: about ten checkpoints per run
-    input_mode: str = "auto"  # auto | memory | stream
     model_dir: str | None = None  # Vertex's AIP_MODEL_DIR: also export there
     checkpoint_dir: str | None = None
     tensorboard_dir: str | None = None
     # None: from TF_CONFIG or Vertex's CLUSTER_SPEC; several workers train together.
     cluster: distribute.Cluster | None = None
 
-    def check(self) -> None:
-        """Settings that cannot work fail here, naming the flag, before any data is read."""
-        problems = []
-        if self.train_steps <= 0:
-            problems.append(f"--train_steps must be positive, got {self.train_steps}")
-        if self.train_batch_size <= 0:
-            problems.append(f"--train_batch_size must be positive, got {self.train_batch_size}")
-        if self.checkpoint_every < 0 or self.eval_steps < 0:
-            problems.append("--checkpoint_every and --eval_steps must be 0 or more")
-        if not self.hidden_units or min(self.hidden_units) <= 0:
-            problems.append(f"--hidden_units must be positive sizes, got {list(self.hidden_units)}")
-        if self.learning_rate <= 0 or self.huber_delta <= 0 or self.weight_decay < 0:
-            problems.append("--learning_rate and --huber_delta must be positive, --weight_decay 0 or more")
-        if not 0.0 <= self.max_bad_fraction <= 1.0:
-            problems.append(f"--max_bad_fraction must be between 0 and 1, got {self.max_bad_fraction}")
-        if problems:
-            raise ValueError("; ".join(problems))
+    def check(self) -> TrainConfig:
+        """Settings that cannot work fail here, naming each, before any data is read."""
+        if os.path.isfile(self.output_dir):  # local paths; a gs:// "file" is only a prefix
+            raise UsageError(f"output_dir {self.output_dir} is a file", "give a directory (it is created if missing)")
+        return settings.check(self)
+
+    @property
+    def hparams(self) -> HParams:
+        return HParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(HParams)})
 
     @property
     def checkpoints(self) -> str:
@@ -100,8 +85,6 @@ def _total_bytes(paths: list[str]) -> int | None:
 
 
 def _use_memory(cfg: TrainConfig, paths: list[str]) -> bool:
-    if cfg.input_mode not in ("auto", "memory", "stream"):
-        raise ValueError(f"--input_mode must be auto, memory or stream, not {cfg.input_mode!r}")
     if cfg.input_mode != "auto":
         return cfg.input_mode == "memory"
     total = _total_bytes(paths)
@@ -127,26 +110,22 @@ def _load_stats(cfg: TrainConfig, sample_raw: np.ndarray, sample_fares: np.ndarr
     return stats
 
 
-def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> dict:
-    """Train, evaluate, export; write and return metrics. Resumes from the last checkpoint."""
-    started = time.perf_counter()
-    say = progress or log.info
-    cfg.check()
-    cluster = cfg.cluster or distribute.from_environment(os.environ)
-    # Created first: the collective ops of several workers must be set up before any other op.
-    strategy = distribute.strategy(cluster)
-    index, workers = (cluster.index, cluster.num_workers) if cluster else (0, 1)
-    chief = index == 0
-    if cfg.train_batch_size % workers:
-        raise ValueError(f"--train_batch_size={cfg.train_batch_size} must divide evenly among {workers} workers")
-    worker_batch = cfg.train_batch_size // workers
-    scratch = None if chief else tempfile.mkdtemp(prefix=f"taxifare-worker{index}-")
-    if cluster:
-        say(f"worker {index} of {workers} ({cluster.task_type} {cluster.task_index}); chief exports")
-    keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
-    tf.io.gfile.makedirs(cfg.output_dir)
+@dataclasses.dataclass
+class _Inputs:
+    """What training reads: the batches, a sample for normalisation constants, the eval split."""
 
+    dataset: tf.data.Dataset
+    train_rows: int  # -1 when streaming (not counted up front)
+    train_stats: sources.ReadStats
+    sample_raw: np.ndarray
+    sample_fares: np.ndarray
+    eval_raw: np.ndarray
+    eval_fares: np.ndarray
+    eval_stats: sources.ReadStats
+
+
+def _read_inputs(cfg: TrainConfig, index: int, workers: int, say: Callable[[str], None]) -> _Inputs:
+    worker_batch = cfg.train_batch_size // workers
     train_paths = sources.expand_paths(cfg.train_data_paths)
     eval_paths = sources.expand_paths(cfg.eval_data_paths)
     train_stats = sources.ReadStats()
@@ -174,36 +153,39 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     if cfg.eval_steps > 0:
         rows = cfg.eval_steps * data.EVAL_BATCH
         eval_raw, eval_fares = eval_raw[:rows], eval_fares[:rows]
+    return _Inputs(dataset, train_rows, train_stats, sample_raw, sample_fares, eval_raw, eval_fares, eval_stats)
 
-    stats = _load_stats(cfg, sample_raw, sample_fares, chief)
-    with strategy.scope():
-        net = model.build(cfg.hidden_units, stats, cfg.seed)
-        # Cosine decay to zero: the last steps average out the noise of a small, noisy dataset.
-        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.train_steps)
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
-        optimizer.build(net.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
-    # Every worker saves (TensorFlow requires it); the others write to a scratch folder.
-    manager = tf.train.CheckpointManager(checkpoint, scratch or cfg.checkpoints, max_to_keep=3)
+
+def _restore(checkpoint: tf.train.Checkpoint, cfg: TrainConfig, step: tf.Variable, say: Callable[[str], None]) -> None:
     latest = tf.train.latest_checkpoint(cfg.checkpoints)
-    if latest:
-        try:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as err:
-            raise ValueError(
-                f"cannot resume from {latest}: it was written with other settings ({str(err)[:200]}); "
-                "rerun with the same flags or use a fresh --output_dir"
-            ) from err
-        say(f"resumed from {latest} at step {int(step.numpy())}")
+    if not latest:
+        return
+    try:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        raise UsageError(
+            f"cannot resume from {latest}: it was written with other settings ({str(err)[:200]})",
+            "rerun with the same flags or use a fresh --output_dir",
+        ) from err
+    say(f"resumed from {latest} at step {int(step.numpy())}")
 
-    delta = tf.constant(cfg.huber_delta, tf.float32)
 
-    def huber(err: tf.Tensor) -> tf.Tensor:
+def _huber(delta: float) -> Callable[[tf.Tensor], tf.Tensor]:
+    d = tf.constant(delta, tf.float32)
+
+    def loss(err: tf.Tensor) -> tf.Tensor:
         # Scaled so that it equals the squared error inside +-delta: "loss" reads as MSE there.
         a = tf.abs(err)
-        return tf.reduce_mean(tf.where(a < delta, a * a, 2.0 * delta * a - delta * delta))
+        return tf.reduce_mean(tf.where(a < d, a * a, 2.0 * d * a - d * d))
 
+    return loss
+
+
+def _step_function(
+    net: keras.Model, optimizer: Any, step: tf.Variable, dataset: Any, strategy: Any, cfg: TrainConfig, workers: int
+) -> Any:
+    """A tf.function running n optimizer steps; returns their mean loss."""
+    loss_fn = _huber(cfg.huber_delta)
     if workers > 1:  # each worker already reads its own shard, batched per worker
         dataset = strategy.distribute_datasets_from_function(lambda _: dataset)
     iterator = iter(dataset)
@@ -214,7 +196,7 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         with tf.GradientTape() as tape:
             pred = tf.reshape(net(x, training=True), [-1])
             # The mean over this replica's batch; gradients are summed over replicas.
-            loss = huber(pred - y) / replicas
+            loss = loss_fn(pred - y) / replicas
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
@@ -230,6 +212,10 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         step.assign_add(tf.cast(n, tf.int64))
         return total / tf.cast(n, tf.float32)
 
+    return run_steps
+
+
+def _evaluator(net: keras.Model, eval_raw: np.ndarray, eval_fares: np.ndarray) -> Callable[[], dict[str, float]]:
     eval_ds = data.eval_batches(eval_raw, eval_fares)
 
     @tf.function
@@ -245,26 +231,45 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         n = max(len(eval_fares), 1)
         return {"rmse": float(np.sqrt(sq / n)), "mae": ab / n}
 
+    return evaluate
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What the loop measured: the last evaluation and the steady-state speed."""
+
+    metrics: dict[str, float] | None = None
+    timed_steps: int = 0
+    timed_seconds: float = 0.0
+
+
+def _train_loop(
+    cfg: TrainConfig,
+    run_steps: Any,
+    evaluate: Callable[[], dict[str, float]],
+    manager: tf.train.CheckpointManager,
+    step: tf.Variable,
+    chief: bool,
+    say: Callable[[str], None],
+) -> _Progress:
+    """Train in chunks of `checkpoint_every` steps: after each, evaluate, log summaries, checkpoint."""
     every = cfg.checkpoint_every or max(100, -(-cfg.train_steps // 10))
     if chief:
         train_writer = tf.summary.create_file_writer(os.path.join(cfg.tensorboard, "train"))
         eval_writer = tf.summary.create_file_writer(os.path.join(cfg.tensorboard, "eval"))
     else:
         train_writer = eval_writer = tf.summary.create_noop_writer()
-    timed_steps, timed_seconds = 0, 0.0
-    first = True
-    metrics: dict[str, float] | None = None
-    start_step = int(step.numpy())
+    progress, first = _Progress(), True
     while int(step.numpy()) < cfg.train_steps:
         n = min(every, cfg.train_steps - int(step.numpy()))
         t0 = time.perf_counter()
         loss = float(run_steps(tf.constant(n)))
         elapsed = time.perf_counter() - t0
         if not first:  # the first call traces the graph and warms the input pipeline
-            timed_steps, timed_seconds = timed_steps + n, timed_seconds + elapsed
+            progress.timed_steps, progress.timed_seconds = progress.timed_steps + n, progress.timed_seconds + elapsed
         first = False
         now = int(step.numpy())
-        metrics = evaluate()
+        metrics = progress.metrics = evaluate()
         with train_writer.as_default(step=now):
             _scalar("loss", loss)
         with eval_writer.as_default(step=now):
@@ -275,8 +280,71 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         say(f"step {now}/{cfg.train_steps}: train loss {loss:.3f}, eval rmse {metrics['rmse']:.3f}")
     train_writer.flush()
     eval_writer.flush()
+    return progress
 
-    final = metrics or evaluate()  # the last chunk already evaluated the final weights
+
+def _build(cfg: TrainConfig, stats: dict, strategy: Any) -> tuple[keras.Model, Any, tf.Variable]:
+    """The model, its optimizer and the step counter, created under the distribution strategy."""
+    with strategy.scope():
+        net = model.build(cfg.hidden_units, stats, cfg.seed)
+        # Cosine decay to zero: the last steps average out the noise of a small, noisy dataset.
+        schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.train_steps)
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+        optimizer.build(net.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    return net, optimizer, step
+
+
+def _result(cfg: TrainConfig, inputs: _Inputs, loop: _Progress, final: dict, steps: int, **extra: Any) -> dict:
+    """metrics.json: the final evaluation, what was read and skipped, the speed, the settings."""
+    return {
+        "rmse": final["rmse"],
+        "mae": final["mae"],
+        "eval_rows": len(inputs.eval_fares),
+        "train_rows": inputs.train_rows,
+        "steps": steps,
+        "examples_seen": steps * cfg.train_batch_size,
+        "examples_per_sec": (loop.timed_steps * cfg.train_batch_size / loop.timed_seconds)
+        if loop.timed_seconds
+        else None,
+        "rows_skipped": {"train": dict(inputs.train_stats.rejected), "eval": dict(inputs.eval_stats.rejected)},
+        **extra,
+        "config": dataclasses.asdict(cfg),
+    }
+
+
+def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Train, evaluate, export; write and return metrics. Resumes from the last checkpoint."""
+    started = time.perf_counter()
+    say = progress or log.info
+    cfg.check()
+    cluster = cfg.cluster or distribute.from_environment(os.environ)
+    # Created first: the collective ops of several workers must be set up before any other op.
+    strategy = distribute.strategy(cluster)
+    index, workers = (cluster.index, cluster.num_workers) if cluster else (0, 1)
+    chief = index == 0
+    if cfg.train_batch_size % workers:
+        raise UsageError(f"train_batch_size={cfg.train_batch_size} must divide evenly among {workers} workers")
+    scratch = None if chief else tempfile.mkdtemp(prefix=f"taxifare-worker{index}-")
+    if cluster:
+        say(f"worker {index} of {workers} ({cluster.task_type} {cluster.task_index}); chief exports")
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    tf.io.gfile.makedirs(cfg.output_dir)
+
+    inputs = _read_inputs(cfg, index, workers, say)
+    stats = _load_stats(cfg, inputs.sample_raw, inputs.sample_fares, chief)
+    net, optimizer, step = _build(cfg, stats, strategy)
+    checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
+    # Every worker saves (TensorFlow requires it); the others write to a scratch folder.
+    manager = tf.train.CheckpointManager(checkpoint, scratch or cfg.checkpoints, max_to_keep=3)
+    _restore(checkpoint, cfg, step, say)
+    start_step = int(step.numpy())
+
+    run_steps = _step_function(net, optimizer, step, inputs.dataset, strategy, cfg, workers)
+    evaluate = _evaluator(net, inputs.eval_raw, inputs.eval_fares)
+    loop = _train_loop(cfg, run_steps, evaluate, manager, step, chief, say)
+    final = loop.metrics or evaluate()  # the last chunk already evaluated the final weights
     # Saving may run collectives, so every worker saves; only the chief's copy is kept.
     export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
     if cfg.model_dir:
@@ -286,21 +354,10 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         say(f"worker {index} done: eval rmse {final['rmse']:.3f}; the chief exports")
         return {"rmse": final["rmse"], "mae": final["mae"], "steps": int(step.numpy()), "export_dir": None,
                 "worker": index}  # fmt: skip
-    result = {
-        "rmse": final["rmse"],
-        "mae": final["mae"],
-        "eval_rows": len(eval_fares),
-        "train_rows": train_rows,
-        "steps": int(step.numpy()),
-        "resumed_from_step": start_step,
-        "examples_seen": int(step.numpy()) * cfg.train_batch_size,
-        "examples_per_sec": (timed_steps * cfg.train_batch_size / timed_seconds) if timed_seconds else None,
-        "rows_skipped": {"train": dict(train_stats.rejected), "eval": dict(eval_stats.rejected)},
-        "export_dir": export_path,
-        "wall_seconds": time.perf_counter() - started,
-        "workers": workers,
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
-    }
+    result = _result(
+        cfg, inputs, loop, final, int(step.numpy()), resumed_from_step=start_step, export_dir=export_path,
+        wall_seconds=time.perf_counter() - started, workers=workers,
+    )  # fmt: skip
     with tf.io.gfile.GFile(os.path.join(cfg.output_dir, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2, default=list)
     say(f"exported {export_path}: eval rmse {final['rmse']:.3f}, mae {final['mae']:.3f}")

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from taxifare.errors import CloudError
 from trainer.features import FEATURES, LABEL
 from trainer.predict import check_instances, format_predictions
 
@@ -23,10 +24,6 @@ VERTEX_ENDPOINT = re.compile(r"projects/([^/]+)/locations/([^/]+)/endpoints/([^/
 # Instances per HTTP request: well under the server's body limit and Vertex AI's 1.5 MB.
 LOCAL_CHUNK = 5_000
 VERTEX_CHUNK = 1_000
-
-
-class EndpointError(Exception):
-    """The endpoint could not be reached or refused the request; the message says which and why."""
 
 
 def predict(
@@ -52,7 +49,7 @@ def predict(
     match = VERTEX_ENDPOINT.fullmatch(endpoint.strip("/"))
     if match:
         return _predict_vertex(match, instances, timeout, api_endpoint, credentials)
-    raise EndpointError(
+    raise CloudError(
         f"--endpoint {endpoint!r}: give http://HOST:PORT (taxifare serve) or projects/P/locations/R/endpoints/ID"
     )
 
@@ -73,15 +70,15 @@ def _predict_http(url: str, instances: Sequence[dict[str, Any]], timeout: float)
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 answer = json.load(response)
         except urllib.error.HTTPError as err:
-            raise EndpointError(f"{url} answered {err.code}: {_error_message(err)}") from err
+            raise CloudError(f"{url} answered {err.code}: {_error_message(err)}") from err
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
-            raise EndpointError(f"cannot reach {url}: {reason}; is `taxifare serve` running there?") from err
+            raise CloudError(f"cannot reach {url}: {reason}; is `taxifare serve` running there?") from err
         except ValueError as err:
-            raise EndpointError(f"{url} did not answer JSON: {err}") from err
+            raise CloudError(f"{url} did not answer JSON: {err}") from err
         predictions = answer.get("predictions") if isinstance(answer, dict) else None
         if not isinstance(predictions, list) or len(predictions) != len(chunk):
-            raise EndpointError(f"{url} answered without one prediction per instance")
+            raise CloudError(f"{url} answered without one prediction per instance")
         keys = [None if i.get("key") is None else str(i["key"]) for i in chunk]
         out.extend(_normalise(p, k, url) for p, k in zip(predictions, keys, strict=True))
     return out
@@ -107,7 +104,7 @@ def _normalise(prediction: Any, key: str | None, where: str) -> dict[str, Any]:
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise EndpointError(f"{where} answered a prediction that is not a fare: {json.dumps(prediction)[:200]}")
+        raise CloudError(f"{where} answered a prediction that is not a fare: {json.dumps(prediction)[:200]}")
     if served:
         item: dict[str, Any] = {LABEL: round(float(value), 4)}
         if key is not None:
@@ -141,12 +138,12 @@ def _predict_vertex(
         try:
             response = client.predict(endpoint=name, instances=values, timeout=timeout)
         except exceptions.GoogleAPICallError as err:
-            raise EndpointError(f"{name}: {err.message or err}") from err
+            raise CloudError(f"{name}: {err.message or err}") from err
         except exceptions.GoogleAPIError as err:
-            raise EndpointError(f"{name}: {err}") from err
+            raise CloudError(f"{name}: {err}") from err
         predictions = [json_format.MessageToDict(p) for p in response._pb.predictions]
         chunk_keys = keys[start : start + VERTEX_CHUNK]
         if len(predictions) != len(chunk_keys):
-            raise EndpointError(f"{name} answered {len(predictions)} predictions for {len(chunk_keys)} instances")
+            raise CloudError(f"{name} answered {len(predictions)} predictions for {len(chunk_keys)} instances")
         out.extend(_normalise(p, k, name) for p, k in zip(predictions, chunk_keys, strict=True))
     return out

@@ -10,15 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from cloud import names
+from taxifare.cloud import names
+from taxifare.errors import UsageError
 
 # Read, write, list and delete objects; and read the bucket's own metadata, which gcsfuse
 # (Vertex's /gcs/ mount) and the storage clients ask for.
 BUCKET_ROLES = ("roles/storage.objectUser", "roles/storage.legacyBucketReader")
-
-
-class SetupError(ValueError):
-    """A setting that cannot work; the message says what to change."""
 
 
 @dataclasses.dataclass
@@ -45,10 +42,7 @@ def member(service_account: str) -> str:
 
 
 def check_bucket_name(name: str) -> str:
-    try:
-        return names.bucket(name)
-    except names.InvalidName as err:
-        raise SetupError(str(err)) from err
+    return names.bucket(name)
 
 
 def project_number(project: str, client_options: Any = None, credentials: Any = None) -> str:
@@ -72,7 +66,7 @@ def ensure_bucket(client: Any, name: str, location: str, report: Report) -> Any:
         report.changed.append(f"created bucket gs://{name} in {location} with uniform bucket-level access")
         return bucket
     except exceptions.Forbidden as err:
-        raise SetupError(
+        raise UsageError(
             f"bucket gs://{name} exists but this account cannot read it (it may belong to another project): "
             "pick another name with --bucket"
         ) from err
@@ -123,12 +117,9 @@ def setup(
 
     `region` is a Vertex AI region (us-central1) or a multi-region (us, eu, asia) for the bucket.
     """
-    try:
-        names.project(project)
-        names.region(region, multi_region=True)
-        name = names.bucket(bucket or project)
-    except names.InvalidName as err:
-        raise SetupError(str(err)) from err
+    names.project(project)
+    names.region(region, multi_region=True)
+    name = names.bucket(bucket or project)
     number = number or project_number(project)
     if storage_client is None:
         from trainer import gcs

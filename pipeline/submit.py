@@ -16,10 +16,6 @@ LABELS = {"app": "taxifare"}
 TERMINAL = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
 
 
-class CloudConfigError(ValueError):
-    pass
-
-
 @dataclasses.dataclass(frozen=True)
 class VertexTarget:
     project: str
@@ -29,14 +25,11 @@ class VertexTarget:
     api_endpoint: str = ""
 
     def __post_init__(self) -> None:
-        from cloud import names
+        from taxifare.cloud import names
 
-        try:
-            names.project(self.project)
-            names.region(self.region)
-            object.__setattr__(self, "bucket", names.bucket(self.bucket))
-        except names.InvalidName as err:
-            raise CloudConfigError(str(err)) from err
+        names.project(self.project)
+        names.region(self.region)
+        object.__setattr__(self, "bucket", names.bucket(self.bucket))
 
     @property
     def pipeline_root(self) -> str:

@@ -17,6 +17,7 @@ import os
 import re
 from typing import Any
 
+from taxifare.errors import DataError, UsageError
 from trainer import features
 
 PUBLIC_TABLE = "bigquery-public-data.new_york.tlc_yellow_trips_2015"
@@ -30,14 +31,10 @@ TRIP_KEY = (
 )
 
 
-class QueryError(ValueError):
-    """A BigQuery source that cannot work; the message names the parameter and the fix."""
-
-
 def check_table(table: str) -> str:
     table = table.strip().strip("`")
     if not _TABLE.match(table):
-        raise QueryError(
+        raise UsageError(
             f"bq_table {table!r} is not project.dataset.table, e.g. {PUBLIC_TABLE} (the public NYC taxi trips)"
         )
     return table
@@ -45,7 +42,7 @@ def check_table(table: str) -> str:
 
 def sample_clause(expression: str, sample_every: int) -> str:
     if sample_every < 0:
-        raise QueryError(f"bq_sample must be 0 (every row) or N > 0 (one row in N), not {sample_every}")
+        raise UsageError(f"bq_sample must be 0 (every row) or N > 0 (one row in N), not {sample_every}")
     if sample_every <= 1:
         return "TRUE"
     return f"MOD(ABS(FARM_FINGERPRINT({expression})), {int(sample_every)}) = 0"
@@ -79,7 +76,7 @@ WHERE trip_distance > 0
 def build_query(bq_table: str = "", bq_query: str = "", sample_every: int = 0) -> str:
     """The SELECT for a table or for your own SQL (sampled on its `key` column when asked)."""
     if bool(bq_table) == bool(bq_query):
-        raise QueryError("give exactly one of bq_table (project.dataset.table) and bq_query (SQL)")
+        raise UsageError("give exactly one of bq_table (project.dataset.table) and bq_query (SQL)")
     if bq_table:
         return table_query(bq_table, sample_every)
     sql = bq_query.strip().rstrip(";")
@@ -111,7 +108,7 @@ def export_csv(select: str, destination: str, bq: Any) -> str:
     os.makedirs(destination, exist_ok=True)
     table = bq.query(select).result().to_arrow(create_bqstorage_client=False)
     if table.num_rows == 0:
-        raise QueryError("the BigQuery query returned no rows: check the table, the WHERE clause and bq_sample")
+        raise DataError("the BigQuery query returned no rows: check the table, the WHERE clause and bq_sample")
     out = os.path.join(destination, "part-000000000000.csv")
     pacsv.write_csv(table, out)
     return os.path.join(destination, SHARD_PATTERN)

@@ -29,6 +29,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from taxifare.errors import ChampionMoved, CloudError
+
 MODEL_ID = "taxifare"
 CHAMPION = "champion"
 DEFAULT_MACHINE_TYPE = "n1-standard-2"
@@ -40,43 +42,21 @@ SERVING_CONTAINERS = ("custom", "prebuilt")
 DEFAULT_DEPLOY_TIMEOUT = 1800
 
 
-class VertexError(RuntimeError):
-    """A Vertex AI state the deploy cannot proceed from; the previous deployment is untouched."""
-
-
-class ChampionMoved(VertexError):
-    """Another run (or a person) moved the champion after this run's evaluate: nothing is promoted."""
-
-
 @dataclasses.dataclass(frozen=True)
 class ServingConfig:
-    """How a deployed version is served: the container and the endpoint's machines."""
+    """How a deployed version is served (checked where it is set: components.deploy.DeployTarget)."""
 
-    container: str = "custom"  # custom: the pipeline image running `taxifare serve`; prebuilt: TF Serving
-    image: str = ""  # the pipeline image, for container=custom
-    machine_type: str = DEFAULT_MACHINE_TYPE
-    min_replicas: int = 1
-    max_replicas: int = 1
-    timeout_seconds: float = DEFAULT_DEPLOY_TIMEOUT
-
-    def __post_init__(self) -> None:
-        if self.container not in SERVING_CONTAINERS:
-            raise VertexError(
-                f"serving_container must be one of {', '.join(SERVING_CONTAINERS)}, not {self.container!r}"
-            )
-        if self.container == "custom" and not self.image:
-            raise VertexError("serving_container=custom needs the pipeline image to serve with")
-        if not 1 <= self.min_replicas <= self.max_replicas:
-            raise VertexError(
-                f"serving replicas must satisfy 1 <= min ({self.min_replicas}) <= max ({self.max_replicas})"
-            )
-        if self.timeout_seconds <= 0:
-            raise VertexError(f"deploy_timeout must be positive seconds, not {self.timeout_seconds}")
+    container: str  # custom: the pipeline image running `taxifare serve`; prebuilt: TF Serving
+    image: str  # the pipeline image, for container=custom
+    machine_type: str
+    min_replicas: int
+    max_replicas: int
+    timeout_seconds: float
 
     def container_spec(self, region: str) -> dict[str, Any]:
         if self.container == "prebuilt":
             return {"image_uri": serving_image(region)}
-        from serving import container
+        from taxifare.serving import container
 
         return container.container_spec(self.image)
 
@@ -116,7 +96,7 @@ def gcs_uri(path: str) -> str:
         return path
     if path.startswith("/gcs/"):
         return "gs://" + path[len("/gcs/") :]
-    raise VertexError(
+    raise CloudError(
         f"the model is at {path!r}, not on Cloud Storage: the vertex deploy target needs a gs:// pipeline "
         "root (run the pipeline on Vertex AI with `taxifare submit`)"
     )
@@ -132,7 +112,7 @@ class VertexRegistry:
         credentials: Any = None,
     ):
         if not project or not region:
-            raise VertexError("the vertex deploy target needs the project and region pipeline parameters")
+            raise CloudError("the vertex deploy target needs the project and region pipeline parameters")
         self.project, self.region, self.model_id = project, region, model_id or MODEL_ID
         self.parent = f"projects/{project}/locations/{region}"
         self.model_name = f"{self.parent}/models/{self.model_id}"
@@ -219,7 +199,7 @@ class VertexRegistry:
 
         target = local_dir or tempfile.mkdtemp(prefix="champion-")
         if not gcs.download_dir(champion.artifact_uri, target):
-            raise VertexError(f"champion {champion.model} points at {champion.artifact_uri}, which holds no files")
+            raise CloudError(f"champion {champion.model} points at {champion.artifact_uri}, which holds no files")
         return target
 
     # --- Endpoints --------------------------------------------------------------------------
@@ -234,7 +214,7 @@ class VertexRegistry:
             )
         ]  # fmt: skip
         if len(found) > 1:
-            raise VertexError(f"{len(found)} endpoints are named {display_name!r}: give a unique endpoint_name")
+            raise CloudError(f"{len(found)} endpoints are named {display_name!r}: give a unique endpoint_name")
         if found:
             return found[0]
         operation = self.endpoints.create_endpoint(
@@ -287,7 +267,7 @@ class VertexRegistry:
                 ) from err
         after = self.endpoints.get_endpoint(name=endpoint)
         if after.traffic_split.get(deployed_id) != 100:
-            raise VertexError(
+            raise CloudError(
                 f"{deployed_id} was deployed to {endpoint} but does not take all traffic "
                 f"({dict(after.traffic_split)}): left the previous deployment in place"
             )
@@ -317,14 +297,14 @@ UNDEPLOY_LEFT = "The new version takes all the traffic and is the champion; an i
 
 
 def _wait(operation: Any, timeout: float, what: str, left: str = BEFORE_SWITCH_LEFT) -> Any:
-    """The operation's result, or a VertexError saying what is still running and what state is left."""
+    """The operation's result, or a CloudError saying what is still running and what state is left."""
     import concurrent.futures
 
     try:
         return operation.result(timeout=timeout)
     except concurrent.futures.TimeoutError as err:
         name = getattr(getattr(operation, "operation", None), "name", "?")
-        raise VertexError(
+        raise CloudError(
             f"{what} did not finish within {timeout:.0f}s (deploy_timeout); operation {name} is still running. "
             f"{left}. Check the operation in the console, then rerun or raise deploy_timeout"
         ) from err
@@ -349,12 +329,12 @@ def deploy_version(
     try:
         registry.check_champion(expected_champion)
         registry.shift_traffic(endpoint, deployed_id)
-    except VertexError as err:
+    except Exception as err:
         if previous:  # the new one took no traffic: take it away again, leave the rest as they were
             try:
                 registry.undeploy(endpoint, None, [deployed_id], serving.timeout_seconds)
             except Exception as cleanup:  # the reason to stop matters more than the clean-up
-                raise type(err)(f"{err}; undeploying the unused {deployed_id} also failed: {cleanup}") from err
+                err.add_note(f"undeploying the unused {deployed_id} from {endpoint} also failed: {cleanup}")
         raise
     registry.set_champion(version)
     undeployed = registry.undeploy(endpoint, deployed_id, previous, serving.timeout_seconds)

@@ -22,13 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from taxifare.errors import ChampionMoved, RegistryError
+
 CHAMPION = "champion"
 VERSION_NAME = re.compile(r"^v\d+$")
 ANY = object()  # set_alias without a compare-and-set condition
-
-
-class RegistryError(LookupError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -113,7 +111,7 @@ class LocalRegistry:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.aliases().get(alias)
             if expected is not ANY and current != expected:
-                raise RegistryError(
+                raise ChampionMoved(
                     f"{alias} moved to {current} while this run was evaluated against {expected}; "
                     f"{version} stays registered but not {alias} (promote it by hand if it should be)"
                 )

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from serving import container
+from taxifare.errors import NotServable
+from taxifare.serving import container
 from trainer import features as F
-from trainer.servable import PROBE, TOLERANCE, NotServable
+from trainer.servable import PROBE, TOLERANCE
 
 ROUNDING = 5e-5  # the server rounds fares to 4 decimals
 
@@ -43,7 +44,7 @@ class _ServerThread:
         self._thread = threading.Thread(target=self._run, name="taxifare-preflight", daemon=True)
 
     def _run(self) -> None:
-        from serving import server
+        from taxifare.serving import server
 
         async def main() -> None:
             self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()

@@ -19,6 +19,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from taxifare.errors import UsageError
+
 PORT = "AIP_HTTP_PORT"
 HEALTH_ROUTE = "AIP_HEALTH_ROUTE"
 PREDICT_ROUTE = "AIP_PREDICT_ROUTE"
@@ -31,10 +33,6 @@ CONTAINER_PREDICT_ROUTE = "/predict"
 CONTAINER_HEALTH_ROUTE = "/health/ready"
 # TensorFlow's C++ start-up chatter is noise in Cloud Logging; warnings and errors stay.
 CONTAINER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "1"}
-
-
-class ContainerConfigError(ValueError):
-    """An AIP_* variable the server cannot work with; names the variable and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,18 +52,20 @@ def in_container(environ: Mapping[str, str]) -> bool:
 
 
 def settings(environ: Mapping[str, str]) -> Settings:
-    """The server's settings from the AIP_* variables; ContainerConfigError for unusable ones."""
+    """The server's settings from the AIP_* variables; UsageError for unusable ones."""
     text = environ.get(PORT, "")
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ContainerConfigError(f"{PORT}={text!r} is not a port number (1-65535)")
+        raise UsageError(f"Vertex AI's container variable {PORT}={text!r} is not a port number (1-65535)")
     routes = {}
     for name, default in ((PREDICT_ROUTE, CONTAINER_PREDICT_ROUTE), (HEALTH_ROUTE, CONTAINER_HEALTH_ROUTE)):
         route = environ.get(name) or default
         if not route.startswith("/") or any(c.isspace() for c in route) or "?" in route:
-            raise ContainerConfigError(f"{name}={route!r} is not a URL path (it must start with '/')")
+            raise UsageError(
+                f"Vertex AI's container variable {name}={route!r} is not a URL path (it must start with '/')"
+            )
         routes[name] = route
     if routes[PREDICT_ROUTE] == routes[HEALTH_ROUTE]:
-        raise ContainerConfigError(f"{PREDICT_ROUTE} and {HEALTH_ROUTE} are both {routes[PREDICT_ROUTE]!r}")
+        raise UsageError(f"{PREDICT_ROUTE} and {HEALTH_ROUTE} are both {routes[PREDICT_ROUTE]!r}")
     return Settings(
         host="0.0.0.0",  # the contract: Vertex AI's probes come from outside the container
         port=int(text),

@@ -16,15 +16,12 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from cloud import names
+from taxifare.cloud import names
+from taxifare.errors import UsageError
 
 DATA_PREFIX = "taxifare/data"
 HASH_CHARS = 20
 BLOCK = 1 << 20
-
-
-class StagingError(ValueError):
-    """Local data that cannot be staged; the message names the path and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +58,7 @@ def expand_local(patterns: Sequence[str]) -> list[str]:
 
     found: list[str] = []
     for pattern in patterns:
-        try:
-            matches = sources.expand_paths(pattern)
-        except sources.DataError as err:
-            raise StagingError(f"--data: {err}") from err
+        matches = sources.expand_paths(pattern)
         found.extend(m for m in matches if m not in found)
     return found
 
@@ -88,17 +82,14 @@ def stage(
     """Upload the local files the patterns name (skipping those already there); see module doc."""
     from trainer import gcs
 
-    try:
-        bucket = names.bucket(bucket)
-    except names.InvalidName as err:
-        raise StagingError(f"{err} (see `taxifare setup`)") from err
+    bucket = names.bucket(bucket)
     paths = expand_local(patterns)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         files = list(pool.map(_describe, paths))
     by_name: dict[str, str] = {}
     for f in files:
         if f.name in by_name:
-            raise StagingError(f"--data: two files are both named {f.name!r} ({by_name[f.name]}, {f.path}): rename one")
+            raise UsageError(f"--data: two files are both named {f.name!r} ({by_name[f.name]}, {f.path})", "rename one")
         by_name[f.name] = f.path
     prefix = f"{DATA_PREFIX}/{content_hash(files)}"
     client = gcs.client(project)

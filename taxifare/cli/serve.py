@@ -6,7 +6,15 @@ import argparse
 import logging
 import os
 
-from serving import DEFAULT_DRAIN_SECONDS, DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_POLL_SECONDS, DEFAULT_PORT
+from taxifare.cli import args as cli_args
+from taxifare.errors import UsageError
+from taxifare.serving import (
+    DEFAULT_DRAIN_SECONDS,
+    DEFAULT_HOST,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_POLL_SECONDS,
+    DEFAULT_PORT,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,26 +26,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "GET /health/live, /health/ready and /model. Inside a Vertex AI serving container "
         "(AIP_HTTP_PORT set) it listens on 0.0.0.0:$AIP_HTTP_PORT, adds $AIP_PREDICT_ROUTE and "
         "$AIP_HEALTH_ROUTE, and serves the model at $AIP_STORAGE_URI unless told otherwise.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     which = p.add_mutually_exclusive_group()
     which.add_argument(
-        "--model-dir", help="a SavedModel export directory, a trainer --output_dir, or a gs:// folder holding one"
+        "--model-dir",
+        "--model_dir",
+        type=cli_args.saved_model,
+        help="a SavedModel export directory, a trainer --output_dir, or a gs:// folder holding one",
     )
-    which.add_argument("--registry", help="a local registry directory: serve its champion, follow promotions")
+    which.add_argument(
+        "--registry", type=cli_args.path, help="a local registry directory: serve its champion, follow promotions"
+    )
     p.add_argument(
         "--host", help=f"address to bind; 0.0.0.0 exposes the server (default {DEFAULT_HOST}; 0.0.0.0 on Vertex AI)"
     )
     p.add_argument(
         "--port", type=int, help=f"port to bind; 0 picks a free one, printed (default {DEFAULT_PORT}; $AIP_HTTP_PORT)"
     )
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413")
     p.add_argument(
-        "--poll-seconds", type=float, default=DEFAULT_POLL_SECONDS, help="how often to check the registry's champion"
+        "--max-body-bytes", "--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413"
     )
-    p.add_argument("--tf-threads", type=int, default=1, help="TensorFlow intra/inter-op threads (0: TF's default)")
+    p.add_argument(
+        "--poll-seconds",
+        "--poll_seconds",
+        type=float,
+        default=DEFAULT_POLL_SECONDS,
+        help="how often to check the registry's champion",
+    )
+    p.add_argument(
+        "--tf-threads", "--tf_threads", type=int, default=1, help="TensorFlow intra/inter-op threads (0: TF's default)"
+    )
     p.add_argument(
         "--drain-seconds",
+        "--drain_seconds",
         type=float,
         default=DEFAULT_DRAIN_SECONDS,
         help="on SIGTERM, how long requests already arriving may take to be answered",
@@ -46,15 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from pipeline.cli import UsageError
-    from serving import container
+    from taxifare.serving import container
 
-    settings = None
-    if container.in_container(os.environ):
-        try:
-            settings = container.settings(os.environ)
-        except container.ContainerConfigError as err:
-            raise UsageError(f"Vertex AI's container variables: {err}") from err
+    settings = container.settings(os.environ) if container.in_container(os.environ) else None
     host = args.host or (settings.host if settings else DEFAULT_HOST)
     port = args.port if args.port is not None else (settings.port if settings else DEFAULT_PORT)
     if not 0 <= port <= 65535:
@@ -67,7 +82,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--drain-seconds must be 0 or more")
     model_dir = registry = None
     if args.registry:
-        registry = os.path.abspath(os.path.expanduser(args.registry))
+        registry = args.registry
         if not os.path.isdir(registry):
             raise UsageError(f"--registry {args.registry}: no such directory; register a model there first")
     else:
@@ -75,16 +90,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         if not model_dir:
             hint = f"{container.STORAGE_URI} is empty" if settings else "give --model-dir DIR or --registry DIR"
             raise UsageError(f"no model to serve: {hint}")
-        if not model_dir.startswith("gs://"):  # a gs:// folder is fetched in the background (health says 503)
+        if not args.model_dir and not model_dir.startswith("gs://"):  # AIP_STORAGE_URI as a local path
             from trainer.predict import resolve_model_dir
 
-            try:
-                model_dir = resolve_model_dir(os.path.abspath(os.path.expanduser(model_dir)))
-            except FileNotFoundError as err:
-                raise UsageError(f"--model-dir: {err}") from err
+            model_dir = resolve_model_dir(cli_args.path(model_dir))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from serving import server
+    from taxifare.serving import server
 
     try:
         return server.run(
@@ -98,7 +110,5 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             container=settings,
             drain_seconds=args.drain_seconds,
         )
-    except server.ModelLoadError as err:
-        raise UsageError(f"--model-dir: {err}") from err
     except OSError as err:
         raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err}; try another --port") from err

@@ -6,13 +6,9 @@ import argparse
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
-    from cloud import setup
-    from pipeline.cli import UsageError
+    from taxifare.cloud import setup
 
-    try:
-        report = setup.setup(args.project, args.region, args.bucket or "", args.service_account or "")
-    except setup.SetupError as err:
-        raise UsageError(str(err)) from err
+    report = setup.setup(args.project, args.region, args.bucket or "", args.service_account or "")
     for line in report.lines():
         print(line)
     print(f"bucket: gs://{report.bucket} (pipeline root gs://{report.bucket}/pipeline-root)")
@@ -23,7 +19,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "setup",
         help="create the Cloud Storage bucket and grant bucket-level access (safe to rerun)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--project", required=True, help="Google Cloud project id")
     p.add_argument(
@@ -34,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bucket", help="bucket name; default: the project id, as in the lab")
     p.add_argument(
         "--service-account",
+        "--service_account",
         help="the account the pipeline runs as; default: the Compute Engine default service account",
     )
     p.set_defaults(handler=_cmd_setup)

@@ -41,7 +41,8 @@ from urllib.parse import unquote
 import msgspec
 import numpy as np
 
-from serving import (
+from taxifare.errors import InstanceError, NotServable, TaxifareError
+from taxifare.serving import (
     DEFAULT_DRAIN_SECONDS,
     DEFAULT_HOST,
     DEFAULT_MAX_BATCH_ROWS,
@@ -49,9 +50,9 @@ from serving import (
     DEFAULT_POLL_SECONDS,
     DEFAULT_PORT,
 )
-from serving.container import Settings
+from taxifare.serving.container import Settings
 from trainer.features import CENTER_LAT, CENTER_LON, FEATURES, KEY
-from trainer.predict import InstanceError, Predictor, check_instances
+from trainer.predict import Predictor, check_instances
 
 log = logging.getLogger("taxifare.serve")
 
@@ -84,16 +85,12 @@ _STATUS = {
 # --- request bodies -------------------------------------------------------------------
 
 
-class ModelLoadError(RuntimeError):
-    """The model a --model-dir server was started with does not load."""
-
-
-class HttpError(Exception):
+class HttpError(TaxifareError):
     """A response the client caused: a status, a message, and where in the request it went wrong."""
 
     def __init__(self, status: int, message: str, instance: int | None = None, field: str | None = None):
         super().__init__(message)
-        self.status, self.message, self.instance, self.field = status, message, instance, field
+        self.status, self.instance, self.field = status, instance, field
 
     def body(self) -> bytes:
         error: dict[str, Any] = {"code": self.status, "status": _STATUS[self.status][1], "message": self.message}
@@ -612,7 +609,7 @@ class App:
         self.model_dir, self.max_body_bytes, self.poll_seconds = model_dir, max_body_bytes, poll_seconds
         self.registry: Any = None
         if registry is not None:
-            from registry.local import LocalRegistry
+            from taxifare.registry.local import LocalRegistry
 
             self.registry = LocalRegistry(registry)
         self.model: LoadedModel | None = None
@@ -700,7 +697,7 @@ class App:
             self.load_failed = f"{model_dir}: {err}"
             log.error("could not load %s: %s", model_dir, err)
             if self.registry is None and not self.fatal.done():
-                self.fatal.set_exception(ModelLoadError(f"could not load {model_dir}: {err}"))
+                self.fatal.set_exception(NotServable(f"could not load {model_dir}: {err}"))
             return
         old, self.model, self.load_failed = self.model, model, None
         # TensorFlow leaves ~10^5 long-lived objects; a full collection walking them all stalls

@@ -1,0 +1,60 @@
+"""`taxifare`: one command line for training, the pipeline, the registry, serving and the cloud.
+
+Each command group is a module with `register(subparsers)` and thin handlers over plain
+functions; heavy imports (TensorFlow, kfp, the cloud SDKs) happen inside the handlers so
+`taxifare --help` stays instant. Errors are handled here, once: a TaxifareError is one line
+and its exit status (2 for usage, 1 for failures); a cloud SDK's refusal or an unreachable
+host is one line; anything else is a bug and keeps its traceback (`--debug` shows them all).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from taxifare.cli import args, cloud, local, models, runs, schedule, serve, setup, train
+from taxifare.errors import TaxifareError
+
+COMMANDS = (train, local, runs, models, cloud, schedule, serve, setup)
+
+
+def build_parser() -> args.Parser:
+    parser = args.Parser(prog="taxifare", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for every error")
+    sub = args.subparsers(parser, "command")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv[:1]
+    try:  # argparse exits on bad flags and --help; a plain function returns the status instead
+        if argv[1:2] == ["train"] or argv[:1] == ["train"]:
+            # The trainer owns its flags (the lab's); argparse's REMAINDER would swallow them.
+            from trainer import task
+
+            return task.main(argv[argv.index("train") + 1 :], prog="taxifare train")
+        parsed = build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 2
+    try:
+        return int(parsed.handler(parsed))
+    except TaxifareError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:
+        message = cloud.service_error(err)
+        if message is None or debug:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m taxifare.cli`, the same as the `taxifare` command."""
+
+import sys
+
+from taxifare.cli import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""`taxifare submit`: the compiled DAG on Vertex AI Pipelines or a Kubeflow Pipelines host.
+
+Everything a user can get wrong (names, region, parameters and their values, data paths) is
+checked before credentials are looked up or any request is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from typing import Any
+
+from taxifare.cli import args as cli_args
+from taxifare.errors import UsageError
+
+
+def add_target(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where (Vertex AI, or --host for Kubeflow Pipelines)")
+    g.add_argument("--project", help="Google Cloud project id")
+    g.add_argument("--region", help="Vertex AI region, e.g. us-central1")
+    g.add_argument("--bucket", help="bucket for the pipeline root (gs://BUCKET/pipeline-root) and uploaded data")
+    g.add_argument("--service-account", "--service_account", help="service account the pipeline runs as")
+    g.add_argument("--api-endpoint", "--api_endpoint", default="", help="the Vertex AI API endpoint (regional/private)")
+    g.add_argument("--host", help="a Kubeflow Pipelines host URL instead of Vertex AI")
+    g.add_argument("--experiment", default="taxifare", help="Kubeflow experiment (with --host)")
+
+
+def add_run(p: argparse.ArgumentParser) -> None:
+    """What a cloud run takes: data, hyperparameters, the gate, serving, --param, labels, caching, image, machines."""
+    from components.deploy import DeployTarget
+    from trainer import settings
+
+    cli_args.add_data(p)
+    cli_args.add_hparams(p)
+    cli_args.add_gate(p)
+    serving = [s for s in settings.settings_of(DeployTarget) if s.name.startswith(("serving_", "deploy_timeout"))]
+    settings.add_options(p.add_argument_group("serving (deploy_target=vertex)"), serving)
+    cli_args.add_params(p)
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a run label")
+    p.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let Vertex AI / Kubeflow reuse the train step's outputs when its inputs are unchanged",
+    )
+    cli_args.add_image(p)
+    cli_args.add_machines(p)
+
+
+def target_from(args: argparse.Namespace) -> Any:
+    """The Vertex AI target, its names checked (the region against the SDK's list) before any credentials."""
+    from pipeline import submit
+
+    missing = [f"--{n}" for n in ("project", "region", "bucket") if not getattr(args, n)]
+    if missing:
+        raise UsageError(f"Vertex AI needs {', '.join(missing)}", "or give --host URL for a Kubeflow Pipelines cluster")
+    return submit.VertexTarget(args.project, args.region, args.bucket, args.service_account or "", args.api_endpoint)
+
+
+def run_params(args: argparse.Namespace, target: Any) -> dict[str, Any]:
+    """The run's parameters, checked; then local --data uploaded to the bucket (the first request)."""
+    from pipeline import params
+
+    names = [*cli_args.hparam_names(), "serving_container", "serving_machine_type", "serving_min_replicas",
+             "serving_max_replicas", "deploy_timeout"]  # fmt: skip
+    values: dict[str, Any] = {}
+    if target is not None:  # on Vertex AI, blessed models go to its Model Registry in the same region
+        values.update(deploy_target="vertex", project=target.project, region=target.region)
+    values.update(cli_args.data_params(args))
+    values.update(cli_args.params_from(args, names))
+    checked = params.check(values, "vertex" if target is not None else "local")
+    source = checked.get("source", "")
+    local = [p for p in source.split(",") if p and "://" not in p]
+    if local:
+        bucket = target.bucket if target is not None else args.bucket
+        if not bucket:
+            raise UsageError("local --data needs --bucket to upload to", "or pass gs:// paths")
+        from taxifare.cloud import staging
+
+        checked["source"] = staging.stage_local_data(source, bucket, project=args.project)
+        print(f"data: {checked['source']}")
+    return checked
+
+
+def labels_from(args: argparse.Namespace) -> dict[str, str]:
+    labels = {}
+    for item in args.label:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def compiled(args: argparse.Namespace, target: str) -> str:
+    from pipeline import compiler
+
+    out = os.path.join(tempfile.mkdtemp(prefix="taxifare-"), "pipeline.yaml")
+    return compiler.compile_pipeline(out, target=target, image=args.image, machines=cli_args.machines_from(args))
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from pipeline import submit
+
+    caching = None if args.cache else False
+    labels = labels_from(args)
+    if args.host:
+        values = run_params(args, None)
+        run_id, url = submit.kfp_submit(args.host, compiled(args, "local"), values, caching, args.experiment)
+        print(f"submitted run {run_id}\n{url}")
+        return 0
+    target = target_from(args)
+    values = run_params(args, target)
+    job, url = submit.submit(target, compiled(args, "vertex"), values, caching, labels=labels)
+    print(f"submitted {job.resource_name}\nDAG: {url}")
+    if not args.wait:
+        return 0
+    state = submit.wait(job, print, poll_seconds=args.poll_seconds)
+    print(f"run ended: {state}")
+    return 0 if state == "PIPELINE_STATE_SUCCEEDED" else 1
+
+
+def service_error(err: Exception) -> str | None:
+    """A readable line for the errors cloud SDKs and HTTP clients raise, or None for a bug."""
+    kind, module = type(err).__name__, type(err).__module__
+    if kind == "DefaultCredentialsError":
+        return (
+            "no Google Cloud credentials: run `gcloud auth application-default login` "
+            "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
+        )
+    if module.startswith(("google.api_core", "google.auth")):
+        return f"Google Cloud refused the request: {err}"
+    if module.startswith(("urllib3", "requests")) or isinstance(err, ConnectionError):
+        return f"cannot reach the server: {err}"
+    return None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("submit", help="run the pipeline on Vertex AI Pipelines (or a Kubeflow host)")
+    add_target(p)
+    add_run(p)
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="follow the run to its end")
+    p.add_argument("--poll-seconds", type=float, default=20.0, help=argparse.SUPPRESS)
+    p.set_defaults(handler=_cmd_submit)

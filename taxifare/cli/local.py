@@ -1,0 +1,94 @@
+"""`taxifare compile | run | params`: the pipeline compiled, run on this machine, and its parameters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+from taxifare.cli import args as cli_args
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from pipeline import compiler
+
+    machines = cli_args.machines_from(args)
+    out = compiler.compile_pipeline(args.out, target=args.target, image=args.image, machines=machines)
+    print(f"wrote {out} (target {args.target}, image {args.image})")
+    return 0
+
+
+def _progress(stream: IO[str]) -> Callable[[Any], None]:
+    """Task events to the terminal (kfp's own output goes to the run's log file)."""
+    from taxifare.cli import render
+
+    def show(task: Any) -> None:
+        if task.state == "running":
+            stream.write(f"  … {task.name} started\n")
+        else:
+            stream.write("  " + render.task_line(task.name, task.state, task.seconds) + "\n")
+        stream.flush()
+
+    return show
+
+
+def run_params(args: argparse.Namespace) -> dict[str, Any]:
+    """`taxifare run`'s (and `schedule run-local`'s) pipeline parameters, checked before anything starts."""
+    from pipeline import params
+
+    values = {
+        **cli_args.data_params(args, args.runs_root),
+        **cli_args.params_from(args, cli_args.hparam_names()),
+        "registry": args.registry,
+        "deploy_target": "local",
+    }
+    return params.check(values)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipeline import local_run
+    from taxifare.cli import render
+
+    values = run_params(args)
+    print(f"running the taxifare pipeline locally (kfp local runner); registry {values['registry']}", flush=True)
+    record = local_run.run(args.runs_root, values, progress=_progress(sys.stdout))
+    print()
+    print(render.summary(record))
+    return 0 if record["status"] == "succeeded" else 1
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from pipeline import params
+
+    for s in params.all_settings():
+        default = " ".join(map(str, s.default)) if s.is_list else s.default
+        print(f"{s.name:<22} {default!s:<16} {s.help}")
+    return 0
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """What a local pipeline run takes: data, hyperparameters, the gate, registry and runs folders, --param."""
+    cli_args.add_data(p, local_only=True)
+    cli_args.add_hparams(p)
+    cli_args.add_gate(p)
+    g = p.add_argument_group("where")
+    cli_args.add_runs_root(g)
+    cli_args.add_registry(g, help="the local model registry (deploy target)")
+    cli_args.add_params(p)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="compile the pipeline to YAML")
+    p.add_argument("--out", type=cli_args.path, default="pipeline.yaml", help="output file")
+    p.add_argument("--target", default="vertex", choices=("vertex", "local"), help="where training runs")
+    cli_args.add_image(p)
+    cli_args.add_machines(p)
+    p.set_defaults(handler=_cmd_compile)
+
+    p = sub.add_parser("run", help="run the whole pipeline locally (kfp local runner)")
+    add_run_options(p)
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser("params", help="list the pipeline's parameters, their defaults and what they do")
+    p.set_defaults(handler=_cmd_params)

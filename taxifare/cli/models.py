@@ -1,0 +1,37 @@
+"""`taxifare models list | promote`: the local registry's versions and its champion."""
+
+from __future__ import annotations
+
+import argparse
+
+from taxifare.cli import args as cli_args
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from taxifare.cli import render
+    from taxifare.registry.local import LocalRegistry
+
+    reg = LocalRegistry(args.registry)
+    champion = reg.champion()
+    print(render.models_table(reg.versions(), champion.name if champion else None))
+    return 0
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    from taxifare.registry.local import LocalRegistry
+
+    version = LocalRegistry(args.registry).promote(args.version)
+    print(f"champion -> {version.name} (a running `taxifare serve` picks it up without a restart)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("models", help="list registry versions, or promote one to champion")
+    actions = cli_args.subparsers(group, "action")
+    p = actions.add_parser("list", help="every version, its metrics, data and run; ★ marks the champion")
+    cli_args.add_registry(p)
+    p.set_defaults(handler=_cmd_list)
+    p = actions.add_parser("promote", help="make a version the champion (roll back or forward)")
+    p.add_argument("version", metavar="VERSION", help="a version name, e.g. v0003 (see `taxifare models list`)")
+    cli_args.add_registry(p)
+    p.set_defaults(handler=_cmd_promote)

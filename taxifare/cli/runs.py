@@ -1,0 +1,35 @@
+"""`taxifare runs list | show`: the local runs and their records."""
+
+from __future__ import annotations
+
+import argparse
+
+from taxifare.cli import args as cli_args
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from pipeline import local_run
+    from taxifare.cli import render
+
+    print(render.runs_table(local_run.list_runs(args.runs_root)))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from pipeline import local_run
+    from taxifare.cli import render
+
+    print(render.summary(local_run.load(args.runs_root, args.run_id)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("runs", help="list local runs, or show one run's DAG and results")
+    actions = cli_args.subparsers(group, "action")
+    p = actions.add_parser("list", help="every run, newest first: status, time, candidate RMSE, decision")
+    cli_args.add_runs_root(p)
+    p.set_defaults(handler=_cmd_list)
+    p = actions.add_parser("show", help="one run's DAG with each task's state, time, outputs and metrics")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix of one, or `latest`")
+    cli_args.add_runs_root(p)
+    p.set_defaults(handler=_cmd_show)

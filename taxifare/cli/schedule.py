@@ -1,0 +1,141 @@
+"""`taxifare schedule create | list | pause | resume | delete | run-local`: recurring retraining.
+
+On Vertex AI (or a Kubeflow host with --host), or `run-local`: a foreground scheduler that
+runs the local pipeline on the cron. Cron and time zone are checked before any request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from taxifare.cli import args as cli_args
+from taxifare.cli import cloud, local
+from taxifare.errors import UsageError
+
+
+def _add_cron(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("when")
+    g.add_argument("--cron", required=True, help="five-field cron, e.g. '0 3 * * 1' (Mondays 03:00)")
+    g.add_argument("--timezone", default="UTC", help="IANA time zone the cron is read in")
+    g.add_argument("--max-runs", "--max_runs", type=int, help="stop after this many runs (default: no limit)")
+
+
+def _check_cron(args: argparse.Namespace) -> None:
+    from pipeline import cron
+
+    cron.parse(args.cron)
+    cron.timezone(args.timezone)
+    if getattr(args, "max_concurrent", 1) < 1:
+        raise UsageError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
+    if args.max_runs is not None and args.max_runs < 1:
+        raise UsageError(f"--max-runs must be at least 1, got {args.max_runs}")
+
+
+def _cmd_create(args: argparse.Namespace) -> int:
+    from pipeline import submit
+
+    _check_cron(args)
+    caching = None if args.cache else False
+    if args.host:
+        if args.max_runs is not None:
+            raise UsageError("--max-runs is not supported by Kubeflow recurring runs", "leave it out with --host")
+        if args.timezone != "UTC":
+            raise UsageError("Kubeflow recurring runs read cron in UTC", "convert the time and leave out --timezone")
+        values = cloud.run_params(args, None)
+        run = submit.kfp_schedule(args.host, cloud.compiled(args, "local"), values, args.cron, args.max_concurrent,
+                                  caching, args.experiment)  # fmt: skip
+        print(f"created recurring run {getattr(run, 'recurring_run_id', run)} on {args.host}")
+        return 0
+    target = cloud.target_from(args)
+    values = cloud.run_params(args, target)
+    schedule = submit.create_schedule(target, cloud.compiled(args, "vertex"), values, args.cron, args.timezone,
+                                      args.max_concurrent, args.max_runs, caching)  # fmt: skip
+    print(f"created {schedule.resource_name}: '{args.cron}' ({args.timezone})")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from pipeline import submit
+
+    if args.host:
+        for run in submit.kfp_list_schedules(args.host):
+            cron = getattr(getattr(getattr(run, "trigger", None), "cron_schedule", None), "cron", "")
+            print(f"{run.recurring_run_id}\t{run.display_name}\t{run.status}\t{cron}")
+        return 0
+    for s in submit.list_schedules(cloud.target_from(args)):
+        print(f"{s.resource_name}\t{s.display_name}\t{getattr(s.state, 'name', s.state)}\t{s.cron}")
+    return 0
+
+
+def _cmd_action(args: argparse.Namespace) -> int:
+    from pipeline import submit
+
+    if args.host:
+        submit.kfp_schedule_action(args.host, args.schedule_id, args.action)
+    else:
+        submit.schedule_action(cloud.target_from(args), args.schedule_id, args.action)
+    print(f"{args.action}d {args.schedule_id}" if args.action != "delete" else f"deleted {args.schedule_id}")
+    return 0
+
+
+def _cmd_run_local(args: argparse.Namespace) -> int:
+    from pipeline import cron, local_run, scheduler
+    from taxifare.cli import render
+
+    _check_cron(args)
+    local.run_params(args)  # every flag checked now, not at the first run
+
+    def run_once() -> str:
+        record = local_run.run(args.runs_root, local.run_params(args))
+        print(render.runs_table([record]).splitlines()[-1], flush=True)
+        return str(record["status"])
+
+    scheduler.run_schedule(
+        cron.parse(args.cron),
+        cron.timezone(args.timezone),
+        run_once,
+        lock_path=os.path.join(args.runs_root, ".scheduler.lock"),
+        log=lambda m: print(m, flush=True),
+        max_runs=args.max_runs,
+        sleep=time.sleep,
+    )
+    return 0
+
+
+def _cloud_where(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where (Vertex AI, or --host for Kubeflow Pipelines)")
+    g.add_argument("--project", help="Google Cloud project id")
+    g.add_argument("--region", help="Vertex AI region, e.g. us-central1")
+    g.add_argument("--bucket", help="the pipeline's bucket")
+    g.add_argument("--api-endpoint", "--api_endpoint", default="", help="the Vertex AI API endpoint")
+    g.add_argument("--host", help="a Kubeflow Pipelines host URL instead of Vertex AI")
+    p.set_defaults(service_account="")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("schedule", help="recurring retraining on Vertex AI, Kubeflow, or this machine")
+    actions = cli_args.subparsers(group, "action")
+
+    p = actions.add_parser("create", help="retrain on a cron on Vertex AI (or a Kubeflow host)")
+    _add_cron(p)
+    p.add_argument("--max-concurrent", "--max_concurrent", type=int, default=1, help="runs of this schedule at once")
+    cloud.add_target(p)
+    cloud.add_run(p)
+    p.set_defaults(handler=_cmd_create)
+
+    p = actions.add_parser("list", help="the schedules (recurring runs) and their state")
+    _cloud_where(p)
+    p.set_defaults(handler=_cmd_list)
+
+    for action, what in (("pause", "pause"), ("resume", "resume"), ("delete", "delete")):
+        p = actions.add_parser(action, help=f"{what} a schedule")
+        p.add_argument("schedule_id", metavar="SCHEDULE_ID", help="see `taxifare schedule list`")
+        _cloud_where(p)
+        p.set_defaults(handler=_cmd_action)
+
+    p = actions.add_parser("run-local", help="run the local pipeline on a cron, in the foreground, one at a time")
+    _add_cron(p)
+    local.add_run_options(p)
+    p.set_defaults(handler=_cmd_run_local)

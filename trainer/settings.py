@@ -1,0 +1,209 @@
+"""Settings defined once: a dataclass field carries its default, its help line and its check.
+
+`trainer.features.HParams` and the pipeline's other parameters (pipeline/params.py) are such
+dataclasses. From them come the trainer's flags, the `taxifare` CLI's options (both spellings:
+the lab's `--train_steps` and `--train-steps`), the pipeline's parameter defaults, and the one
+validation every entry point runs (`check`). No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from taxifare.errors import UsageError
+
+Check = Callable[[Any], str | None]
+
+
+def setting(default: Any, help: str, check: Check | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A dataclass field that users set: `check(value)` returns what is wrong with a value, or None."""
+    if choices:
+        check = one_of(*choices)
+    return dataclasses.field(default=default, metadata={"help": help, "check": check, "choices": choices})
+
+
+# --- checks: each says what a value must be ---------------------------------------------------
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive(value: Any) -> str | None:
+    return None if _number(value) and value > 0 else "must be a positive number"
+
+
+def non_negative(value: Any) -> str | None:
+    return None if _number(value) and value >= 0 else "must be 0 or more"
+
+
+def fraction(value: Any) -> str | None:
+    return None if _number(value) and 0 <= value <= 1 else "must be between 0 and 1"
+
+
+def open_fraction(value: Any) -> str | None:
+    return None if _number(value) and 0 < value < 1 else "must be between 0 and 1, both excluded"
+
+
+def below_one(value: Any) -> str | None:
+    return None if _number(value) and 0 <= value < 1 else "must be 0 or more and less than 1"
+
+
+def positive_sizes(value: Any) -> str | None:
+    ok = isinstance(value, list | tuple) and value and all(isinstance(v, int) and v > 0 for v in value)
+    return None if ok else "must be one or more positive integers, e.g. 64 16 4"
+
+
+def seed(value: Any) -> str | None:
+    return None if isinstance(value, int) and 0 <= value < 2**32 else "must be an integer from 0 to 2**32 - 1"
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+# --- the dataclasses' fields as settings ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: Any  # int, float, str, bool, or tuple[int, ...]
+    default: Any
+    help: str
+    check: Check | None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def is_list(self) -> bool:
+        return typing.get_origin(self.kind) in (tuple, list)
+
+    @property
+    def item(self) -> Any:
+        return typing.get_args(self.kind)[0] if self.is_list else self.kind
+
+    def problem(self, value: Any) -> str | None:
+        if self.check is None:
+            return None
+        problem = self.check(value)
+        return f"{self.name} {problem}, got {_show(value)}" if problem else None
+
+
+def settings_of(cls: type) -> list[Setting]:
+    hints = typing.get_type_hints(cls)
+    return [
+        Setting(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata["check"], f.metadata["choices"])
+        for f in dataclasses.fields(cls)
+        if "help" in f.metadata
+    ]
+
+
+def problems(obj: Any) -> list[str]:
+    """What is wrong with a settings dataclass instance, one line per setting."""
+    found = []
+    for s in settings_of(type(obj)):
+        problem = s.problem(getattr(obj, s.name))
+        if problem:
+            found.append(problem)
+    return found
+
+
+def check(obj: Any) -> Any:
+    """`obj` when every setting is valid, else one UsageError naming each bad one."""
+    found = problems(obj)
+    if found:
+        raise UsageError("; ".join(found))
+    return obj
+
+
+def _show(value: Any, quote: bool = True) -> str:
+    if isinstance(value, list | tuple):
+        return " ".join(map(str, value)) or "nothing"
+    return repr(value) if isinstance(value, str) and quote else str(value)
+
+
+# --- command-line options -------------------------------------------------------------------
+
+
+def parse_number(kind: type, text: str) -> Any:
+    """int or float from a flag's text; NaN and infinities are refused here, not trained on."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def add_options(
+    group: argparse._ActionsContainer,
+    settings: Iterable[Setting],
+    defaults: Mapping[str, Any] | None = None,
+    lab_first: bool = False,
+) -> None:
+    """One option per setting, spelled both ways (`--train-steps` and the lab's `--train_steps`).
+
+    `lab_first` lists the lab's underscore spelling first (the trainer's own help).
+    """
+    for s in settings:
+        default = (defaults or {}).get(s.name, s.default)
+        names = [f"--{s.name.replace('_', '-')}"] + ([f"--{s.name}"] if "_" in s.name else [])
+        if lab_first:
+            names.reverse()
+        kwargs: dict[str, Any] = {
+            "dest": s.name,
+            "default": default,
+            "help": f"{s.help} (default: {_show(default, quote=False)})",
+        }
+        if s.choices:
+            kwargs["choices"] = s.choices
+        elif s.item is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif s.item in (int, float):
+            kwargs["type"] = lambda text, kind=s.item: parse_number(kind, text)
+            kwargs["metavar"] = "N" if s.item is int else "X"
+        if s.is_list:
+            kwargs["nargs"] = "+"
+        group.add_argument(*names, **kwargs)
+
+
+def from_args(cls: type, args: argparse.Namespace) -> Any:
+    """An instance of the settings dataclass from parsed options (checked by the caller)."""
+    values = {}
+    for s in settings_of(cls):
+        value = getattr(args, s.name)
+        values[s.name] = tuple(value) if s.is_list else value
+    return cls(**values)
+
+
+def coerce(s: Setting, value: Any) -> Any:
+    """A `--param NAME=VALUE` value (already JSON-decoded where it could be) as the setting's type."""
+    if s.is_list:
+        items = value if isinstance(value, list) else str(value).replace(",", " ").split()
+        try:
+            return [s.item(v) if not isinstance(v, s.item) else v for v in items]
+        except (TypeError, ValueError):
+            raise UsageError(f"{s.name}: {_show(value)} is not a list of {s.item.__name__}") from None
+    if s.kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise UsageError(f"{s.name}: {value!r} is not true or false")
+    if s.kind in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            try:
+                value = parse_number(s.kind, str(value))
+            except argparse.ArgumentTypeError as err:
+                raise UsageError(f"{s.name}: {err}") from None
+        if s.kind is int and float(value) != int(value):
+            raise UsageError(f"{s.name}: {value!r} is not an integer")
+        return s.kind(value)
+    return value if isinstance(value, str) else str(value)
