@@ -18,6 +18,8 @@ from taxifare.errors import InstanceError, NotServable, UsageError
 from trainer.features import FEATURES, KEY
 
 ALLOWED = frozenset((*FEATURES, KEY))
+# In every export folder, written after the SavedModel: readers take only folders that have it.
+EXPORT_MARKER = "taxifare-export.json"
 FLOAT32_MAX = 3.4028234663852886e38  # the model computes in float32
 
 
@@ -88,8 +90,10 @@ def resolve_model_dir(path: str) -> str:
         return path
     for root in (os.path.join(path, "export", "exporter"), path):
         if os.path.isdir(root):
+            # Only complete exports: the trainer writes the marker after the SavedModel.
             stamps = sorted(
-                (d for d in os.listdir(root) if d.isdigit() and _is_saved_model(os.path.join(root, d))), key=int
+                (d for d in os.listdir(root) if d.isdigit() and os.path.isfile(os.path.join(root, d, EXPORT_MARKER))),
+                key=int,
             )
             if stamps:
                 return os.path.join(root, stamps[-1])
