@@ -21,11 +21,13 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from pipeline import pipeline as pipeline_lib
+from pipeline.images import DEFAULT_IMAGE
 from taxifare.errors import UsageError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+RUNNERS = ("subprocess", "container")
 SAMPLE_ROWS = 20_000
 SAMPLE_SEED = 0
 
@@ -109,9 +111,17 @@ def run(
     runs_root: str,
     params: dict[str, Any],
     progress: Callable[[TaskRecord], None] | None = None,
+    runner: str = "subprocess",
+    image: str = DEFAULT_IMAGE,
 ) -> dict[str, Any]:
     """Run the whole DAG locally with checked `params` (they name the registry); return (and save)
-    the run record. Never raises for task failures: the record says what failed and why."""
+    the run record. Never raises for task failures: the record says what failed and why.
+
+    runner: subprocess (each task a process of this Python) or container (each task's own
+    command in `image`, through kfp's DockerRunner: pipeline/containers.py).
+    """
+    if runner not in RUNNERS:
+        raise UsageError(f"--runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
     run_id, run_dir = new_run_dir(runs_root)
     params = {**params, "deploy_target": "local", "run_id": run_id}
     record: dict[str, Any] = {
@@ -120,13 +130,16 @@ def run(
         "status": "running",
         "started": time.time(),
         "params": params,
+        "runner": runner,
+        "image": image if runner == "container" else None,
         "tasks": {},
     }
     before = _registry_state(params["registry"])
     tasks: dict[str, TaskRecord] = {}
     pipeline_root = os.path.join(run_dir, "pipeline-root")
     log_path = os.path.join(run_dir, "pipeline.log")
-    status, error = _run_pipeline(params, pipeline_root, log_path, _TaskEvents(tasks, progress or (lambda t: None)))
+    events = _TaskEvents(tasks, progress or (lambda t: None))
+    status, error = _run_pipeline(params, pipeline_root, log_path, events, runner, image)
     record.update(status=status, seconds=time.time() - record["started"])
     if error:
         record["error"] = error
@@ -146,28 +159,41 @@ def run(
     return record
 
 
-def _run_pipeline(params: dict[str, Any], pipeline_root: str, log_path: str, events: logging.Filter) -> tuple[str, str]:
+def _run_pipeline(
+    params: dict[str, Any], pipeline_root: str, log_path: str, events: logging.Filter, runner: str, image: str
+) -> tuple[str, str]:
     """kfp's local runner on the DAG, its chatter in the log file; (status, error)."""
     from kfp import local
 
     root_logger = logging.getLogger()
     root_logger.addFilter(events)
     try:
-        with open(log_path, "w") as log, _capture(log):
+        with open(log_path, "w") as log, _capture(log), _kfp_runner(runner, image, pipeline_root, params) as chosen:
             # No local caching: kfp's cache keys on input paths, not file contents.
-            local.init(
-                runner=local.SubprocessRunner(use_venv=False),
-                pipeline_root=pipeline_root,
-                raise_on_error=True,
-                enable_caching=False,
-            )
+            local.init(runner=chosen, pipeline_root=pipeline_root, raise_on_error=True, enable_caching=False)
             try:
-                pipeline_lib.build(target="local")(**params)
+                pipeline_lib.build(image=image, target="local")(**params)
                 return "succeeded", ""
             except RuntimeError as err:
                 return "failed", ANSI.sub("", str(err))
     finally:
         root_logger.removeFilter(events)
+
+
+@contextlib.contextmanager
+def _kfp_runner(kind: str, image: str, pipeline_root: str, params: dict[str, Any]) -> Iterator[Any]:
+    from kfp import local
+
+    if kind == "subprocess":
+        yield local.SubprocessRunner(use_venv=False)
+        return
+    from pipeline import containers
+
+    inputs = [
+        f for k in ("source", "train_source", "valid_source", "test_source") for f in params.get(k, "").split(",")
+    ]
+    with containers.docker_runner(image, pipeline_root, params["registry"], inputs) as runner:
+        yield runner
 
 
 def _registry_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -17,11 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import features as F
-from trainer.predict import EXPORT_MARKER
-
-SIGNATURE = "serving_default"
-KEYED_SIGNATURE = "with_key"
-OUTPUT = "fare_amount"
+from trainer.predict import EXPORT_MARKER, KEYED_SIGNATURE, OUTPUT, SIGNATURE
 
 
 def engineer(raw: tf.Tensor) -> tf.Tensor:
