@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from taxifare.errors import UsageError
@@ -176,11 +176,11 @@ def run_docker_container(client: Any, image: str, command: list[str], volumes: d
             container.remove(force=True)
 
 
-def prepare(pipeline_root: str, registry: str, inputs: Iterable[str]) -> list[Any]:
-    """Make the run's folders usable by the image's user and return the extra mounts.
+def prepare(pipeline_root: str, registry: str) -> list[Any]:
+    """Make the run's folders usable by the image's user; return the extra mount (the registry).
 
-    The pipeline root is kfp's own mount (made world-writable for uid 10001); local input files'
-    folders are mounted read-only, the registry read-write, each at its own path.
+    The pipeline root is kfp's own mount (made world-writable for uid 10001); the registry is
+    mounted read-write at its own path.
     """
     import docker
 
@@ -195,10 +195,31 @@ def prepare(pipeline_root: str, registry: str, inputs: Iterable[str]) -> list[An
             f"the registry {registry}",
             f"chmod -R a+rwX {registry}, or give --registry a new folder",
         )
-    folders = sorted({os.path.dirname(p) for p in inputs if p and "://" not in p})
-    mounts = [docker.types.Mount(target=f, source=f, type="bind", read_only=True) for f in folders]
-    mounts.append(docker.types.Mount(target=registry, source=registry, type="bind", read_only=False))
-    return mounts
+    return [docker.types.Mount(target=registry, source=registry, type="bind", read_only=False)]
+
+
+def stage_inputs(spec: str, folder: str) -> str:
+    """Local input files linked (or copied) into `folder` under the pipeline root; the new comma-list.
+
+    The image's user must read them, and the folders they come from may not let it in (a home
+    directory, pytest's 0700 temp dirs); the pipeline root is mounted and readable. Hard links
+    cost nothing on the same file system; each file keeps its name (rows without a key column
+    are keyed by file name), in a folder of its own so that names never clash.
+    """
+    out = []
+    for i, path in enumerate(p for p in spec.split(",") if p):
+        if "://" in path:
+            out.append(path)
+            continue
+        target = os.path.join(folder, str(i), os.path.basename(path))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(path, target)
+        os.chmod(target, 0o644)
+        out.append(target)
+    return ",".join(out)
 
 
 def _writable_by_image_user(path: str) -> bool:
@@ -207,14 +228,14 @@ def _writable_by_image_user(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def docker_runner(image: str, pipeline_root: str, registry: str, inputs: Iterable[str]) -> Iterator[Any]:
+def docker_runner(image: str, pipeline_root: str, registry: str) -> Iterator[Any]:
     """kfp's DockerRunner on an engine (started here if need be), with the fixed container start."""
     from kfp import local
     from kfp.local import docker_task_handler
 
     with engine() as eng:
         check_image(image, eng)
-        mounts = prepare(pipeline_root, registry, inputs)
+        mounts = prepare(pipeline_root, registry)
         # A module attribute that DockerTaskHandler.run looks up at call time: no installed file changes.
         original = docker_task_handler.run_docker_container
         docker_task_handler.run_docker_container = run_docker_container

@@ -165,6 +165,7 @@ def _run_pipeline(
     """kfp's local runner on the DAG, its chatter in the log file; (status, error)."""
     from kfp import local
 
+    params = dict(params)  # a container run stages local inputs and points these at them; the record keeps the given
     root_logger = logging.getLogger()
     root_logger.addFilter(events)
     try:
@@ -189,10 +190,11 @@ def _kfp_runner(kind: str, image: str, pipeline_root: str, params: dict[str, Any
         return
     from pipeline import containers
 
-    inputs = [
-        f for k in ("source", "train_source", "valid_source", "test_source") for f in params.get(k, "").split(",")
-    ]
-    with containers.docker_runner(image, pipeline_root, params["registry"], inputs) as runner:
+    inputs = os.path.join(pipeline_root, "inputs")
+    for name in ("source", "train_source", "valid_source", "test_source"):
+        if params.get(name):  # readable by the image's user, inside the mounted pipeline root
+            params[name] = containers.stage_inputs(params[name], os.path.join(inputs, name))
+    with containers.docker_runner(image, pipeline_root, params["registry"]) as runner:
         yield runner
 
 

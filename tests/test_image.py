@@ -82,7 +82,7 @@ def test_one_training_step_inside_the_image(image: str, tmp_path: pathlib.Path) 
     )
     out = _ok(_podman_run("-v", f"{work}:/work", "--entrypoint", "sh", image, "-c", script))
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["steps"] == 20 and result["examples_per_sec"]
+    assert result["steps"] == 20
     export = work / "out" / result["export_dir"].removeprefix("/work/out/")
     assert (export / "saved_model.pb").is_file()
 

@@ -122,6 +122,8 @@ def run_params(args: argparse.Namespace, target: Any) -> dict[str, Any]:
     source = checked.get("source", "")
     local = [p for p in source.split(",") if p and "://" not in p]
     if local:
+        if target is not None:
+            target.check_reachable()  # before the upload: the run would fail anyway
         bucket = target.bucket if target is not None else args.bucket
         if not bucket:
             raise UsageError("local --data needs --bucket to upload to", "or pass gs:// paths")
