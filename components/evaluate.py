@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 if TYPE_CHECKING:  # kfp's runtime import path breaks on python_component at run time
     from kfp.dsl.python_component import PythonComponent
 
 from taxifare.errors import UsageError
-from trainer import baseline, settings, sources
+from trainer import baseline, settings, slices, sources
 from trainer.features import CHAMPION_TOLERANCE, FEATURES, LABEL
 from trainer.settings import below_one, setting
 
@@ -59,16 +59,84 @@ def decide(
         return False, f"candidate RMSE {c:.3f} does not beat the distance baseline {b:.3f}"
     if champion is None:
         return True, f"candidate RMSE {c:.3f} beats the baseline {b:.3f}; no champion yet"
-    limit = champion["rmse"] * (1 + tolerance)
+    best, limit = champion["rmse"], champion["rmse"] * (1 + tolerance)
+    change = abs(c - best) / best if best else 0.0
     if c > limit:
         return False, (
-            f"candidate RMSE {c:.3f} is worse than the champion's {champion['rmse']:.3f} "
+            f"candidate RMSE {c:.3f} is {change:.1%} worse than the champion's {best:.3f}, "
             f"beyond the {tolerance:.0%} tolerance (limit {limit:.3f})"
         )
+    if c <= best:
+        return True, f"candidate RMSE {c:.3f} beats the baseline {b:.3f} and the champion's {best:.3f} by {change:.1%}"
     return True, (
-        f"candidate RMSE {c:.3f} beats the baseline {b:.3f} and is within {tolerance:.0%} of "
-        f"the champion's {champion['rmse']:.3f}"
+        f"candidate RMSE {c:.3f} beats the baseline {b:.3f}; it is {change:.1%} worse than the champion's "
+        f"{best:.3f}, within the {tolerance:.0%} tolerance"
     )
+
+
+@dataclasses.dataclass
+class Scored:
+    """The test split and every model's predictions on it: what the metrics, slices and figures are made of."""
+
+    test: dict[str, np.ndarray]
+    predictions: dict[str, np.ndarray]  # candidate, baseline and (if any) champion
+    champion_version: str | None
+    rule: baseline.DistanceRule
+
+
+def score(
+    test_path: str, train_path: str, candidate_dir: str, deploy_target: str, registry: str, project: str = "",
+    region: str = "", api_endpoint: str = "",
+) -> Scored:  # fmt: skip
+    from trainer.predict import Predictor
+
+    test, _ = sources.read_columns(test_path)
+    train, _ = sources.read_columns(train_path)
+    raw = np.stack([test[name] for name in FEATURES], axis=1).astype(np.float32)
+    rule = baseline.fit(train)
+    predictions = {"candidate": Predictor(candidate_dir).predict(raw), "baseline": rule.predict(test)}
+    version, champion_dir = champion_model_dir(deploy_target, registry, project, region, api_endpoint)
+    if champion_dir:
+        predictions["champion"] = Predictor(champion_dir).predict(raw)
+    return Scored(test, predictions, version, rule)
+
+
+def slice_metrics(scored: Scored) -> list[dict]:
+    """Each slice of trainer/slices.py: its row count and every model's RMSE and MAE on it."""
+    truth = scored.test[LABEL]
+    out = []
+    for s in slices.SLICES:
+        rows = np.asarray(s.mask(scored.test), dtype=bool)
+        entry: dict = {"name": s.name, "description": s.description, "rows": int(rows.sum()), "champion": None}
+        for who, pred in scored.predictions.items():
+            entry[who] = baseline.regression_metrics(truth[rows], pred[rows]) if rows.any() else None
+        out.append(entry)
+    return out
+
+
+def assess(scored: Scored, tolerance: float) -> dict:
+    """The decision record: metrics, slices, the gate's verdict and a sample prediction."""
+    truth = scored.test[LABEL]
+    metrics = {who: baseline.regression_metrics(truth, pred) for who, pred in scored.predictions.items()}
+    blessed, reason = decide(metrics["candidate"], metrics["baseline"], metrics.get("champion"), tolerance)
+    champion = scored.predictions.get("champion")
+    return {
+        "candidate": metrics["candidate"],
+        "baseline": metrics["baseline"],
+        "champion": metrics.get("champion"),
+        "champion_version": scored.champion_version,
+        "blessed": blessed,
+        "reason": reason,
+        "test_rows": len(truth),
+        "slices": slice_metrics(scored),
+        "baseline_rule": {"intercept": scored.rule.intercept, "rate_per_degree": scored.rule.rate_per_degree},
+        "sample": {
+            "instance": {name: float(scored.test[name][0]) for name in FEATURES},
+            "fare_amount": float(truth[0]),
+            "candidate": float(scored.predictions["candidate"][0]),
+            "champion": None if champion is None else float(champion[0]),
+        },
+    }
 
 
 def evaluate(
@@ -82,41 +150,20 @@ def evaluate(
     region: str = "",
     api_endpoint: str = "",
 ) -> dict:
-    from trainer.predict import Predictor
-
     settings.check(Gate(tolerance))
-    test, _ = sources.read_columns(test_path)
-    train, _ = sources.read_columns(train_path)
-    truth = test[LABEL]
-    raw = np.stack([test[name] for name in FEATURES], axis=1).astype(np.float32)
-    rule = baseline.fit(train)
-    candidate = Predictor(candidate_dir).predict(raw)
-    candidate_metrics = baseline.regression_metrics(truth, candidate)
-    baseline_metrics = baseline.regression_metrics(truth, rule.predict(test))
-    champion_metrics = None
-    version, champion_dir = champion_model_dir(deploy_target, registry, project, region, api_endpoint)
-    champion_pred = None
-    if champion_dir:
-        champion_pred = Predictor(champion_dir).predict(raw)
-        champion_metrics = baseline.regression_metrics(truth, champion_pred)
-    blessed, reason = decide(candidate_metrics, baseline_metrics, champion_metrics, tolerance)
-    sample = {name: float(test[name][0]) for name in FEATURES}
-    return {
-        "candidate": candidate_metrics,
-        "baseline": baseline_metrics,
-        "champion": champion_metrics,
-        "champion_version": version,
-        "blessed": blessed,
-        "reason": reason,
-        "test_rows": len(truth),
-        "baseline_rule": {"intercept": rule.intercept, "rate_per_degree": rule.rate_per_degree},
-        "sample": {
-            "instance": sample,
-            "fare_amount": float(truth[0]),
-            "candidate": float(candidate[0]),
-            "champion": None if champion_pred is None else float(champion_pred[0]),
-        },
-    }
+    scored = score(test_path, train_path, candidate_dir, deploy_target, registry, project, region, api_endpoint)
+    return assess(scored, tolerance)
+
+
+def figures(scored: Scored) -> list[str]:
+    """Predicted vs actual, and error by trip distance, as inline SVG."""
+    from taxifare.report import plots
+
+    truth, shown = scored.test[LABEL], {k: v for k, v in scored.predictions.items() if k != "baseline"}
+    return [
+        plots.predicted_vs_actual(truth, shown),
+        plots.residuals_by_distance(slices.trip_km(scored.test), truth, scored.predictions),
+    ]
 
 
 def evaluate_model(
@@ -130,8 +177,10 @@ def evaluate_model(
     region: str,
     metrics: Output[Metrics],
     decision: Output[Artifact],
+    report: Output[HTML],
+    summary: Output[Markdown],
 ) -> bool:
-    """Score the candidate, the distance baseline and the champion on the test split; gate.
+    """Score the candidate, the distance baseline and the champion on the test split and its slices; gate.
 
     Args:
         deploy_target: where the champion lives: local or vertex.
@@ -140,12 +189,14 @@ def evaluate_model(
         project: for vertex, the Google Cloud project of the Model Registry.
         region: for vertex, the region of the Model Registry.
     """
-    from components.evaluate import evaluate, record
+    from components.evaluate import Gate, assess, figures, record, score, write_visuals
+    from trainer import settings
 
-    result = evaluate(
-        test_data.path, train_data.path, candidate.path, deploy_target, registry, tolerance, project, region
-    )
+    settings.check(Gate(tolerance))
+    scored = score(test_data.path, train_data.path, candidate.path, deploy_target, registry, project, region)
+    result = assess(scored, tolerance)
     record(result, metrics, decision)
+    write_visuals(result, figures(scored), report.path, summary.path)
     return result["blessed"]
 
 
@@ -153,12 +204,27 @@ def record(result: dict, metrics: Metrics, decision: Artifact) -> None:
     for who in ("candidate", "baseline", "champion"):
         for name, value in (result[who] or {}).items():
             metrics.log_metric(f"{who}_{name}", value)
+    for s in result.get("slices", []):
+        key = s["name"].replace(" ", "_")
+        for who in ("candidate", "baseline", "champion"):
+            if s.get(who):
+                metrics.log_metric(f"slice_{key}_{who}_rmse", s[who]["rmse"])
     metrics.log_metric("blessed", int(result["blessed"]))
     decision.metadata.update({"blessed": result["blessed"], "reason": result["reason"]})
     with open(metrics.path, "w") as f:
         json.dump(result, f, indent=2)
     with open(decision.path, "w") as f:
         json.dump(result, f, indent=2)
+
+
+def write_visuals(result: dict, svgs: list[str], html_path: str, markdown_path: str) -> None:
+    """The HTML artifact (rendered on the evaluate node) and its Markdown twin; self-contained."""
+    from taxifare.report import evaluation
+
+    with open(html_path, "w") as f:
+        f.write(evaluation.html_page(result, svgs))
+    with open(markdown_path, "w") as f:
+        f.write(evaluation.markdown(result))
 
 
 def component(image: str) -> "PythonComponent":

@@ -115,3 +115,12 @@ def test_steps_that_read_changing_state_never_come_from_a_cache(tmp_path):
         for name in ("stage-data", "evaluate-model", "deploy-model"):
             assert tasks[name]["cachingOptions"] == {}, (target, name)  # enableCache false is left out
         assert tasks["train-model"]["cachingOptions"] == {"enableCache": True}
+
+
+def test_evaluate_declares_its_html_and_markdown_visuals(tmp_path):
+    """What the Vertex AI console and the KFP UI render on the evaluate node."""
+    spec = _spec(tmp_path)
+    outputs = spec["components"]["comp-evaluate-model"]["outputDefinitions"]["artifacts"]
+    assert outputs["report"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert outputs["summary"]["artifactType"]["schemaTitle"] == "system.Markdown"
+    assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"

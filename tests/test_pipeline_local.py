@@ -126,3 +126,97 @@ def test_run_record_is_json_with_task_durations(history):
         assert record["tasks"][name]["state"] == "succeeded"
         assert isinstance(record["tasks"][name]["seconds"], float)
     assert record["params"]["run_id"] == record["run_id"]
+
+
+def test_each_run_has_a_report_that_renders_its_dag_evaluation_and_lineage(history, tmp_path):
+    from browser import CHROMIUM, not_blank, render
+
+    first, second = history["first"], history["second"]
+    code, out, _ = _cli(
+        "runs", "report", first["run_id"], "--runs-root", history["runs"], "--out", str(tmp_path / "r.html")
+    )
+    assert code == 0 and out.strip() == str(tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    for task in ("stage-data", "train-model", "evaluate-model", "deploy-model"):
+        assert f'data-task="{task}" data-state="succeeded"' in html
+    assert f"-> run <code>{first['run_id']}</code> -> <b>v0001</b>" in html  # data -> run -> version
+    assert "By kind of trip" in html and "<svg" in html  # evaluate's own visuals, embedded
+    code, _, _ = _cli(
+        "runs", "report", second["run_id"], "--runs-root", history["runs"], "--out", str(tmp_path / "s.html")
+    )
+    assert 'data-task="deploy-model" data-state="skipped"' in (tmp_path / "s.html").read_text()
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium to render (.ci/run installs it)")
+    page = render(str(tmp_path / "r.html"))
+    assert page.errors == [] and page.requests == [f"file://{tmp_path / 'r.html'}"]
+    assert all(t in page.text for t in ("stage-data", "train-model", "evaluate-model", "deploy-model"))
+    assert not_blank(page.png)
+
+
+def test_show_says_where_the_report_is_and_models_show_tells_a_versions_story(history):
+    first = history["first"]
+    _cli("runs", "report", first["run_id"], "--runs-root", history["runs"])
+    code, out, _ = _cli("runs", "show", first["run_id"], "--runs-root", history["runs"])
+    assert code == 0 and f"report: {first['run_dir']}/report.html" in out
+    code, out, _ = _cli("models", "show", "v0001", "--registry", history["registry"], "--runs-root", history["runs"])
+    assert code == 0
+    assert f"run: {first['run_id']}" in out and "data fingerprint: " in out and "candidate  RMSE" in out
+    assert "train_steps = 300" in out  # the run's parameters, from its record
+
+
+def test_runs_list_fits_the_terminal_and_never_cuts_a_word(history):
+    from taxifare.cli import render
+
+    runs = local_run.list_runs(history["runs"])
+    for width in (80, 100, 160):
+        lines = render.runs_table(runs, width=width).splitlines()
+        assert all(len(line) <= width for line in lines), width
+        head = lines[0].index("DECISION")
+        for run, line in zip(runs, lines[1:], strict=True):
+            reason = " ".join(((run.get("decision") or {}).get("reason") or run.get("error") or "").split())
+            shown = line[head:]
+            if shown.endswith("…"):  # cut where a word ends
+                kept = shown[:-1]
+                assert reason.startswith(kept) and reason[len(kept) :][:1] in (" ", ",", ";", ":"), (shown, reason)
+            else:
+                assert shown == reason
+
+
+def test_tensorboard_is_one_command_away_with_train_and_eval_rmse(history):
+    import importlib.util
+    import json as _json
+    import re
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    if importlib.util.find_spec("tensorboard") is None:
+        pytest.skip("tensorboard is not installed (make install adds the [tensorboard] extra)")
+    argv = [
+        sys.executable,
+        "-m",
+        "taxifare.cli",
+        "tensorboard",
+        "latest",
+        "--runs-root",
+        history["runs"],
+        "--port",
+        "0",
+    ]
+    # `latest` may be a failed run without logs; ask for the first run explicitly then.
+    argv[4] = history["first"]["run_id"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, seen, deadline = None, [], time.monotonic() + 120
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+            seen.append(line)
+            found = re.search(r"(http://[\w.:-]+:\d+)/", line)
+            url = found.group(1) if found else None
+        assert url, "".join(seen)
+        tags = _json.load(urllib.request.urlopen(f"{url}/data/plugin/scalars/tags", timeout=30))
+        assert {"rmse", "loss"} <= set(tags["train"]) and {"rmse", "mae", "loss"} <= set(tags["eval"])
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -63,11 +63,15 @@ def test_tensorboard_events_and_checkpoints_are_written(trained):
         assert any(e.startswith("events.out.tfevents") for e in events)
     import tensorflow as tf
 
-    tags = set()
-    for e in os.listdir(os.path.join(out, "tensorboard", "eval")):
-        for record in tf.compat.v1.train.summary_iterator(os.path.join(out, "tensorboard", "eval", e)):
-            tags.update(v.tag for v in record.summary.value)
-    assert {"rmse", "mae", "loss"} <= tags
+    def tags(split: str) -> set[str]:
+        found = set()
+        for e in os.listdir(os.path.join(out, "tensorboard", split)):
+            for record in tf.compat.v1.train.summary_iterator(os.path.join(out, "tensorboard", split, e)):
+                found.update(v.tag for v in record.summary.value)
+        return found
+
+    assert {"rmse", "mae", "loss"} <= tags("eval")
+    assert {"rmse", "loss"} <= tags("train")  # train RMSE beside the loss
     assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith("ckpt-400")
 
 
@@ -247,3 +251,20 @@ def test_resuming_with_other_settings_says_so(tmp_path, sample_dir, capsys):
     assert task.main([*base, "--train_steps", "10", "--hidden_units", "8"]) == 0
     assert task.main([*base, "--train_steps", "20", "--hidden_units", "16"]) == 2
     assert "cannot resume" in capsys.readouterr().err
+
+
+def test_progress_lines_are_written_and_read_back_the_same():
+    from trainer import progress
+
+    line = progress.Progress(300, 3000, 12.3456, 3.21, 3.05, 812345.6, 4.25).line()
+    assert line == "step 300/3000: train loss 12.346, train rmse 3.210, eval rmse 3.050, 812,346 examples/s, 4.2s"
+    back = progress.parse("[KFP Executor 11:04:20 INFO]: " + line)
+    assert back is not None and (back.step, back.total, back.examples_per_sec) == (300, 3000, 812346.0)
+    assert back.eta == pytest.approx(4.2 * 9)
+    assert (
+        progress.parse(
+            "step 100/3000: train loss 1.0, train rmse 1.0, eval rmse 1.0, - examples/s, 1.0s"
+        ).examples_per_sec
+        is None
+    )
+    assert progress.parse("exported /tmp/x: eval rmse 3.0") is None

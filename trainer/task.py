@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from taxifare.errors import TaxifareError, UsageError
-from trainer import settings
+from trainer import logs, settings
 
 if TYPE_CHECKING:
     from trainer.train import TrainConfig
@@ -43,6 +43,7 @@ def build_parser(prog: str = "python -m trainer.task") -> argparse.ArgumentParse
     )
     settings.add_options(p.add_argument_group("hyperparameters"), settings.settings_of(HParams), lab_first=True)
     settings.add_options(p.add_argument_group("run"), settings.settings_of(RunOptions), lab_first=True)
+    p.add_argument("--verbose", action="store_true", help="keep TensorFlow's own log messages (start-up, checkpoints)")
     return p
 
 
@@ -68,6 +69,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Tr
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m trainer.task") -> int:
     args = build_parser(prog).parse_args(argv)
+    logs.quiet_tensorflow(args.verbose)
     try:
         cfg = config_from_args(args, os.environ)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

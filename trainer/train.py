@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from tensorflow.core.framework import summary_pb2
 from taxifare.errors import UsageError
 from trainer import data, distribute, model, settings, sources
 from trainer.features import HParams, RunOptions
+from trainer.progress import Progress
 
 log = logging.getLogger(__name__)
 STATS_SAMPLE_ROWS = 200_000
@@ -184,7 +186,7 @@ def _huber(delta: float) -> Callable[[tf.Tensor], tf.Tensor]:
 def _step_function(
     net: keras.Model, optimizer: Any, step: tf.Variable, dataset: Any, strategy: Any, cfg: TrainConfig, workers: int
 ) -> Any:
-    """A tf.function running n optimizer steps; returns their mean loss."""
+    """A tf.function running n optimizer steps; returns their mean loss and mean squared error."""
     loss_fn = _huber(cfg.huber_delta)
     if workers > 1:  # each worker already reads its own shard, batched per worker
         dataset = strategy.distribute_datasets_from_function(lambda _: dataset)
@@ -194,15 +196,15 @@ def _step_function(
 
     def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            pred = tf.reshape(net(x, training=True), [-1])
+            err = tf.reshape(net(x, training=True), [-1]) - y
             # The mean over this replica's batch; gradients are summed over replicas.
-            loss = loss_fn(pred - y) / replicas
+            loss = loss_fn(err) / replicas
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        return loss
+        return tf.stack([loss, tf.reduce_mean(tf.square(err)) / replicas])
 
     @tf.function
     def run_steps(n: tf.Tensor) -> tf.Tensor:
-        total = tf.constant(0.0)
+        total = tf.zeros([2])
         for _ in tf.range(n):
             x, y = next(iterator)
             if workers > 1:
@@ -259,11 +261,11 @@ def _train_loop(
         eval_writer = tf.summary.create_file_writer(os.path.join(cfg.tensorboard, "eval"))
     else:
         train_writer = eval_writer = tf.summary.create_noop_writer()
-    progress, first = _Progress(), True
+    progress, first, began = _Progress(), True, time.perf_counter()
     while int(step.numpy()) < cfg.train_steps:
         n = min(every, cfg.train_steps - int(step.numpy()))
         t0 = time.perf_counter()
-        loss = float(run_steps(tf.constant(n)))
+        loss, mse = (float(v) for v in run_steps(tf.constant(n)))
         elapsed = time.perf_counter() - t0
         if not first:  # the first call traces the graph and warms the input pipeline
             progress.timed_steps, progress.timed_seconds = progress.timed_steps + n, progress.timed_seconds + elapsed
@@ -272,12 +274,15 @@ def _train_loop(
         metrics = progress.metrics = evaluate()
         with train_writer.as_default(step=now):
             _scalar("loss", loss)
+            _scalar("rmse", math.sqrt(mse))  # over the chunk's training batches, beside eval's
         with eval_writer.as_default(step=now):
             _scalar("loss", metrics["rmse"] ** 2)
             _scalar("rmse", metrics["rmse"])
             _scalar("mae", metrics["mae"])
         manager.save(checkpoint_number=now)
-        say(f"step {now}/{cfg.train_steps}: train loss {loss:.3f}, eval rmse {metrics['rmse']:.3f}")
+        rate = progress.timed_steps * cfg.train_batch_size / progress.timed_seconds if progress.timed_seconds else None
+        done = Progress(now, cfg.train_steps, loss, math.sqrt(mse), metrics["rmse"], rate, time.perf_counter() - began)
+        say(done.line())
     train_writer.flush()
     eval_writer.flush()
     return progress

@@ -12,15 +12,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from taxifare.cli import args, cloud, local, models, runs, schedule, serve, setup, train
+from taxifare.cli import args, cloud, local, models, runs, schedule, serve, setup, tensorboard, train
 from taxifare.errors import TaxifareError
 
-COMMANDS = (train, local, runs, models, cloud, schedule, serve, setup)
+COMMANDS = (train, local, runs, models, tensorboard, cloud, schedule, serve, setup)
 
 
 def build_parser() -> args.Parser:
     parser = args.Parser(prog="taxifare", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for every error")
+    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own log messages")
     sub = args.subparsers(parser, "command")
     for module in COMMANDS:
         module.register(sub)
@@ -29,14 +30,20 @@ def build_parser() -> args.Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv[:1]
+    debug = "--debug" in argv[:2]
     try:  # argparse exits on bad flags and --help; a plain function returns the status instead
-        if argv[1:2] == ["train"] or argv[:1] == ["train"]:
+        first = next((a for a in argv if not a.startswith("--")), "")
+        if first == "train":
             # The trainer owns its flags (the lab's); argparse's REMAINDER would swallow them.
             from trainer import task
 
-            return task.main(argv[argv.index("train") + 1 :], prog="taxifare train")
+            rest = argv[argv.index("train") + 1 :]
+            return task.main(rest + (["--verbose"] if "--verbose" in argv[: argv.index("train")] else []),
+                             prog="taxifare train")  # fmt: skip
         parsed = build_parser().parse_args(argv)
+        from trainer import logs
+
+        logs.quiet_tensorflow(parsed.verbose, load=False)  # the tasks a command starts inherit it
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
     try:

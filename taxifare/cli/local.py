@@ -55,6 +55,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.runner == "container":
         print(f"every step in {args.image} (as its non-root user), through kfp's DockerRunner", flush=True)
     record = local_run.run(args.runs_root, values, _progress(sys.stdout), runner=args.runner, image=args.image)
+    from taxifare.report import run as run_report
+
+    run_report.write(record)
     print()
     print(render.summary(record))
     return 0 if record["status"] == "succeeded" else 1

@@ -25,12 +25,34 @@ def _cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    from pipeline import local_run
+    from taxifare.cli import render
+    from taxifare.errors import UsageError
+    from taxifare.registry.local import LocalRegistry
+
+    reg = LocalRegistry(args.registry)
+    version = reg.get(args.version)
+    champion = reg.champion()
+    try:
+        run = local_run.load(args.runs_root, version.metadata.get("run_id", ""))
+    except UsageError:  # the run's record is elsewhere (another runs root, a cluster run)
+        run = None
+    print(render.version_details(version, champion.name if champion else None, run))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("models", help="list registry versions, or promote one to champion")
     actions = cli_args.subparsers(group, "action")
     p = actions.add_parser("list", help="every version, its metrics, data and run; ★ marks the champion")
     cli_args.add_registry(p)
     p.set_defaults(handler=_cmd_list)
+    p = actions.add_parser("show", help="one version: its run, data, parameters and metrics")
+    p.add_argument("version", metavar="VERSION", help="a version name, e.g. v0003 (see `taxifare models list`)")
+    cli_args.add_registry(p)
+    cli_args.add_runs_root(p)
+    p.set_defaults(handler=_cmd_show)
     p = actions.add_parser("promote", help="make a version the champion (roll back or forward)")
     p.add_argument("version", metavar="VERSION", help="a version name, e.g. v0003 (see `taxifare models list`)")
     cli_args.add_registry(p)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 from typing import Any
 
 ICONS = {"succeeded": "✔", "failed": "✘", "skipped": "⊘", "running": "…", "pending": "·"}
@@ -44,7 +46,7 @@ def _details(name: str, task: dict[str, Any], record: dict[str, Any]) -> list[st
             f"{_fmt(m.get('examples_per_sec', 0.0))} examples/s"
         )
         if "tensorboard" in out:
-            lines.append(f"tensorboard --logdir {out['tensorboard'].get('uri')}")
+            lines.append(f"tensorboard: taxifare tensorboard {record['run_id']}")
     elif name == "evaluate-model":
         d = record.get("decision") or {}
         if d:
@@ -108,20 +110,36 @@ def summary(record: dict[str, Any]) -> str:
                     f" actual ${sample['fare_amount']:.2f}"
                 )
     lines.append(f"details: taxifare runs show {record['run_id']}   log: {record['run_dir']}/pipeline.log")
+    report = os.path.join(record["run_dir"], "report.html")
+    lines.append(f"report: {report}" if os.path.isfile(report) else f"report: taxifare runs report {record['run_id']}")
     return "\n".join(lines)
 
 
-def runs_table(runs: list[dict[str, Any]]) -> str:
+def shorten(text: str, width: int) -> str:
+    """At most `width` characters, cut at a word boundary with an ellipsis, never mid-word."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: max(width - 1, 0)].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def runs_table(runs: list[dict[str, Any]], width: int | None = None) -> str:
+    """Newest first; the decision column takes what the terminal (or `width`) has left."""
     if not runs:
         return "no runs yet: `taxifare run` starts one"
-    lines = [f"{'RUN':<24} {'STATUS':<10} {'SECONDS':>8} {'CANDIDATE':>10} {'DEPLOYED':<9} DECISION"]
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    head = f"{'RUN':<24} {'STATUS':<11} {'SECONDS':>8} {'CANDIDATE':>10} {'DEPLOYED':<9} "
+    room = max(width - len(head), 8)
+    lines = [head + "DECISION"]
     for r in runs:
         d = r.get("decision") or {}
         cand = d.get("candidate", {}).get("rmse")
+        seconds = r.get("seconds")
         lines.append(
-            f"{r['run_id']:<24} {r['status']:<10} {r.get('seconds', 0):>8.1f} "
+            f"{r['run_id']:<24} {r['status']:<11} {(f'{seconds:.1f}' if seconds is not None else '-'):>8} "
             f"{(f'{cand:.3f}' if cand is not None else '-'):>10} {r.get('deployed_version') or '-':<9} "
-            f"{d.get('reason', r.get('error', ''))[:70]}"
+            + shorten(d.get("reason") or r.get("error") or "", room)
         )
     return "\n".join(lines)
 
@@ -140,4 +158,28 @@ def models_table(versions: list[Any], champion: str | None) -> str:
             f"{v.metadata.get('data_fingerprint', ''):<17} {v.metadata.get('run_id', '')}"
         )
     lines.append("★ = champion")
+    return "\n".join(lines)
+
+
+def version_details(version: Any, champion: str | None, run: dict[str, Any] | None) -> str:
+    """One registry version: where it came from (run, data, parameters) and how it scored."""
+    meta = version.metadata
+    star = " ★ champion" if version.name == champion else ""
+    lines = [f"{version.name}{star}  created {meta.get('created', '?')}", f"model: {version.model_dir}"]
+    lines.append(f"run: {meta.get('run_id', '?')}   data fingerprint: {meta.get('data_fingerprint', '?')}")
+    metrics = meta.get("metrics", {})
+    for who in ("candidate", "baseline", "champion"):
+        if metrics.get(who):
+            m = metrics[who]
+            lines.append(f"  {who:<10} RMSE {_fmt(m.get('rmse'))}  MAE {_fmt(m.get('mae'))}")
+    lines.append(f"decision: {meta.get('decision', '')}  (on {meta.get('test_rows', '?')} test trips)")
+    if meta.get("replaced"):
+        lines.append(f"replaced: {meta['replaced']}")
+    if run:
+        lines.append("parameters:")
+        for k, v in sorted(run.get("params", {}).items()):
+            if v not in ("", None):
+                lines.append(f"  {k} = {' '.join(map(str, v)) if isinstance(v, list) else v}")
+    else:
+        lines.append("parameters: the run's record is not under this --runs-root")
     return "\n".join(lines)

@@ -23,6 +23,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pipeline import local_run
+    from taxifare.report import run as run_report
+
+    print(run_report.write(local_run.load(args.runs_root, args.run_id), args.out))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("runs", help="list local runs, or show one run's DAG and results")
     actions = cli_args.subparsers(group, "action")
@@ -33,3 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix of one, or `latest`")
     cli_args.add_runs_root(p)
     p.set_defaults(handler=_cmd_show)
+    p = actions.add_parser("report", help="write one self-contained HTML page: the DAG, evaluation, lineage")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix of one, or `latest`")
+    p.add_argument("--out", type=cli_args.path, help="where to write it (default: report.html in the run's folder)")
+    cli_args.add_runs_root(p)
+    p.set_defaults(handler=_cmd_report)

@@ -96,6 +96,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             model_dir = resolve_model_dir(cli_args.path(model_dir))
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from trainer import logs
+
+    logs.quiet_tensorflow(args.verbose)
     from taxifare.serving import server
 
     try:

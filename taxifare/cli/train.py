@@ -27,6 +27,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
         predictions = client.predict(args.endpoint, instances)
     elif args.model_dir:
+        from trainer import logs
+
+        logs.quiet_tensorflow(args.verbose)
         predictions = predict.Predictor(args.model_dir).predict_instances(instances)
     else:
         raise UsageError("no model", "give --model-dir DIR (a SavedModel) or --endpoint URL")

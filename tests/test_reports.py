@@ -1,0 +1,67 @@
+"""What people look at, rendered in headless Chromium: evaluate's HTML artifact (the evaluate node
+in the Vertex AI console and the KFP UI) and the local run report.
+
+Both must render without a console error, fetch nothing but themselves, and show what they are
+about (the screenshot is not blank; the text holds the tasks, the slices, the decision).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from browser import CHROMIUM, not_blank, render
+
+from components import evaluate
+from taxifare.report import run as run_report
+from trainer import slices
+
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def evaluation(trained, sample_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evaluation")
+    scored = evaluate.score(os.path.join(sample_dir, "test.csv"), os.path.join(sample_dir, "train.csv"),
+                            trained["export_dir"], "local", str(out / "registry"))  # fmt: skip
+    result = evaluate.assess(scored, 0.02)
+    evaluate.write_visuals(result, evaluate.figures(scored), str(out / "report.html"), str(out / "summary.md"))
+    return out, result
+
+
+@needs_chromium
+def test_the_evaluation_artifact_renders_self_contained(evaluation):
+    out, result = evaluation
+    page = render(str(out / "report.html"))
+    assert page.errors == []
+    assert page.requests == [f"file://{out / 'report.html'}"]  # no CDN, no fonts, nothing fetched
+    assert page.svg_count >= 2 and not_blank(page.png)
+    for s in slices.SLICES:
+        assert s.name in page.text
+    assert "blessed" in page.text and f"{result['candidate']['rmse']:.3f}" in page.text
+
+
+def test_the_markdown_twin_has_the_same_tables(evaluation):
+    out, _ = evaluation
+    text = (out / "summary.md").read_text()
+    assert text.startswith("**blessed**") and "| candidate |" in text and "### By kind of trip" in text
+    assert all(s.name in text for s in slices.SLICES)
+
+
+def test_the_run_report_draws_every_task_with_its_state(tmp_path):
+    record = {
+        "run_id": "20261201-000000-abcdef", "run_dir": str(tmp_path), "status": "succeeded", "started": 0.0,
+        "seconds": 12.5, "params": {"source": "/data/trips.csv", "train_steps": 300}, "deployed_version": None,
+        "decision": {"candidate": {"rmse": 3.1}, "baseline": {"rmse": 3.0}, "blessed": False},
+        "tasks": {"stage-data": {"state": "succeeded", "seconds": 1.0, "outputs": {}},
+                  "train-model": {"state": "succeeded", "seconds": 5.0, "outputs": {}},
+                  "evaluate-model": {"state": "succeeded", "seconds": 2.0, "outputs": {}},
+                  "deploy-model": {"state": "skipped", "seconds": None, "outputs": {}}},
+    }  # fmt: skip
+    html = run_report.html_page(record)
+    states = dict(re.findall(r'data-task="([^"]+)" data-state="([^"]+)"', html))
+    assert states == {"stage-data": "succeeded", "train-model": "succeeded", "evaluate-model": "succeeded",
+                      "deploy-model": "skipped"}  # fmt: skip
+    assert "if blessed (not blessed)" in html and "skipped: not blessed" in html
+    assert "evaluate did not run" in html  # no artifact file for this made-up record: said, not crashed
