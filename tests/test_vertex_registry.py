@@ -221,7 +221,8 @@ def test_next_deploy_goes_beside_at_0_switches_by_etag_moves_the_alias_then_unde
     new_id = endpoint["deployedModels"][0]["id"]
     assert switch.json()["trafficSplit"] == {new_id: 100} and switch.json()["etag"]
     (undeploy,) = fake.server.sent("POST", r".*:undeployModel")
-    assert undeploy.json() == {"deployedModelId": old_id, "trafficSplit": {new_id: 100}}
+    # No traffic split: the old one takes none by then, and a concurrent run's split is never overwritten.
+    assert undeploy.json() == {"deployedModelId": old_id}
     calls = fake.calls()
     # The alias follows the traffic at once, so it always names the version that serves.
     assert (
@@ -285,22 +286,45 @@ def test_a_champion_moved_during_the_deploy_keeps_the_traffic_and_undeploys_the_
     assert fake.aliases["champion"] == "9"
 
 
-def test_an_endpoint_changed_during_the_deploy_fails_the_etag_switch(fake, tmp_path, trained):
+def test_an_endpoint_serving_other_models_is_refused_before_anything_is_uploaded(fake, tmp_path, trained):
+    fake.endpoints["100"] = {"name": f"{PARENT}/endpoints/100", "displayName": "taxifare", "etag": "0",
+                             "deployedModels": [{"id": "x1", "model": f"{PARENT}/models/pricing@3"}],
+                             "trafficSplit": {"x1": 100}}  # fmt: skip
+    with pytest.raises(CloudError, match=r"also serves .*models/pricing@3.*endpoint only this model uses"):
+        _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
+    assert not fake.server.sent("POST", r".*/models:upload") and not fake.server.sent("POST", r".*:deployModel")
+    assert fake.endpoints["100"]["trafficSplit"] == {"x1": 100}
+
+
+def test_a_champion_moved_during_a_first_deploy_leaves_the_endpoint_empty_again(fake, tmp_path, trained):
+    def someone_promotes_another(f: FakeVertex) -> None:
+        f.versions.append({**f.versions[0], "versionId": "9"})
+        f.aliases["champion"] = "9"
+
+    fake.on_deploy = someone_promotes_another
+    with pytest.raises(ChampionMoved, match=r"now .*@9"):
+        _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
+    (endpoint,) = fake.endpoints.values()
+    assert endpoint["deployedModels"] == [] and fake.serving(endpoint) == []  # as before the run
+    assert fake.aliases["champion"] == "9"
+
+
+def test_an_endpoint_changed_after_the_champion_check_fails_the_etag_switch(fake, tmp_path, trained):
     _next(fake, tmp_path, "gs://bucket/m1", "run-1", trained["export_dir"])
     (endpoint,) = fake.endpoints.values()
-    real_get = fake.server  # the switch reads the endpoint, then another run changes it before the PATCH
-    calls = {"n": 0}
+    champion_reads = {"n": 0}
 
-    def stale_etag(req, m):
-        calls["n"] += 1
-        answer = dict(fake.endpoints[m.group(1)])
-        if calls["n"] == 2:  # the read right before the switch: then the etag moves on
-            fake.changed(fake.endpoints[m.group(1)])
-        return 200, answer
+    def another_run_touches_the_endpoint(req, m):
+        """The second champion check (after the etag was read): meanwhile, someone changes the endpoint."""
+        champion_reads["n"] += m.group(1) == "champion"
+        if m.group(1) == "champion" and champion_reads["n"] == 2:
+            fake.changed(endpoint)
+        return fake.get_model(req, m)
 
-    real_get.route("GET", "/v1/" + PARENT + r"/endpoints/(\w+)", stale_etag)
+    fake.server.route("GET", "/v1/" + PARENT + r"/models/taxifare(?:@(\w+))?", another_run_touches_the_endpoint)
     with pytest.raises(ChampionMoved, match="etag"):
         _next(fake, tmp_path, "gs://bucket/m2", "run-2", trained["export_dir"])
+    assert fake.server.sent("PATCH", r".*/endpoints/\w+")  # the switch was tried, with the stale etag
     assert fake.serving(endpoint) == [f"{MODEL}@1"] and len(endpoint["deployedModels"]) == 1
     assert fake.aliases["champion"] == "1"
 

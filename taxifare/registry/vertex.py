@@ -5,19 +5,21 @@ is served by this project's own image running `taxifare serve` (serving/containe
 server the tests run is the server Vertex AI runs); `serving_container=prebuilt` picks
 Vertex's TF2 container (TF Serving) instead. Deploying goes:
 
-    champion still the one evaluate beat? -> upload version -> endpoint (created when missing)
-    -> deploy the version with 0% traffic (100% on an empty endpoint) -> champion still the
-    same? -> all traffic to it, guarded by the endpoint's etag -> move the `champion` alias
-    -> undeploy the previous deployed model(s)
+    champion still the one evaluate beat? -> endpoint (created when missing; one that serves
+    other models is refused) -> upload version -> deploy it with 0% traffic (100% on an empty
+    endpoint) -> read the endpoint's etag, then check the champion again -> all traffic to the
+    new version, guarded by that etag -> move the `champion` alias -> undeploy the previous
+    deployed model(s), which take no traffic by then
 
-A failure before the traffic moves leaves the previous version serving and the alias where
-it was (a version deployed at 0% is undeployed again). The etag makes the traffic switch a
-compare-and-set: a run that changed the endpoint since this one looked fails instead of
-overwriting it. The alias moves as soon as the new version takes the traffic, so `champion`
-(and `default`) always names the version that serves; evaluate compares the candidate against
-it. A failed undeploy afterwards only leaves an idle old deployment to clean up. Every
-long-running operation waits at most `ServingConfig.timeout_seconds`. Calls go through the
-aiplatform_v1 clients over REST.
+A failure before the switch leaves the previous version serving and the alias where it was:
+the new deployment is undeployed again. The etag makes the switch a compare-and-set against
+every change to the endpoint since the second champion check. Vertex AI has no compare-and-set
+for aliases: two runs switching the same endpoint within seconds can end with the alias on the
+one that lost the traffic (schedules run one at a time by default, `max_concurrent=1`). The
+alias moves as soon as the new version takes the traffic, so `champion` (and `default`) names
+the version that serves; evaluate compares the candidate against it. A failed undeploy
+afterwards only leaves an idle old deployment to clean up. Every long-running operation waits
+at most `ServingConfig.timeout_seconds`. Calls go through the aiplatform_v1 clients over REST.
 """
 
 from __future__ import annotations
@@ -231,6 +233,7 @@ class VertexRegistry:
         from google.cloud.aiplatform_v1 import types
 
         current = self.endpoints.get_endpoint(name=endpoint)
+        self._refuse_foreign(endpoint, current)
         before = [d.id for d in current.deployed_models]
         # "0" is the model being deployed; the others keep what they have.
         split = {"0": 100} if not before else {"0": 0, **dict(current.traffic_split)}
@@ -247,22 +250,38 @@ class VertexRegistry:
         result = _wait(operation, serving.timeout_seconds, f"deploying {model} to {endpoint}")
         return result.deployed_model.id, [old for old in before if old != result.deployed_model.id]
 
-    def shift_traffic(self, endpoint: str, deployed_id: str) -> None:
-        """All traffic to `deployed_id`, only if the endpoint is as last read (its etag)."""
+    def check_endpoint(self, endpoint: str) -> None:
+        self._refuse_foreign(endpoint, self.endpoints.get_endpoint(name=endpoint))
+
+    def _refuse_foreign(self, endpoint: str, current: Any) -> None:
+        """An endpoint that also serves other models is not ours to take the traffic of, or to empty."""
+        ours = (self.model_name, f"{self.model_name}@")
+        foreign = [d.model for d in current.deployed_models if not (d.model == ours[0] or d.model.startswith(ours[1]))]
+        if foreign:
+            raise CloudError(
+                f"{endpoint} also serves {', '.join(sorted(set(foreign)))}, not versions of {self.model_name}",
+                "give endpoint_name an endpoint only this model uses (it is created when missing)",
+            )
+
+    def etag(self, endpoint: str) -> str:
+        return str(self.endpoints.get_endpoint(name=endpoint).etag)
+
+    def shift_traffic(self, endpoint: str, deployed_id: str, etag: str) -> None:
+        """All traffic to `deployed_id`, only if the endpoint has not changed since `etag` was read."""
         from google.api_core import exceptions
         from google.cloud.aiplatform_v1 import types
         from google.protobuf import field_mask_pb2
 
         now = self.endpoints.get_endpoint(name=endpoint)
         if now.traffic_split.get(deployed_id) != 100:
-            update = types.Endpoint(name=endpoint, traffic_split={deployed_id: 100}, etag=now.etag)
+            update = types.Endpoint(name=endpoint, traffic_split={deployed_id: 100}, etag=etag)
             try:
                 self.endpoints.update_endpoint(
                     endpoint=update, update_mask=field_mask_pb2.FieldMask(paths=["traffic_split"])
                 )
             except (exceptions.Aborted, exceptions.FailedPrecondition, exceptions.Conflict) as err:
                 raise ChampionMoved(
-                    f"{endpoint} changed while this run deployed (etag {now.etag!r} is stale: {err.message}); "
+                    f"{endpoint} changed while this run deployed (etag {etag!r} is stale: {err.message}); "
                     "the traffic was left as it is"
                 ) from err
         after = self.endpoints.get_endpoint(name=endpoint)
@@ -272,12 +291,12 @@ class VertexRegistry:
                 f"({dict(after.traffic_split)}): left the previous deployment in place"
             )
 
-    def undeploy(self, endpoint: str, keep: str | None, old_ids: list[str], timeout: float) -> list[str]:
-        """Undeploy `old_ids`; `keep` (if any) then takes all the traffic."""
+    def undeploy(self, endpoint: str, old_ids: list[str], timeout: float, left: str) -> list[str]:
+        """Undeploy `old_ids`, which take no traffic: no traffic_split is sent, so a concurrent
+        run's split is never overwritten."""
         for old in old_ids:
-            split = {keep: 100} if keep else {}
-            operation = self.endpoints.undeploy_model(endpoint=endpoint, deployed_model_id=old, traffic_split=split)
-            _wait(operation, timeout, f"undeploying {old} from {endpoint}", left=UNDEPLOY_LEFT)
+            operation = self.endpoints.undeploy_model(endpoint=endpoint, deployed_model_id=old)
+            _wait(operation, timeout, f"undeploying {old} from {endpoint}", left=left)
         return old_ids
 
     def check_champion(self, expected: str | None) -> Champion | None:
@@ -321,23 +340,26 @@ def deploy_version(
 ) -> Deployment:
     """Check, upload, deploy beside, switch, promote; see the module docstring for the order and why."""
     replaced = registry.check_champion(expected_champion)
+    endpoint = registry.endpoint(endpoint_name, serving.timeout_seconds)
+    registry.check_endpoint(endpoint)  # before anything is uploaded
     model, version = registry.upload(
         artifact_uri, labels, description, serving.container_spec(registry.region), serving.timeout_seconds
     )
-    endpoint = registry.endpoint(endpoint_name, serving.timeout_seconds)
     deployed_id, previous = registry.deploy(endpoint, model, serving)
     try:
+        # The etag first, then the champion: any change to the endpoint after this check fails the switch.
+        etag = registry.etag(endpoint)
         registry.check_champion(expected_champion)
-        registry.shift_traffic(endpoint, deployed_id)
+        registry.shift_traffic(endpoint, deployed_id, etag)
     except Exception as err:
-        if previous:  # the new one took no traffic: take it away again, leave the rest as they were
-            try:
-                registry.undeploy(endpoint, None, [deployed_id], serving.timeout_seconds)
-            except Exception as cleanup:  # the reason to stop matters more than the clean-up
-                err.add_note(f"undeploying the unused {deployed_id} from {endpoint} also failed: {cleanup}")
+        # Take the new one away again (on an empty endpoint it was serving alone): as before the deploy.
+        try:
+            registry.undeploy(endpoint, [deployed_id], serving.timeout_seconds, BEFORE_SWITCH_LEFT)
+        except Exception as cleanup:  # the reason to stop matters more than the clean-up
+            err.add_note(f"undeploying the unused {deployed_id} from {endpoint} also failed: {cleanup}")
         raise
     registry.set_champion(version)
-    undeployed = registry.undeploy(endpoint, deployed_id, previous, serving.timeout_seconds)
+    undeployed = registry.undeploy(endpoint, previous, serving.timeout_seconds, UNDEPLOY_LEFT)
     return Deployment(model, version, endpoint, deployed_id, undeployed, replaced.model if replaced else None)
 
 
