@@ -35,14 +35,15 @@ class Settings:
     streaming_rows_per_shard: int
     load_seconds: float
     folds: int  # held-out folds trained in the quality section (of 5)
+    seeds: int  # seeds of the default model in the quality section (from the default --seed on)
 
     @classmethod
     def full(cls) -> Settings:
-        return cls(False, 3, 5, (1_000_000, 10_000_000), 250_000, 10.0, 5)
+        return cls(False, 3, 5, (1_000_000, 10_000_000), 250_000, 10.0, 5, 5)
 
     @classmethod
     def quick_mode(cls) -> Settings:
-        return cls(True, 1, 1, (200_000, 600_000), 100_000, 3.0, 1)
+        return cls(True, 1, 1, (200_000, 600_000), 100_000, 3.0, 1, 1)
 
 
 @dataclasses.dataclass

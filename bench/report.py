@@ -79,6 +79,7 @@ class Section:
     title: str
     figures: list[Figure] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    tables: list[list[str]] = dataclasses.field(default_factory=list)  # markdown tables, after the notes
     skipped: str | None = None  # why the section has no figures
     seconds: float = 0.0  # harness time spent on it
 
@@ -93,6 +94,15 @@ class Section:
         figure = Figure(name, [float(v) for v in values], unit, command, target)
         self.figures.append(figure)
         return figure
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table's lines: a header row, its rule, the rows (cells already formatted)."""
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 def median(values: Sequence[float]) -> float:
@@ -290,6 +300,8 @@ def render(
         if section.skipped:
             lines += [f"Skipped: {section.skipped}", ""]
         lines += [f"- {note}" for note in section.notes]
+        for table in section.tables:
+            lines += ["", *table]
         if section.figures:
             lines += _table(section)
         lines.append(f"\n_Section time: {section.seconds:.0f} s._")

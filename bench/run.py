@@ -1,6 +1,6 @@
 """`python -m bench.run`: measure the trainer, streaming, the pipeline, serving and quality; write BENCHMARKS.md.
 
-    python -m bench.run --out BENCHMARKS.md                 # make bench: the figures to quote (~10 min)
+    python -m bench.run --out BENCHMARKS.md                 # make bench: the figures to quote (~15 min)
     python -m bench.run --quick --out bench/out/BENCHMARKS-quick.md   # make bench-quick: checks the harness (< 2 min)
     python -m bench.run --only trainer,quality              # some sections
 

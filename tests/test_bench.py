@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 
+import numpy as np
 import pytest
 
 from bench import report
@@ -82,3 +84,75 @@ def test_busy_note_only_when_the_load_exceeds_the_cores():
     note = report.busy_note((0.5, 0.5, 0.5), (64.0, 1.0, 1.0))
     assert len(note) == 1 and "busy" in note[0]
     assert report.load_text(None) == "unknown" and report.load_text((1.0, 2.0, 3.0)) == "1.00 / 2.00 / 3.00"
+
+
+def test_markdown_tables_render_after_the_notes():
+    section = report.Section("quality", "Quality", notes=["A note."])
+    section.tables.append(report.markdown_table(["", "fold 0"], [["model RMSE", "$4.000"]]))
+    text = report.render(
+        [section], {}, quick=False, command="c", started=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        seconds=1.0, load_before="0", load_after="0",
+    )  # fmt: skip
+    assert "- A note.\n\n|  | fold 0 |\n| --- | --- |\n| model RMSE | $4.000 |" in text
+
+
+def test_folds_are_stable_and_cover_every_key():
+    from bench import quality
+
+    keys = np.arange(5000).astype(str)
+    folds = quality.fold_of(keys)
+    assert np.array_equal(folds, quality.fold_of(keys)) and set(folds) == set(range(quality.FOLDS))
+    assert np.bincount(folds).min() > 900  # about a fifth each
+
+
+def test_the_gbm_reference_has_15_features_from_the_schema_constants():
+    from bench import gbm
+    from trainer import features as F
+
+    jfk = F.AIRPORTS["jfk"]
+    columns = {
+        "pickuplon": np.array([jfk[0], F.CENTER_LON]), "pickuplat": np.array([jfk[1], F.CENTER_LAT]),
+        "dropofflon": np.array([F.CENTER_LON, F.CENTER_LON]), "dropofflat": np.array([F.CENTER_LAT, F.CENTER_LAT]),
+        "passengers": np.array([1.0, 2.0]),
+    }  # fmt: skip
+    x = gbm.features(columns)
+    assert x.shape == (2, 15)
+    assert x[0, 7] == pytest.approx(21.0, abs=1.0)  # JFK to Midtown: ~21 km as the crow flies
+    assert x[0, 8] >= x[0, 7]  # the street grid is never shorter
+    assert x[0, 9] == 0.0 and x[1, 7] == 0.0  # pickup at JFK; a trip that goes nowhere
+
+
+def test_the_gbm_reference_learns_the_sample_data(sample_dir):
+    from bench import gbm
+    from trainer import sources
+
+    train, _ = sources.read_columns(os.path.join(sample_dir, "train.csv"))
+    test, _ = sources.read_columns(os.path.join(sample_dir, "test.csv"))
+    fares = gbm.fit_predict(train, test)
+    rmse = float(np.sqrt(np.mean((fares - test["fare_amount"]) ** 2)))
+    assert rmse < 0.6 * float(np.std(test["fare_amount"]))
+    assert np.array_equal(fares, gbm.fit_predict(train, test))  # fixed settings: same data, same fares
+
+
+def test_the_quality_summary_ratios_mean_worst_and_seeds():
+    from bench import quality
+
+    folds = [quality.Scores("fold 0", [4.0, 5.0], 5.0, 8.0), quality.Scores("fold 1", [3.0, 2.0], 2.5, 4.0)]
+    valid = quality.Scores(quality.VALID, [4.5, 4.6], 5.0, 5.0)
+    a, b = quality.per_seed(folds, valid, [42, 43])
+    assert (a.seed, a.gbm_ratios, a.mean_rmse, a.valid_rmse) == (42, [0.8, 1.2], 3.5, 4.5)
+    assert a.mean_gbm_ratio == pytest.approx(1.0) and a.worst_gbm_ratio == pytest.approx(1.2)
+    assert b.gbm_ratios == [1.0, 0.8] and b.rule_ratios == [0.625, 0.5]
+    table = quality.split_table(folds, valid)
+    assert table[0] == f"|  | fold 0 | fold 1 | mean of folds | worst fold | {quality.VALID} |"
+    assert "| ratio model / GBM | 0.900 | 1.000 | 0.950 | 1.000 | 0.910 |" in table
+    assert "| model RMSE | $4.500 | $2.500 | $3.500 |  | $4.550 |" in table
+    assert quality.seed_table([a, b])[2] == "| 42 | $4.000 | $3.000 | $3.500 | 1.000 | 1.200 | $4.500 |"
+
+
+def test_the_quality_section_skips_without_the_lab_data(tmp_path, monkeypatch):
+    from bench import Context, Settings, quality
+
+    monkeypatch.setattr(quality, "LAB_TRAIN", str(tmp_path / "absent.csv"))
+    section = quality.measure(Context(settings=Settings.quick_mode(), scratch=str(tmp_path)))
+    assert section.skipped and "not present" in section.skipped and not section.figures

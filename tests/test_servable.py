@@ -71,7 +71,10 @@ def test_a_keras_model_tracked_by_a_plain_module_is_caught(tmp_path):
 
     from trainer import model
 
-    stats = {"mean": [0.0] * 12, "variance": [1.0] * 12, "fare_mean": 11.0}
+    stats = {
+        "mean": [0.0] * 12, "variance": [1.0] * 12, "fare_mean": 11.0,
+        "feature_min": [-1e3] * 12, "feature_max": [1e3] * 12, "fare_min": 2.5, "fare_max": 500.0,
+    }  # fmt: skip
     net = model.build((8, 4), stats, seed=1)
 
     class Wrapped(tf.Module):

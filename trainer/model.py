@@ -11,6 +11,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -49,20 +50,66 @@ class TripFeatures(keras.layers.Layer):
         return engineer(raw)
 
 
-def feature_stats(raw: np.ndarray, fares: np.ndarray) -> dict[str, list[float] | float]:
-    """Normalisation constants from a training sample, saved so a resumed run reuses them."""
+class Saturate(keras.layers.Layer):
+    """Clip each engineered feature to the range of the training sample: graph constants, no variables.
+
+    A trip far outside the training data (a 100 km ride to the edge of the NYC box) then reads like
+    the longest trips seen in training instead of being extrapolated by the linear path.
+    """
+
+    def __init__(self, low: Sequence[float], high: Sequence[float], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.low, self.high = [float(v) for v in low], [float(v) for v in high]
+
+    def call(self, features: tf.Tensor) -> tf.Tensor:
+        return tf.clip_by_value(features, tf.constant(self.low, tf.float32), tf.constant(self.high, tf.float32))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "low": self.low, "high": self.high}
+
+
+class FareBounds(keras.layers.Layer):
+    """At inference (evaluation, export, serving) the fare stays within [the flag fare, the largest
+    training fare]: a plausible fare for every instance, whatever the network makes of it."""
+
+    def __init__(self, low: float, high: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.low, self.high = float(low), float(high)
+
+    def call(self, fare: tf.Tensor, training: bool = False) -> tf.Tensor:
+        # Unclipped in training: a clipped output has no gradient, and the loss should see the whole error.
+        return fare if training else tf.clip_by_value(fare, self.low, self.high)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "low": self.low, "high": self.high}
+
+
+# What feature_stats.json holds; a file without all of them was written by an older trainer.
+STATS_KEYS = ("mean", "variance", "fare_mean", "feature_min", "feature_max", "fare_min", "fare_max")
+
+
+def feature_stats(
+    raw: np.ndarray, fares: np.ndarray, clip_quantile: float = F.FEATURE_CLIP_QUANTILE
+) -> dict[str, list[float] | float]:
+    """Constants from a training sample, saved so a resumed run reuses them: normalisation (of the
+    unclipped features), the saturation range of each feature ([q, 1 - q] quantiles), the fare bounds."""
     engineered = engineer(tf.constant(raw, tf.float32)).numpy().astype(np.float64)
     return {
         "mean": engineered.mean(axis=0).tolist(),
         "variance": np.maximum(engineered.var(axis=0), 1e-6).tolist(),
         "fare_mean": float(np.mean(fares)),
+        "feature_min": np.quantile(engineered, clip_quantile, axis=0).tolist(),
+        "feature_max": np.quantile(engineered, 1.0 - clip_quantile, axis=0).tolist(),
+        "fare_min": float(F.FARE_RANGE[0]),
+        "fare_max": float(np.max(fares)),
     }
 
 
 def build(hidden_units: Sequence[int], stats: dict, seed: int) -> keras.Model:
-    """Wide-and-deep: the MLP plus a linear path from the normalised features to the fare."""
+    """Wide-and-deep: the MLP plus a linear path from the saturated, normalised features to the fare."""
     inputs = keras.Input(shape=(len(F.FEATURES),), dtype="float32", name="raw")
     x = TripFeatures(name="trip_features")(inputs)
+    x = Saturate(stats["feature_min"], stats["feature_max"], name="saturate")(x)
     x = keras.layers.Normalization(mean=stats["mean"], variance=stats["variance"], name="normalize")(x)
     hidden = x
     for i, units in enumerate(hidden_units):
@@ -79,6 +126,7 @@ def build(hidden_units: Sequence[int], stats: dict, seed: int) -> keras.Model:
         bias_initializer=keras.initializers.Constant(stats["fare_mean"]),
         name="fare",
     )(both)
+    fare = FareBounds(stats["fare_min"], stats["fare_max"], name="fare_bounds")(fare)
     return keras.Model(inputs, fare, name="taxifare")
 
 

@@ -95,14 +95,22 @@ def _use_memory(cfg: TrainConfig, paths: list[str]) -> bool:
 
 
 def _load_stats(cfg: TrainConfig, sample_raw: np.ndarray, sample_fares: np.ndarray, chief: bool = True) -> dict:
-    """Normalisation constants: computed once, then read back so a resumed run matches.
+    """The model's constants (normalisation, saturation, fare bounds): computed once, then read back
+    so a resumed run matches.
 
     Every worker computes them from the same (unsharded) sample; only the chief writes them.
     """
     path = os.path.join(cfg.output_dir, "feature_stats.json")
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
-            return json.load(f)
+            stats = json.load(f)
+        missing = [key for key in model.STATS_KEYS if key not in stats]
+        if missing:  # resuming would build a model other than the one its checkpoints were trained as
+            raise UsageError(
+                f"{path} was written by an older trainer (it lacks {', '.join(missing)})",
+                "train into a fresh --output_dir",
+            )
+        return stats
     stats = model.feature_stats(sample_raw, sample_fares)
     if chief:  # written aside, then renamed: another worker never reads half a file
         tmp = f"{path}.tmp-{os.getpid()}"
