@@ -1,0 +1,331 @@
+"""HTTP/1.1 for `taxifare serve`: llhttp (through httptools) parses, this module only keeps count.
+
+llhttp is strict where h11 is (no `0x` chunk sizes, no whitespace but SP/HTAB around values, no
+bare LF, no Content-Length with Transfer-Encoding, no duplicate Content-Length, no obs-fold) and
+costs CPU linear in what it is fed. On top of it, for each request:
+
+- the head (request line and headers) and the trailers are at most MAX_HEAD_BYTES (431 / 400);
+- chunked framing (sizes, extensions, CRLFs) is at most MAX_CHUNK_FRAMING bytes per chunk
+  on average, so chunk extensions cannot multiply the traffic a body costs (400);
+- the body is at most `max_body_bytes`, announced or chunked (413);
+- the only transfer coding is `chunked`, alone (501 otherwise), on HTTP/1.0 or 1.1 (505);
+- the head must arrive within `head_seconds` of its first byte, the body within `body_seconds`
+  of the head's end (408);
+- past `max_connections` open connections a new one gets 503 and is closed.
+
+Requests on one connection are parsed as they arrive (pipelining) and answered in order, one
+at a time; reading pauses while unanswered requests hold more than a body's worth of bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import httptools
+
+from taxifare.errors import TaxifareError
+
+if TYPE_CHECKING:
+    from taxifare.serving.app import App
+
+MAX_HEAD_BYTES = 64 << 10
+MAX_CHUNK_FRAMING = 64  # bytes per chunk: a size line with a short extension and its CRLFs
+SLICE_BYTES = 16 << 10  # data is fed to the parser this much at a time, so bytes are counted per request
+LINGER_SECONDS = 2.0
+
+STATUS = {
+    100: ("Continue", ""),
+    200: ("OK", ""),
+    400: ("Bad Request", "INVALID_ARGUMENT"),
+    404: ("Not Found", "NOT_FOUND"),
+    405: ("Method Not Allowed", "METHOD_NOT_ALLOWED"),
+    408: ("Request Timeout", "DEADLINE_EXCEEDED"),
+    413: ("Content Too Large", "PAYLOAD_TOO_LARGE"),
+    431: ("Request Header Fields Too Large", "INVALID_ARGUMENT"),
+    500: ("Internal Server Error", "INTERNAL"),
+    501: ("Not Implemented", "UNIMPLEMENTED"),
+    503: ("Service Unavailable", "UNAVAILABLE"),
+    505: ("HTTP Version Not Supported", "UNIMPLEMENTED"),
+}
+
+
+class HttpError(TaxifareError):
+    """A response the client caused: a status, a message, and where in the request it went wrong."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        instance: int | None = None,
+        field: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ):
+        super().__init__(message)
+        self.status, self.instance, self.field, self.headers = status, instance, field, headers
+
+    def body(self) -> bytes:
+        import json
+
+        error: dict[str, Any] = {"code": self.status, "status": STATUS[self.status][1], "message": self.message}
+        if self.instance is not None:
+            error["instance"] = self.instance
+        if self.field is not None:
+            error["field"] = self.field
+        return json.dumps({"error": error}, ensure_ascii=True).encode()
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    keep_alive: bool
+    body: bytes
+
+
+@dataclass
+class _Incoming:
+    """The request being parsed: what came so far, and the bytes it has cost."""
+
+    started: float
+    url: bytearray = field(default_factory=bytearray)
+    head_bytes: int = 0
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    head_done: float | None = None  # when the head was complete
+    body: list[bytes] = field(default_factory=list)
+    body_bytes: int = 0
+    chunks: int = 0
+    fed: int = 0  # bytes of the slices this request was parsed from (an upper bound on its size)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: feeds llhttp, queues complete requests, answers them in order."""
+
+    def __init__(self, app: App):
+        self.app = app
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.incoming: _Incoming | None = None
+        self.queue: deque[Request | HttpError] = deque()  # parsed, waiting for their turn
+        self.queued_bytes = 0
+        self.failed = False  # an error answer is queued: nothing after it is parsed
+        self.busy = False  # a request is being answered
+        self.closed = False
+        self.lingering = False
+        self.paused = False
+        self.idle_since = app.clock
+        self._slice = 0
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if len(self.app.connections) >= self.app.max_connections:
+            err = HttpError(503, f"the server is at its limit of {self.app.max_connections} connections; retry")
+            self.transport.write(self._response(err.status, err.body(), False, ()))
+            self.transport.close()
+            self.closed = True
+            return
+        self.app.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.app.connections.discard(self)
+
+    def eof_received(self) -> bool | None:
+        return None  # close when the client half-closes
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering or self.failed or self.closed:
+            return  # the answer (413, 400) is queued or out: drop the rest of what the client sends
+        view = memoryview(data)
+        for start in range(0, len(data), SLICE_BYTES):
+            piece = view[start : start + SLICE_BYTES]
+            self._slice = len(piece)
+            try:
+                self.parser.feed_data(piece)
+                if self.incoming is not None:
+                    self._charge(self.incoming)
+            except HttpError as err:
+                self._fail(err)
+            except httptools.HttpParserUpgrade:
+                self._fail(HttpError(400, "protocol upgrades and CONNECT are not supported here"))
+            except httptools.HttpParserCallbackError as err:
+                cause = err.__context__
+                self._fail(cause if isinstance(cause, HttpError) else HttpError(400, f"malformed request: {err}"))
+            except httptools.HttpParserError as err:
+                self._fail(HttpError(400, f"malformed HTTP: {err}"))
+            if self.failed:
+                break
+        self._pause_if_full()
+        self.process()
+
+    # llhttp callbacks (an HttpError raised here becomes the answer)
+
+    def on_message_begin(self) -> None:
+        self.incoming = _Incoming(started=self.app.clock)
+
+    def on_url(self, url: bytes) -> None:
+        req = self._req()
+        req.url += url
+        req.head_bytes += len(url)
+        if req.head_bytes > MAX_HEAD_BYTES:
+            raise HttpError(431, f"request head over {MAX_HEAD_BYTES} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self._req()
+        req.head_bytes += len(name) + len(value) + 4
+        trailer = req.head_done is not None
+        if req.head_bytes > MAX_HEAD_BYTES:
+            if trailer:
+                raise HttpError(400, f"request head and trailers over {MAX_HEAD_BYTES} bytes")
+            raise HttpError(431, f"request head over {MAX_HEAD_BYTES} bytes")
+        if not trailer:
+            key = name.lower()
+            req.headers[key] = req.headers[key] + b", " + value if key in req.headers else value
+
+    def on_headers_complete(self) -> None:
+        req = self._req()
+        req.head_done = self.app.clock
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise HttpError(505, f"HTTP/{version} is not spoken here; use HTTP/1.1")
+        coding = req.headers.get(b"transfer-encoding")
+        if coding is not None and (coding.lower() != b"chunked" or version == "1.0"):
+            raise HttpError(501, "the only Transfer-Encoding supported is chunked, alone, on HTTP/1.1")
+        length = int(req.headers.get(b"content-length", b"0") or b"0")
+        if length > self.app.max_body_bytes:
+            raise HttpError(413, f"body of {length} bytes is over the limit of {self.app.max_body_bytes}")
+        if req.headers.get(b"expect", b"").lower() == b"100-continue" and not (self.busy or self.queue):
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        req = self._req()
+        req.body_bytes += len(body)
+        if req.body_bytes > self.app.max_body_bytes:
+            raise HttpError(413, f"body over the limit of {self.app.max_body_bytes} bytes")
+        req.body.append(body)
+
+    def on_chunk_header(self) -> None:
+        self._req().chunks += 1
+
+    def on_message_complete(self) -> None:
+        req = self._req()
+        self._charge(req)
+        self.incoming = None
+        body = b"".join(req.body)
+        try:
+            path = httptools.parse_url(bytes(req.url)).path.decode("ascii")
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            raise HttpError(400, "malformed request target") from None
+        method = self.parser.get_method().decode("ascii")
+        keep_alive = self.parser.should_keep_alive()
+        self.queue.append(Request(method, path, keep_alive, body))
+        self.queued_bytes += len(body)
+
+    def _req(self) -> _Incoming:
+        assert self.incoming is not None
+        return self.incoming
+
+    def _charge(self, req: _Incoming) -> None:
+        """Count this slice against the request; its head, trailers and chunk framing are bounded."""
+        req.fed += self._slice
+        framing = req.fed - req.body_bytes
+        if framing > MAX_HEAD_BYTES + MAX_CHUNK_FRAMING * req.chunks + 2 * SLICE_BYTES:
+            if req.head_done is None:
+                raise HttpError(431, f"request head over {MAX_HEAD_BYTES} bytes")
+            raise HttpError(400, "chunk extensions or trailers too long")
+
+    # answering
+
+    def _fail(self, err: HttpError) -> None:
+        """Queue the error answer after what is already queued, and read no further requests."""
+        self.failed = True
+        self.incoming = None
+        self.queue.append(err)
+
+    def process(self) -> None:
+        while not self.busy and not self.closed and not self.lingering and self.queue:
+            item = self.queue.popleft()
+            if isinstance(item, HttpError):
+                self.send_error(item, keep_alive=False)
+                return
+            self.queued_bytes -= len(item.body)
+            self.app.handle(self, item)
+        if self.paused and not self.busy and not self.queue and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def _pause_if_full(self) -> None:
+        if self.queued_bytes > self.app.max_body_bytes + MAX_HEAD_BYTES and not self.paused and self.transport:
+            self.transport.pause_reading()
+            self.paused = True
+
+    def check_deadlines(self, now: float, head_seconds: float, body_seconds: float, idle_seconds: float) -> None:
+        """Called once a second: a request too slow to arrive gets 408, an idle connection is closed."""
+        req = self.incoming
+        if req is not None and not self.failed:
+            if req.head_done is None and now - req.started > head_seconds:
+                self._fail(HttpError(408, f"the request head took over {head_seconds:g} s to arrive"))
+            elif req.head_done is not None and now - req.head_done > body_seconds:
+                self._fail(HttpError(408, f"the request body took over {body_seconds:g} s to arrive"))
+            self.process()
+        elif req is None and not self.busy and not self.queue and now - self.idle_since > idle_seconds:
+            self.close()
+
+    def in_flight(self) -> bool:
+        """A request has begun arriving, waits, or is being answered on this connection."""
+        return not self.closed and not self.lingering and (self.busy or self.incoming is not None or bool(self.queue))
+
+    def send_error(self, err: HttpError, keep_alive: bool) -> None:
+        self.send(err.status, err.body(), keep_alive, err.headers)
+
+    def send(
+        self,
+        status: int,
+        body: bytes,
+        keep_alive: bool = True,
+        headers: tuple[tuple[str, str], ...] = (),
+        head_only: bool = False,
+    ) -> None:
+        """Write one answer; `head_only` (HEAD) sends the headers a GET would get, without the body."""
+        if self.closed or self.transport is None:
+            return
+        keep_alive = keep_alive and not self.app.draining
+        response = self._response(status, body, keep_alive, headers)
+        self.transport.write(response[: len(response) - len(body)] if head_only else response)
+        self.idle_since = self.app.clock
+        if not keep_alive:
+            self._close_after_response()
+
+    def _response(self, status: int, body: bytes, keep_alive: bool, headers: tuple[tuple[str, str], ...]) -> bytes:
+        lines = [
+            f"HTTP/1.1 {status} {STATUS[status][0]}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            f"Date: {self.app.date}",
+            "Server: taxifare",
+        ]
+        lines.extend(f"{k}: {v}" for k, v in headers)
+        if not keep_alive:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def _close_after_response(self) -> None:
+        """Half-close and keep reading a moment: a client still sending its body then sees the answer, not a reset."""
+        assert self.transport is not None
+        self.lingering = True
+        self.queue.clear()
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.app.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
