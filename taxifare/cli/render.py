@@ -131,13 +131,24 @@ def models_table(versions: list[Any], champion: str | None) -> str:
         return "no model versions yet: `taxifare run` trains and registers one"
     lines = [f"{'':2}{'VERSION':<8} {'CREATED':<21} {'RMSE':>7} {'BASELINE':>8} {'DATA':<17} RUN"]
     for v in versions:
-        m = v.metadata.get("metrics", {})
         mark = "★ " if v.name == champion else "  "
-        rmse = m.get("candidate", {}).get("rmse", float("nan"))
-        base = m.get("baseline", {}).get("rmse", float("nan"))
+        if getattr(v, "problem", None):
+            lines.append(f"✘ {v.name:<8} damaged: {v.problem}")
+            continue
+        m = _mapping(v.metadata.get("metrics"))
+        rmse, base = _number(_mapping(m.get("candidate")).get("rmse")), _number(_mapping(m.get("baseline")).get("rmse"))
         lines.append(
-            f"{mark}{v.name:<8} {v.metadata.get('created', ''):<21} {rmse:>7.3f} {base:>8.3f} "
-            f"{v.metadata.get('data_fingerprint', ''):<17} {v.metadata.get('run_id', '')}"
+            f"{mark}{v.name:<8} {v.metadata.get('created', '')!s:<21.21} {rmse:>7.3f} {base:>8.3f} "
+            f"{v.metadata.get('data_fingerprint', '')!s:<17.17} {v.metadata.get('run_id', '')!s:.40}"
         )
-    lines.append("★ = champion")
+    damaged = any(getattr(v, "problem", None) for v in versions)
+    lines.append("★ = champion" + (", ✘ = damaged (cannot be promoted or served)" if damaged else ""))
     return "\n".join(lines)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("nan")
