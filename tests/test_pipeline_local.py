@@ -126,3 +126,5 @@ def test_run_record_is_json_with_task_durations(history):
         assert record["tasks"][name]["state"] == "succeeded"
         assert isinstance(record["tasks"][name]["seconds"], float)
     assert record["params"]["run_id"] == record["run_id"]
+    # kfp's per-task temporary folders went under the run's folder, and are gone with the run.
+    assert not os.path.exists(os.path.join(history["first"]["run_dir"], "tmp"))

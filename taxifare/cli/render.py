@@ -80,7 +80,10 @@ def summary(record: dict[str, Any]) -> str:
     if record.get("seconds") is not None:
         head += f", took {record['seconds']:.1f}s"
     lines = [head, "", dag(record), ""]
-    if record["status"] == "failed":
+    if record["status"] in ("running", "interrupted", "unreadable"):
+        what = {"running": "still running", "interrupted": "INTERRUPTED", "unreadable": "UNREADABLE"}
+        lines.append(f"{what[record['status']]}: {record.get('error') or 'no outcome yet'}")
+    elif record["status"] == "failed":
         lines.append(f"FAILED in task {record.get('failed_task', '?')}: {record.get('error', '')}")
         changed = record.get("registry_changed") or {}
         if changed.get("champion"):
