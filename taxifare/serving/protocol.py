@@ -5,8 +5,8 @@ bare LF, no Content-Length with Transfer-Encoding, no duplicate Content-Length, 
 costs CPU linear in what it is fed. On top of it, for each request:
 
 - the head (request line and headers) and the trailers are at most MAX_HEAD_BYTES (431 / 400);
-- chunked framing (sizes, extensions, CRLFs) is at most MAX_CHUNK_FRAMING bytes per chunk
-  on average, so chunk extensions cannot multiply the traffic a body costs (400);
+- chunked framing (sizes, extensions, CRLFs) is at most FRAMING_PER_BYTE bytes per body byte
+  (1-byte chunks take 5), so chunk extensions cannot multiply the traffic a body costs (400);
 - the body is at most `max_body_bytes`, announced or chunked (413);
 - the only transfer coding is `chunked`, alone (501 otherwise), on HTTP/1.0 or 1.1 (505);
 - the head must arrive within `head_seconds` of its first byte, the body within `body_seconds`
@@ -32,8 +32,12 @@ if TYPE_CHECKING:
     from taxifare.serving.app import App
 
 MAX_HEAD_BYTES = 64 << 10
-MAX_CHUNK_FRAMING = 64  # bytes per chunk: a size line with a short extension and its CRLFs
+FRAMING_PER_BYTE = 12  # chunked framing allowed per body byte: "1\r\nx\r\n" is 5, plus a short extension
 SLICE_BYTES = 16 << 10  # data is fed to the parser this much at a time, so bytes are counted per request
+# A connection parses at most this much per turn of the event loop, then lets the others in: a
+# client sending 1-byte chunks at full speed holds the loop ~1.5 ms at a time, not for its whole body.
+# Reading pauses until what was received is parsed, so the backlog is one read at most.
+TURN_BYTES = 64 << 10
 LINGER_SECONDS = 2.0
 
 STATUS = {
@@ -94,9 +98,7 @@ class _Incoming:
     head_bytes: int = 0
     headers: dict[bytes, bytes] = field(default_factory=dict)
     head_done: float | None = None  # when the head was complete
-    body: list[bytes] = field(default_factory=list)
     body_bytes: int = 0
-    chunks: int = 0
     fed: int = 0  # bytes of the slices this request was parsed from (an upper bound on its size)
 
 
@@ -106,7 +108,6 @@ class Connection(asyncio.Protocol):
     def __init__(self, app: App):
         self.app = app
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
         self.incoming: _Incoming | None = None
         self.queue: deque[Request | HttpError] = deque()  # parsed, waiting for their turn
         self.queued_bytes = 0
@@ -117,6 +118,13 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.idle_since = app.clock
         self._slice = 0
+        self._backlog = memoryview(b"")  # received, not parsed yet: the next turns' share
+        self._yielding = False  # reading paused until the backlog is parsed, a turn at a time
+        # llhttp calls on_body once per chunk: a bytearray's extend is the cheapest callback there
+        # is (no Python frame, nothing to join), so 8 MiB of 1-byte chunks cost well under a second.
+        self.body = bytearray()
+        self.on_body = self.body.extend
+        self.parser = httptools.HttpRequestParser(self)  # reads the callbacks above once, now
 
     # asyncio callbacks
 
@@ -140,8 +148,13 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering or self.failed or self.closed:
             return  # the answer (413, 400) is queued or out: drop the rest of what the client sends
-        view = memoryview(data)
-        for start in range(0, len(data), SLICE_BYTES):
+        self._backlog = memoryview(bytes(self._backlog) + data if self._backlog else data)
+        self._feed()
+
+    def _feed(self) -> None:
+        """Parse at most TURN_BYTES now; the rest waits for the loop's next turn, reading paused meanwhile."""
+        view, self._backlog = self._backlog[:TURN_BYTES], self._backlog[TURN_BYTES:]
+        for start in range(0, len(view), SLICE_BYTES):
             piece = view[start : start + SLICE_BYTES]
             self._slice = len(piece)
             try:
@@ -158,9 +171,25 @@ class Connection(asyncio.Protocol):
             except httptools.HttpParserError as err:
                 self._fail(HttpError(400, f"malformed HTTP: {err}"))
             if self.failed:
+                self._backlog = memoryview(b"")
                 break
+        if self._backlog:
+            if not self._yielding and self.transport is not None:
+                self._yielding = True
+                self.transport.pause_reading()
+            self.app.loop.call_soon(self._next_turn)
+        elif self._yielding:  # the backlog is parsed: read again (unless paused for a full queue)
+            self._yielding = False
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
         self._pause_if_full()
         self.process()
+
+    def _next_turn(self) -> None:
+        if self.closed or self.lingering or self.failed:
+            self._backlog = memoryview(b"")
+            return
+        self._feed()
 
     # llhttp callbacks (an HttpError raised here becomes the answer)
 
@@ -202,23 +231,15 @@ class Connection(asyncio.Protocol):
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def on_body(self, body: bytes) -> None:
-        req = self._req()
-        req.body_bytes += len(body)
-        if req.body_bytes > self.app.max_body_bytes:
-            raise HttpError(413, f"body over the limit of {self.app.max_body_bytes} bytes")
-        req.body.append(body)
-
-    def on_chunk_header(self) -> None:
-        self._req().chunks += 1
-
     def on_message_complete(self) -> None:
         req = self._req()
         self._charge(req)
         self.incoming = None
-        body = b"".join(req.body)
+        body = bytes(self.body)
+        self.body.clear()
         try:
-            path = httptools.parse_url(bytes(req.url)).path.decode("ascii")
+            url = bytes(req.url)
+            path = (url if url[:1] == b"/" and b"?" not in url else httptools.parse_url(url).path).decode("ascii")
         except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
             raise HttpError(400, "malformed request target") from None
         method = self.parser.get_method().decode("ascii")
@@ -231,10 +252,13 @@ class Connection(asyncio.Protocol):
         return self.incoming
 
     def _charge(self, req: _Incoming) -> None:
-        """Count this slice against the request; its head, trailers and chunk framing are bounded."""
+        """Count this slice against the request: its body, head, trailers and chunk framing are bounded."""
         req.fed += self._slice
+        req.body_bytes = len(self.body)
+        if req.body_bytes > self.app.max_body_bytes:
+            raise HttpError(413, f"body over the limit of {self.app.max_body_bytes} bytes")
         framing = req.fed - req.body_bytes
-        if framing > MAX_HEAD_BYTES + MAX_CHUNK_FRAMING * req.chunks + 2 * SLICE_BYTES:
+        if framing > MAX_HEAD_BYTES + FRAMING_PER_BYTE * req.body_bytes + 2 * SLICE_BYTES:
             if req.head_done is None:
                 raise HttpError(431, f"request head over {MAX_HEAD_BYTES} bytes")
             raise HttpError(400, "chunk extensions or trailers too long")
@@ -245,6 +269,7 @@ class Connection(asyncio.Protocol):
         """Queue the error answer after what is already queued, and read no further requests."""
         self.failed = True
         self.incoming = None
+        self.body.clear()
         self.queue.append(err)
 
     def process(self) -> None:
@@ -257,7 +282,8 @@ class Connection(asyncio.Protocol):
             self.app.handle(self, item)
         if self.paused and not self.busy and not self.queue and self.transport is not None:
             self.paused = False
-            self.transport.resume_reading()
+            if not self._yielding:
+                self.transport.resume_reading()
 
     def _pause_if_full(self) -> None:
         if self.queued_bytes > self.app.max_body_bytes + MAX_HEAD_BYTES and not self.paused and self.transport:
@@ -319,8 +345,8 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self.lingering = True
         self.queue.clear()
-        if self.paused:
-            self.paused = False
+        if self.paused or self._yielding:
+            self.paused = self._yielding = False
             self.transport.resume_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()

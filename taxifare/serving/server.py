@@ -38,6 +38,7 @@ from taxifare.serving.protocol import Connection
 
 log = logging.getLogger("taxifare.serve")
 SPARE_FILES = 64  # file descriptors kept for the model, logs and the registry
+SWITCH_SECONDS = 0.0005
 
 
 async def serve(
@@ -116,6 +117,9 @@ def run(*, tf_threads: int = 1, host: str = DEFAULT_HOST, port: int = DEFAULT_PO
     `options` are serve()'s and App's (model_dir or registry, container, drain_seconds, ...).
     """
     configure_tensorflow(tf_threads)
+    # The prediction thread hands results back to the event loop: while the loop is busy (a big
+    # body, a client's 1-byte chunks) it waits for the GIL up to the switch interval, 5 ms by default.
+    sys.setswitchinterval(SWITCH_SECONDS)
     container: Settings | None = options.get("container")
 
     def listening(bound_host: str, bound_port: int) -> None:
