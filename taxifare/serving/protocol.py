@@ -8,7 +8,8 @@ costs CPU linear in what it is fed. On top of it, for each request:
 - chunked framing (sizes, extensions, CRLFs) is at most FRAMING_PER_BYTE bytes per body byte
   (1-byte chunks take 5), so chunk extensions cannot multiply the traffic a body costs (400);
 - the body is at most `max_body_bytes`, announced or chunked (413);
-- the only transfer coding is `chunked`, alone (501 otherwise), on HTTP/1.0 or 1.1 (505);
+- the only transfer coding is `chunked`, alone, on HTTP/1.0 or 1.1 (400 otherwise: what a
+  client sends never gets a 5xx; 503 past the connection cap is the server's state);
 - the head must arrive within `head_seconds` of its first byte, the body within `body_seconds`
   of the head's end (408);
 - past `max_connections` open connections a new one gets 503 and is closed.
@@ -50,9 +51,7 @@ STATUS = {
     413: ("Content Too Large", "PAYLOAD_TOO_LARGE"),
     431: ("Request Header Fields Too Large", "INVALID_ARGUMENT"),
     500: ("Internal Server Error", "INTERNAL"),
-    501: ("Not Implemented", "UNIMPLEMENTED"),
     503: ("Service Unavailable", "UNAVAILABLE"),
-    505: ("HTTP Version Not Supported", "UNIMPLEMENTED"),
 }
 
 
@@ -220,10 +219,10 @@ class Connection(asyncio.Protocol):
         req.head_done = self.app.clock
         version = self.parser.get_http_version()
         if version not in ("1.1", "1.0"):
-            raise HttpError(505, f"HTTP/{version} is not spoken here; use HTTP/1.1")
+            raise HttpError(400, f"HTTP/{version} is not spoken here; use HTTP/1.1")
         coding = req.headers.get(b"transfer-encoding")
         if coding is not None and (coding.lower() != b"chunked" or version == "1.0"):
-            raise HttpError(501, "the only Transfer-Encoding supported is chunked, alone, on HTTP/1.1")
+            raise HttpError(400, "the only Transfer-Encoding supported is chunked, alone, on HTTP/1.1")
         length = int(req.headers.get(b"content-length", b"0") or b"0")
         if length > self.app.max_body_bytes:
             raise HttpError(413, f"body of {length} bytes is over the limit of {self.app.max_body_bytes}")
