@@ -14,19 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from serving_helpers import ServerProcess, responses
+from serving_helpers import TRIP, ServerProcess, responses
 
 from taxifare.errors import CloudError
 from taxifare.registry.local import LocalRegistry
 from trainer.features import FEATURES
 
-TRIP: dict[str, Any] = {
-    "pickuplon": -73.98,
-    "pickuplat": 40.75,
-    "dropofflon": -73.95,
-    "dropofflat": 40.78,
-    "passengers": 2,
-}
 INSTANCES: list[dict[str, Any]] = [
     {**TRIP, "key": "a"},
     {**TRIP, "pickuplon": -73.87, "pickuplat": 40.77},

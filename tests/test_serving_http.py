@@ -17,15 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from serving_helpers import ServerProcess, responses
-
-TRIP: dict[str, Any] = {
-    "pickuplon": -73.98,
-    "pickuplat": 40.75,
-    "dropofflon": -73.95,
-    "dropofflat": 40.78,
-    "passengers": 2,
-}
+from serving_helpers import TRIP, ServerProcess, responses
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +122,7 @@ def test_connections_past_the_cap_get_503(server: ServerProcess) -> None:
         for _ in range(40):  # more than --max-connections 24, less than any open-files limit
             sock = socket.create_connection((server.address, server.port), timeout=10)
             held.append(sock)
-            sock.settimeout(0.2)
+            sock.settimeout(0.05)
             try:
                 first = sock.recv(65536)
             except TimeoutError:
@@ -152,6 +144,17 @@ def test_pipelined_requests_after_an_error_are_not_read(server: ServerProcess) -
     post = b"POST /predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(one), one)
     out = responses(server.raw(post + b"BROKEN\r\n\r\n" + post))
     assert [status for status, _ in out] == [200, 400]
+
+
+def test_many_pipelined_requests_are_all_answered_in_order(server: ServerProcess) -> None:
+    """More than a connection queues before it stops reading: reading resumes, nothing is lost."""
+    one = json.dumps({"instances": [TRIP]}).encode()
+    post = b"POST /predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(one), one)
+    get = b"GET /health/live HTTP/1.1\r\n\r\n"
+    data = (post + get) * 150 + b"GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n"
+    out = responses(server.raw(data, timeout=60))
+    assert len(out) == 301 and {status for status, _ in out} == {200}
+    assert all(("predictions" in json.loads(body)) == (i % 2 == 0) for i, (_, body) in enumerate(out[:-1]))
 
 
 def test_a_big_body_is_checked_in_slices_that_let_other_clients_in() -> None:

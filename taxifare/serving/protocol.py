@@ -15,7 +15,8 @@ costs CPU linear in what it is fed. On top of it, for each request:
 - past `max_connections` open connections a new one gets 503 and is closed.
 
 Requests on one connection are parsed as they arrive (pipelining) and answered in order, one
-at a time; reading pauses while unanswered requests hold more than a body's worth of bytes.
+at a time; reading pauses while more than MAX_PIPELINED requests, or more than a body's worth
+of bytes, wait for their answers.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ SLICE_BYTES = 16 << 10  # data is fed to the parser this much at a time, so byte
 # Reading pauses until what was received is parsed, so the backlog is one read at most.
 TURN_BYTES = 64 << 10
 LINGER_SECONDS = 2.0
+MAX_PIPELINED = 64  # parsed requests waiting on one connection before it stops reading
 
 STATUS = {
     100: ("Continue", ""),
@@ -285,7 +287,8 @@ class Connection(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def _pause_if_full(self) -> None:
-        if self.queued_bytes > self.app.max_body_bytes + MAX_HEAD_BYTES and not self.paused and self.transport:
+        full = self.queued_bytes > self.app.max_body_bytes + MAX_HEAD_BYTES or len(self.queue) > MAX_PIPELINED
+        if full and not self.paused and self.transport:
             self.transport.pause_reading()
             self.paused = True
 
