@@ -176,3 +176,18 @@ def test_the_servers_watch_survives_a_damaged_registry(trained, tmp_path) -> Non
     finally:
         proc.stop()
     assert "Traceback" not in proc.output()
+
+
+def test_a_run_on_a_damaged_registry_stops_before_it_starts(reg: LocalRegistry, tmp_path) -> None:
+    with open(reg.aliases_path, "w") as f:
+        f.write('{"champion": ')
+    from pipeline import local_run
+
+    data = tmp_path / "trips.csv"
+    data.write_text("12.0,-73.98,40.75,-73.97,40.78,1,k0\n" * 20)
+    code, _, err = _cli("run", "--data", str(data), "--runs-root", str(tmp_path / "runs"), "--registry", reg.root)
+    assert code == 1 and "aliases.json is not valid JSON" in err and len(err.strip().splitlines()) == 1
+
+    with pytest.raises(RegistryError, match=r"aliases\.json is not valid JSON.*models promote"):
+        local_run.run(str(tmp_path / "runs"), {"registry": reg.root})
+    assert not (tmp_path / "runs").exists() or not os.listdir(tmp_path / "runs")
