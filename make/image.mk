@@ -1,12 +1,17 @@
 # The pipeline's container image. Included by the Makefile (`include make/image.mk`).
 #   make image                       build pipeline/images.py's DEFAULT_IMAGE with podman (a local Debian base)
-#   make image IMAGE=URI             build and tag it for a registry, e.g.
+#   make image IMAGE=URI [GPU=1]     build and tag it for a registry (GPU=1: TensorFlow's CUDA build), e.g.
 #                                    europe-west4-docker.pkg.dev/PROJECT/taxifare/taxifare:TAG
 #   make push IMAGE=URI              push it (podman, else docker; `gcloud auth configure-docker HOST` first)
 # The default tag lives in pipeline/images.py; scripts/build_image.sh reads it when IMAGE is empty.
 
-image: ## build the pipeline image with podman (IMAGE=URI to tag it for a registry)
-	scripts/build_image.sh $(IMAGE)
+GPU ?= 0
+
+image: ## build the pipeline image with podman (IMAGE=URI to tag it for a registry, GPU=1 for CUDA)
+	GPU=$(GPU) scripts/build_image.sh $(IMAGE)
+
+lock: ## re-pin the image's dependencies (requirements/image.lock) from pyproject.toml
+	scripts/lock_image.sh
 
 image-lint: $(STAMP) ## hadolint the Dockerfile, shellcheck the image scripts (when installed)
 	$(BIN)/hadolint Dockerfile
@@ -25,4 +30,4 @@ push: ## push IMAGE=URI (podman push, else docker push)
 		echo "error: neither podman nor docker is installed" >&2; exit 1; \
 	fi
 
-.PHONY: image image-lint image-test push
+.PHONY: image image-lint image-test push lock

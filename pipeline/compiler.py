@@ -14,7 +14,9 @@ def compile_pipeline(
     target: str = "vertex",
     image: str = DEFAULT_IMAGE,
     machines: TrainingMachines | None = None,
+    registry_pvc: str = "",
 ) -> str:
     """Write the pipeline spec; the committed pipeline.yaml is the default (vertex) one."""
-    compiler.Compiler().compile(pipeline.build(image=image, target=target, machines=machines), package_path=out)
+    dag = pipeline.build(image=image, target=target, machines=machines, registry_pvc=registry_pvc)
+    compiler.Compiler().compile(dag, package_path=out)
     return out

@@ -26,11 +26,13 @@ from typing import IO, Any
 
 from pipeline import pipeline as pipeline_lib
 from pipeline import watchdog
+from pipeline.images import DEFAULT_IMAGE
 from taxifare.errors import UsageError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+RUNNERS = ("subprocess", "container")
 SAMPLE_ROWS = 20_000
 SAMPLE_SEED = 0
 
@@ -114,13 +116,20 @@ def run(
     runs_root: str,
     params: dict[str, Any],
     progress: Callable[[TaskRecord], None] | None = None,
+    runner: str = "subprocess",
+    image: str = DEFAULT_IMAGE,
 ) -> dict[str, Any]:
     """Run the whole DAG locally with checked `params` (they name the registry); return (and save)
     the run record. Never raises for task failures: the record says what failed and why.
 
+    runner: subprocess (each task a process of this Python) or container (each task's own
+    command in `image`, through kfp's DockerRunner: pipeline/containers.py).
+
     The record exists from the start (status running, with this process's pid, so `runs list`
     shows a run that was killed as interrupted), and is rewritten as each task starts and ends.
     """
+    if runner not in RUNNERS:
+        raise UsageError(f"--runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
     before = _registry_state(params["registry"])  # a damaged registry stops the run before it starts
     clean_leftovers(runs_root, params["registry"])
     run_id, run_dir = new_run_dir(runs_root)
@@ -131,6 +140,8 @@ def run(
         "status": "running",
         "started": time.time(),
         "params": params,
+        "runner": runner,
+        "image": image if runner == "container" else None,
         "tasks": {},
         "process": {**_this_process(), "token": watchdog.new_token()},
     }
@@ -146,7 +157,8 @@ def run(
     pipeline_root = os.path.join(run_dir, "pipeline-root")
     log_path = os.path.join(run_dir, "pipeline.log")
     events = _TaskEvents(tasks, changed)
-    status, error = _run_pipeline(params, pipeline_root, log_path, events, record["process"]["token"])
+    token = record["process"]["token"]
+    status, error = _run_pipeline(params, pipeline_root, log_path, events, runner, image, token)
     _finish(record, tasks, status, error, before)
     _save(run_dir, record)
     return record
@@ -224,7 +236,13 @@ def clean_leftovers(runs_root: str, registry: str) -> None:
 
 
 def _run_pipeline(
-    params: dict[str, Any], pipeline_root: str, log_path: str, events: logging.Filter, token: str
+    params: dict[str, Any],
+    pipeline_root: str,
+    log_path: str,
+    events: logging.Filter,
+    runner: str,
+    image: str,
+    token: str,
 ) -> tuple[str, str]:
     """kfp's local runner on the DAG, its chatter in the log file; (status, error).
 
@@ -233,21 +251,23 @@ def _run_pipeline(
     """
     from kfp import local
 
+    params = dict(params)  # a container run stages local inputs and points these at them; the record keeps the given
     tmp = os.path.join(os.path.dirname(pipeline_root), "tmp")
     os.makedirs(tmp, exist_ok=True)
     root_logger = logging.getLogger()
     root_logger.addFilter(events)
     try:
-        with open(log_path, "w") as log, _capture(log), _environ(TMPDIR=tmp), watchdog.guarded(token):
+        with (
+            open(log_path, "w") as log,
+            _capture(log),
+            _environ(TMPDIR=tmp),
+            watchdog.guarded(token),
+            _kfp_runner(runner, image, pipeline_root, params) as chosen,
+        ):
             # No local caching: kfp's cache keys on input paths, not file contents.
-            local.init(
-                runner=local.SubprocessRunner(use_venv=False),
-                pipeline_root=pipeline_root,
-                raise_on_error=True,
-                enable_caching=False,
-            )
+            local.init(runner=chosen, pipeline_root=pipeline_root, raise_on_error=True, enable_caching=False)
             try:
-                pipeline_lib.build(target="local")(**params)
+                pipeline_lib.build(image=image, target="local")(**params)
                 return "succeeded", ""
             except RuntimeError as err:
                 return "failed", ANSI.sub("", str(err))
@@ -269,6 +289,23 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _kfp_runner(kind: str, image: str, pipeline_root: str, params: dict[str, Any]) -> Iterator[Any]:
+    from kfp import local
+
+    if kind == "subprocess":
+        yield local.SubprocessRunner(use_venv=False)
+        return
+    from pipeline import containers
+
+    inputs = os.path.join(pipeline_root, "inputs")
+    for name in ("source", "train_source", "valid_source", "test_source"):
+        if params.get(name):  # readable by the image's user, inside the mounted pipeline root
+            params[name] = containers.stage_inputs(params[name], os.path.join(inputs, name))
+    with containers.docker_runner(image, pipeline_root, params["registry"]) as runner:
+        yield runner
 
 
 def _registry_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from taxifare.errors import UsageError
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainingMachines:
@@ -14,12 +16,11 @@ class TrainingMachines:
     accelerator_count: int = 0
     replica_count: int = 1  # > 1: multi-worker training
     boot_disk_size_gb: int = 100
-    service_account: str = ""
 
     def __post_init__(self) -> None:
         if self.replica_count < 1:
-            raise ValueError(f"replica count must be at least 1, got {self.replica_count}")
+            raise UsageError(f"replica count must be at least 1, got {self.replica_count}")
         if bool(self.accelerator_type) != (self.accelerator_count > 0):
-            raise ValueError("give an accelerator type and a positive accelerator count together")
+            raise UsageError("give an accelerator type and a positive accelerator count together")
         if self.boot_disk_size_gb < 10:
-            raise ValueError(f"boot disk must be at least 10 GB, got {self.boot_disk_size_gb}")
+            raise UsageError(f"boot disk must be at least 10 GB, got {self.boot_disk_size_gb}")

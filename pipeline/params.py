@@ -31,6 +31,16 @@ PIPELINE_HPARAMS = (
 RUN_ID = settings.Setting(
     "run_id", str, "", "the run id registered models record (default: the pipeline job's name)", None
 )
+# A runtime parameter (not a compile-time one) so that `taxifare submit --service-account` sets
+# the training custom job's account as well as the pipeline job's.
+SERVICE_ACCOUNT = settings.Setting(
+    "service_account",
+    str,
+    "",
+    "vertex: the service account the training custom job runs as (default: Vertex AI's Custom Code Service Agent; "
+    "taxifare submit sets the pipeline's own)",
+    None,
+)
 
 
 def _steps() -> tuple[type, type, type]:
@@ -44,7 +54,8 @@ def _steps() -> tuple[type, type, type]:
 def all_settings() -> list[settings.Setting]:
     source, gate, target = _steps()
     hparams = [s for s in settings.settings_of(HParams) if s.name in PIPELINE_HPARAMS]
-    return [*settings.settings_of(source), *hparams, *settings.settings_of(gate), *settings.settings_of(target), RUN_ID]
+    steps = [*settings.settings_of(source), *hparams, *settings.settings_of(gate), *settings.settings_of(target)]
+    return [*steps, SERVICE_ACCOUNT, RUN_ID]
 
 
 def by_name() -> dict[str, settings.Setting]:

@@ -18,6 +18,8 @@ from pipeline.machines import TrainingMachines
 PIPELINE_NAME = "taxifare"
 DESCRIPTION = "Taxi fare: stage, train, evaluate against baseline and champion, deploy."
 TARGETS = ("local", "vertex")
+# Where a Kubernetes volume holding the local registry is mounted on evaluate and deploy (--registry-pvc).
+REGISTRY_MOUNT = "/mnt/taxifare-registry"
 
 
 def _custom_job(train_op, machines: TrainingMachines):
@@ -31,7 +33,6 @@ def _custom_job(train_op, machines: TrainingMachines):
         accelerator_count=machines.accelerator_count or 1,
         replica_count=machines.replica_count,
         boot_disk_size_gb=machines.boot_disk_size_gb,
-        service_account=machines.service_account,
     )
 
 
@@ -58,10 +59,46 @@ def _call(step: tuple[Any, set[str]], params: dict[str, Any], **wired: Any) -> A
     return op(**{n: v for n, v in params.items() if n in inputs}, **wired)
 
 
+def _mount_registry(task: Any, pvc: str) -> None:
+    if pvc:
+        from kfp import kubernetes
+
+        kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=REGISTRY_MOUNT)
+
+
+def _dag(ops: dict[str, tuple[Any, set[str]]], p: dict[str, Any], image: str, target: str, registry_pvc: str) -> None:
+    """The tasks and their wiring: each pipeline parameter goes to the steps with an input of its name."""
+    staged = _call(ops["stage"], p).set_display_name("stage data")
+    # Never from a cache: the same source path may hold new rows (scheduled retraining),
+    # and the champion that evaluate and deploy read is not among their inputs.
+    staged.set_caching_options(False)
+    split = staged.outputs
+    # On vertex, the custom job's own input (gcpc's wrapper) takes the runtime service account.
+    job = {"service_account": p["service_account"]} if target == "vertex" else {}
+    trained = _call(ops["train"], p, train_data=split["train"], valid_data=split["valid"], **job)
+    trained.set_display_name("train")
+    model = trained.outputs["model"]
+    evaluated = _call(ops["evaluate"], p, test_data=split["test"], train_data=split["train"], candidate=model)
+    evaluated.set_display_name("evaluate")
+    evaluated.set_caching_options(False)
+    _mount_registry(evaluated, registry_pvc)
+    # kfp's local runner resolves only a single return value ("Output") in conditions.
+    with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712
+        wired = {"model": model, "decision": evaluated.outputs["decision"], "test_data": split["test"]}
+        # The image every step runs in also serves (serving_container=custom).
+        wired.update(job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, serving_image=image)
+        deployed = _call(ops["deploy"], p, **wired).set_display_name("deploy").set_caching_options(False)
+        _mount_registry(deployed, registry_pvc)
+
+
 def build(
-    image: str = DEFAULT_IMAGE, target: str = "local", machines: TrainingMachines | None = None
+    image: str = DEFAULT_IMAGE, target: str = "local", machines: TrainingMachines | None = None, registry_pvc: str = ""
 ) -> GraphComponent:
-    """The pipeline for an image and a target; its parameters' defaults are pipeline/params.py's."""
+    """The pipeline for an image and a target; its parameters' defaults are pipeline/params.py's.
+
+    `registry_pvc`: on a Kubeflow cluster, the PersistentVolumeClaim holding the local registry,
+    mounted at REGISTRY_MOUNT on the steps that read or write it (evaluate, deploy).
+    """
     ops = _ops(image, target, machines)
     d = params.defaults(target)  # each target deploys where its runs live; a parameter overrides it
 
@@ -94,26 +131,10 @@ def build(
         serving_min_replicas: int = d["serving_min_replicas"],
         serving_max_replicas: int = d["serving_max_replicas"],
         deploy_timeout: float = d["deploy_timeout"],
+        service_account: str = d["service_account"],
         run_id: str = d["run_id"],
     ):
-        p = dict(locals())  # the parameters, by name: each goes to the steps with an input of that name
-        staged = _call(ops["stage"], p).set_display_name("stage data")
-        # Never from a cache: the same source path may hold new rows (scheduled retraining),
-        # and the champion that evaluate and deploy read is not among their inputs.
-        staged.set_caching_options(False)
-        split = staged.outputs
-        trained = _call(ops["train"], p, train_data=split["train"], valid_data=split["valid"])
-        trained.set_display_name("train")
-        model = trained.outputs["model"]
-        evaluated = _call(ops["evaluate"], p, test_data=split["test"], train_data=split["train"], candidate=model)
-        evaluated.set_display_name("evaluate")
-        evaluated.set_caching_options(False)
-        # kfp's local runner resolves only a single return value ("Output") in conditions.
-        with dsl.If(evaluated.outputs["Output"] == True, name="blessed"):  # noqa: E712
-            wired = {"model": model, "decision": evaluated.outputs["decision"], "test_data": split["test"]}
-            # The image every step runs in also serves (serving_container=custom).
-            wired.update(job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, serving_image=image)
-            _call(ops["deploy"], p, **wired).set_display_name("deploy").set_caching_options(False)
+        _dag(ops, dict(locals()), image, target, registry_pvc)  # the parameters, by name
 
     taxifare.__doc__ = params.docstring(DESCRIPTION)
     return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(taxifare)

@@ -1,8 +1,9 @@
 """Submit and schedule the compiled pipeline on Vertex AI Pipelines or a Kubeflow Pipelines host.
 
-Plain functions over google-cloud-aiplatform and the kfp client; `vertex_commands` is the
-CLI over them. Tests point both SDKs at a local recording server through `api_endpoint`
-(REST transport) and `host`.
+Plain functions over google-cloud-aiplatform and the kfp client; taxifare/cli/cloud.py and
+schedule.py are the CLI over them. Tests point both SDKs at a local recording server through
+`api_endpoint` (REST transport) and `host`. Before the first request, the hosts must answer
+(taxifare/cloud/reach.py), so a machine without a route to Google fails in seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from taxifare.cloud import reach
+from taxifare.errors import UsageError
+
 LABELS = {"app": "taxifare"}
+CREATE_TIMEOUT = 60.0  # seconds for one create request
 TERMINAL = {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"}
 
 
@@ -35,14 +40,26 @@ class VertexTarget:
     def pipeline_root(self) -> str:
         return f"gs://{self.bucket}/pipeline-root"
 
+    @property
+    def local_gateway(self) -> bool:
+        """A plain-HTTP endpoint (a private gateway, or the tests' recorder): REST, no Google credentials."""
+        return self.api_endpoint.startswith("http://")
+
+    def hosts(self) -> list[str]:
+        """What the requests go to: the Vertex AI API, and Google's token service unless anonymous."""
+        api = self.api_endpoint or f"https://{self.region}-aiplatform.googleapis.com"
+        return [api] if self.local_gateway else [api, f"https://{reach.TOKEN_HOST}"]
+
+    def check_reachable(self) -> None:
+        reach.check_all(self.hosts())
+
     def init(self) -> None:
         from google.cloud import aiplatform
 
         kwargs: dict[str, Any] = {"project": self.project, "location": self.region}
         if self.api_endpoint:
             kwargs["api_endpoint"] = self.api_endpoint
-            if self.api_endpoint.startswith("http://"):
-                # A plain-HTTP endpoint (a private gateway, or the tests' recorder) needs REST.
+            if self.local_gateway:
                 from google.auth.credentials import AnonymousCredentials
 
                 kwargs.update(api_transport="rest", credentials=AnonymousCredentials())
@@ -83,9 +100,19 @@ def submit(
     enable_caching: bool | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> tuple[Any, str]:
-    """Create the PipelineJob; return it and the console URL of its DAG."""
+    """Create the PipelineJob; return it and the console URL of its DAG.
+
+    Not `PipelineJob.submit()`: that first looks for the pipeline root's bucket and tries to
+    create it (minutes of retries and a traceback without a route to Google, and a bucket
+    `taxifare setup` did not make). One create request, bounded, instead.
+    """
+    target.check_reachable()
     job = pipeline_job(target, template_path, parameters, enable_caching, labels)
-    job.submit(service_account=target.service_account or None)
+    if target.service_account:
+        job._gca_resource.service_account = target.service_account
+    job._gca_resource = job.api_client.create_pipeline_job(
+        parent=job._parent, pipeline_job=job._gca_resource, pipeline_job_id=job.job_id, timeout=CREATE_TIMEOUT
+    )
     job_id = job.resource_name.rsplit("/", 1)[-1]
     return job, console_url(target.project, target.region, job_id)
 
@@ -120,6 +147,7 @@ def create_schedule(
 ) -> Any:
     from google.cloud import aiplatform
 
+    target.check_reachable()
     job = pipeline_job(target, template_path, parameters, enable_caching, display_name=display_name)
     schedule = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=display_name)
     schedule.create(
@@ -134,6 +162,7 @@ def create_schedule(
 def list_schedules(target: VertexTarget) -> list[Any]:
     from google.cloud import aiplatform
 
+    target.check_reachable()
     target.init()
     return list(aiplatform.PipelineJobSchedule.list(project=target.project, location=target.region))
 
@@ -142,7 +171,8 @@ def schedule_action(target: VertexTarget, schedule_id: str, action: str) -> Any:
     from google.cloud import aiplatform
 
     if action not in ("pause", "resume", "delete"):
-        raise ValueError(f"unknown schedule action {action!r}")
+        raise UsageError(f"unknown schedule action {action!r}")
+    target.check_reachable()
     target.init()
     name = schedule_id if "/" in schedule_id else (
         f"projects/{target.project}/locations/{target.region}/schedules/{schedule_id}"
@@ -155,28 +185,51 @@ def schedule_action(target: VertexTarget, schedule_id: str, action: str) -> Any:
 # Kubeflow Pipelines clusters (`--host`).
 
 
-def kfp_client(host: str) -> Any:
-    import kfp
+@dataclasses.dataclass(frozen=True)
+class KubeflowTarget:
+    """A Kubeflow Pipelines host, and how to sign in to it on a multi-user cluster."""
 
-    return kfp.Client(host=host)
+    host: str
+    namespace: str = "kubeflow"
+    token: str = ""  # an existing bearer token (e.g. `gcloud auth print-access-token` behind IAP)
+    sa_token_path: str = ""  # a projected service-account token file, in a pod
+    pipeline_root: str = ""  # "" : the cluster's default pipeline root
+
+    def client(self) -> Any:
+        import kfp
+
+        reach.check(*reach.host_port(self.host))
+        credentials = None
+        if self.sa_token_path:
+            from kfp.client import ServiceAccountTokenVolumeCredentials
+
+            credentials = ServiceAccountTokenVolumeCredentials(path=self.sa_token_path)
+        return kfp.Client(
+            host=self.host, namespace=self.namespace, existing_token=self.token or None, credentials=credentials
+        )
 
 
 def kfp_submit(
-    host: str, template_path: str, parameters: Mapping[str, Any], enable_caching: bool | None, experiment: str
+    target: KubeflowTarget,
+    template_path: str,
+    parameters: Mapping[str, Any],
+    enable_caching: bool | None,
+    experiment: str,
 ) -> tuple[str, str]:
-    client = kfp_client(host)
-    run = client.create_run_from_pipeline_package(
+    run = target.client().create_run_from_pipeline_package(
         template_path,
         arguments=dict(parameters),
         run_name=f"taxifare-{time.strftime('%Y%m%d-%H%M%S')}",
         experiment_name=experiment,
+        namespace=target.namespace,
+        pipeline_root=target.pipeline_root or None,
         enable_caching=enable_caching,
     )
-    return run.run_id, f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
+    return run.run_id, f"{target.host.rstrip('/')}/#/runs/details/{run.run_id}"
 
 
 def kfp_schedule(
-    host: str,
+    target: KubeflowTarget,
     template_path: str,
     parameters: Mapping[str, Any],
     cron: str,
@@ -184,8 +237,8 @@ def kfp_schedule(
     enable_caching: bool | None,
     experiment: str,
 ) -> Any:
-    client = kfp_client(host)
-    experiment_id = client.create_experiment(experiment).experiment_id
+    client = target.client()
+    experiment_id = client.create_experiment(experiment, namespace=target.namespace).experiment_id
     # KFP's recurring runs take six-field cron (seconds first).
     return client.create_recurring_run(
         experiment_id=experiment_id,
@@ -194,18 +247,19 @@ def kfp_schedule(
         max_concurrency=max_concurrent,
         pipeline_package_path=template_path,
         params=dict(parameters),
+        pipeline_root=target.pipeline_root or None,
         enable_caching=enable_caching,
         no_catchup=True,
     )
 
 
-def kfp_list_schedules(host: str) -> list[Any]:
-    response = kfp_client(host).list_recurring_runs(page_size=100)
+def kfp_list_schedules(target: KubeflowTarget) -> list[Any]:
+    response = target.client().list_recurring_runs(page_size=100, namespace=target.namespace)
     return list(response.recurring_runs or [])
 
 
-def kfp_schedule_action(host: str, recurring_run_id: str, action: str) -> None:
-    client = kfp_client(host)
+def kfp_schedule_action(target: KubeflowTarget, recurring_run_id: str, action: str) -> None:
+    client = target.client()
     call = {
         "pause": client.disable_recurring_run,
         "resume": client.enable_recurring_run,

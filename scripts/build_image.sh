@@ -2,6 +2,7 @@
 # Build the one container image every pipeline step uses, with podman and no registry.
 #
 #   scripts/build_image.sh [IMAGE]        IMAGE defaults to pipeline/images.py's DEFAULT_IMAGE
+#   GPU=1 scripts/build_image.sh IMAGE    TensorFlow's CUDA build (labelled io.taxifare.accelerator=gpu)
 #
 # Without a Docker engine or a reachable container registry, the base image is made here:
 # `debootstrap` lays a minimal Debian bookworm (which ships Python 3.11) and `podman import`
@@ -15,11 +16,15 @@
 #   DEBIAN_MIRROR      Debian mirror for debootstrap (default http://deb.debian.org/debian)
 #   TAXIFARE_IMAGE_CACHE  where containers.conf and the debootstrap log go (default ~/.cache/taxifare-image)
 #   CONTAINERS_CONF    kept when set; otherwise scripts/podman.sh writes one fitted to this machine
+#   DRY_RUN=1          print the podman build command instead of running it
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 IMAGE="${1:-${IMAGE:-$(python3 -c 'from pipeline.images import DEFAULT_IMAGE; print(DEFAULT_IMAGE)')}}"
-LOCAL_BASE="localhost/taxifare-base:bookworm-py311"
+# -r2: the root directory is 0755 (r1's came from mktemp -d, 0700: a non-root user could not
+# even exec sh under Docker, Kubernetes or Vertex AI; podman hides it). A new tag rebuilds it.
+LOCAL_BASE="localhost/taxifare-base:bookworm-py311-r2"
+ACCELERATOR=$([[ ${GPU:-0} == 1 ]] && echo gpu || echo cpu)
 CA_BUNDLE="${CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CACHE="${TAXIFARE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taxifare-image}"
@@ -53,6 +58,7 @@ build_local_base() {
     [[ $(id -u) == 0 ]] || die "debootstrap needs root; or set BASE_IMAGE to a base podman can pull"
     local rootfs
     rootfs=$(mktemp -d "${TMPDIR:-/tmp}/taxifare-rootfs.XXXXXX")
+    chmod 0755 "$rootfs" # the image's / : mktemp makes it 0700, and tar records that
     # shellcheck disable=SC2064
     trap "rm -rf '$rootfs'" EXIT
     log "debootstrap bookworm into $rootfs (a few minutes, once)"
@@ -71,6 +77,10 @@ build_local_base() {
 
 main() {
     local start=$SECONDS
+    if [[ -n ${DRY_RUN:-} ]]; then
+        echo podman build "$(build_args "${BASE_IMAGE:-$LOCAL_BASE}")" .
+        return 0
+    fi
     ensure_tools
     mkdir -p "$CACHE"
     local base="${BASE_IMAGE:-}"
@@ -78,8 +88,8 @@ main() {
         build_local_base
         base=$LOCAL_BASE
     fi
-    local args=(--network=host --build-arg "BASE_IMAGE=$base" -t "$IMAGE")
-    [[ $base == localhost/* ]] && args+=(--pull=never)
+    local args
+    read -ra args <<<"$(build_args "$base")"
     if [[ -n $CA_BUNDLE ]]; then
         [[ -r $CA_BUNDLE ]] || die "CA_BUNDLE=$CA_BUNDLE is not readable (set CA_BUNDLE= to give none)"
         args+=(--secret "id=pip_ca,src=$CA_BUNDLE")
@@ -89,6 +99,13 @@ main() {
     local size
     size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
     log "built $IMAGE in $((SECONDS - start))s, $(numfmt --to=iec "$size") ($size bytes)"
+}
+
+build_args() {
+    local base=$1
+    local args=(--network=host --build-arg "BASE_IMAGE=$base" --build-arg "ACCELERATOR=$ACCELERATOR" -t "$IMAGE")
+    if [[ $base == localhost/* ]]; then args+=(--pull=never); fi
+    echo "${args[*]}"
 }
 
 main

@@ -8,12 +8,71 @@ import pytest
 from cloud_fakes import Capture, gcs_emulator
 
 from taxifare import cli
-from taxifare.cloud import setup
+from taxifare.cloud import access, setup
 from taxifare.errors import UsageError
 from trainer import gcs
 
 AGENT = "serviceAccount:service-123@gcp-sa-aiplatform.iam.gserviceaccount.com"
 COMPUTE = "serviceAccount:123-compute@developer.gserviceaccount.com"
+
+
+class FakeGoogle:
+    """Resource Manager, Service Usage and IAM as far as `taxifare setup` uses them, keeping their state
+    (policies with etags, API states) so the tests can assert both the requests and their effect."""
+
+    def __init__(self, server: Capture, project: str = "my-proj", number: str = "123"):
+        self.server, self.project, self.number = server, project, number
+        self.services = dict.fromkeys(access.SERVICES, "ENABLED") | {access.BIGQUERY_SERVICE: "DISABLED"}
+        self.project_policy: dict = {"bindings": [{"role": "roles/owner", "members": ["user:boss@example.com"]}],
+                                     "etag": "p1"}  # fmt: skip
+        self.account_policies: dict[str, dict] = {}
+        server.route("GET", rf"/v3/projects/{project}", (200, {"name": f"projects/{number}", "projectId": project}))
+        server.route("GET", rf"/v1/projects/{number}/services/([\w.]+)", self.service)
+        server.route("POST", rf"/v1/projects/{number}/services:batchEnable", self.enable)
+        server.route("POST", rf"/v3/projects/{project}:getIamPolicy", lambda req, m: (200, self.project_policy))
+        server.route("POST", rf"/v3/projects/{project}:setIamPolicy", self.set_project_policy)
+        sa = rf"/v1/projects/{project}/serviceAccounts/([^/:]+)"
+        server.route("POST", sa + ":testIamPermissions", self.test_permissions)
+        server.route("POST", sa + ":getIamPolicy", lambda req, m: (200, self._account(m.group(1))))
+        server.route("POST", sa + ":setIamPolicy", self.set_account_policy)
+
+    def service(self, req, m):
+        return 200, {"name": f"projects/{self.number}/services/{m.group(1)}", "state": self.services[m.group(1)]}
+
+    def enable(self, req, m):
+        for name in req.json()["serviceIds"]:
+            self.services[name] = "ENABLED"
+        return 200, {"name": "operations/acf.p2-123", "done": True, "response": {}}
+
+    @staticmethod
+    def _set(current: dict, given: dict) -> tuple[int, dict]:
+        if given.get("etag") != current.get("etag"):
+            return 409, {
+                "error": {"code": 409, "message": "etag mismatch: concurrent policy change", "status": "ABORTED"}
+            }
+        current.clear()
+        current.update(given, etag=given["etag"] + "+")
+        return 200, current
+
+    def set_project_policy(self, req, m):
+        return self._set(self.project_policy, req.json()["policy"])
+
+    def _account(self, email: str) -> dict:
+        return self.account_policies.setdefault(email, {"etag": "a1"})
+
+    def set_account_policy(self, req, m):
+        return self._set(self._account(m.group(1)), req.json()["policy"])
+
+    def test_permissions(self, req, m):
+        users = [b for b in self._account(m.group(1)).get("bindings", []) if b["role"] == access.ACT_AS_ROLE]
+        allowed = any(CALLER in b["members"] for b in users)
+        return 200, {"permissions": [access.ACT_AS]} if allowed else {}
+
+    def roles_of(self, member: str) -> set[str]:
+        return {b["role"] for b in self.project_policy["bindings"] if member in b["members"]}
+
+
+CALLER = "user:dev@example.com"
 
 
 @pytest.fixture
@@ -22,13 +81,25 @@ def emulator(monkeypatch):
         yield server
 
 
+@pytest.fixture
+def google(emulator):
+    with Capture() as server:
+        yield FakeGoogle(server)
+
+
+def _setup(google: FakeGoogle, **kwargs):
+    endpoints = access.Endpoints(google.server.url, google.server.url, google.server.url)
+    return setup.setup(google.project, kwargs.pop("region", "us-central1"), endpoints=endpoints, caller=CALLER,
+                       **kwargs)  # fmt: skip
+
+
 def _bindings(bucket: str) -> dict[str, set[str]]:
     policy = gcs.client().bucket(bucket).get_iam_policy(requested_policy_version=3)
     return {b["role"]: set(b["members"]) for b in policy.bindings}
 
 
-def test_setup_creates_the_bucket_and_grants_bucket_level_access_once(emulator):
-    first = setup.setup("my-proj", "us-central1", number="123")
+def test_setup_creates_the_bucket_and_grants_bucket_level_access_once(google):
+    first = _setup(google)
     assert first.bucket == "my-proj"  # the lab's default: the project id
     assert any("created bucket gs://my-proj" in c for c in first.changed)
     roles = _bindings("my-proj")
@@ -36,21 +107,20 @@ def test_setup_creates_the_bucket_and_grants_bucket_level_access_once(emulator):
         assert {AGENT, COMPUTE} <= roles[role]
     assert all(r.startswith("roles/storage.") for r in roles)  # nothing project-wide
 
-    again = setup.setup("my-proj", "us-central1", number="123")
+    again = _setup(google)
     assert again.changed == []
     assert "bucket gs://my-proj" in again.unchanged[0]
     assert len(again.unchanged) == 1 + 2 * len(setup.BUCKET_ROLES)
     assert _bindings("my-proj") == roles
 
 
-def test_setup_keeps_existing_members_and_adds_the_given_account(emulator):
+def test_setup_keeps_existing_members_and_adds_the_given_account(google):
     bucket = gcs.client().create_bucket("shared-data")
     policy = bucket.get_iam_policy(requested_policy_version=3)
     policy.bindings.append({"role": "roles/storage.objectUser", "members": {"user:ann@example.com"}})
     bucket.set_iam_policy(policy)
 
-    report = setup.setup("my-proj", "us", bucket="gs://shared-data", service_account="runner@p.iam.gserviceaccount.com",
-                         number="123")  # fmt: skip
+    report = _setup(google, region="us", bucket="gs://shared-data", service_account="runner@p.iam.gserviceaccount.com")
     roles = _bindings("shared-data")
     runner = "serviceAccount:runner@p.iam.gserviceaccount.com"
     assert roles["roles/storage.objectUser"] == {"user:ann@example.com", AGENT, runner}
@@ -71,14 +141,73 @@ def test_setup_rejects_bad_settings_before_calling_the_cloud(kwargs, message):
         setup.setup("my-proj", **{"region": "us-central1", **kwargs}, number="1", storage_client=object())
 
 
-def test_setup_command_prints_changes_then_nothing_to_do(emulator, monkeypatch, capsys):
-    monkeypatch.setattr(setup, "project_number", lambda project: "123")
-    assert cli.main(["setup", "--project", "proj-1", "--region", "europe-west4"]) == 0
+def test_setup_command_prints_changes_then_nothing_to_do(google, capsys):
+    google.project_policy["bindings"].append({"role": "roles/editor", "members": [COMPUTE]})
+    google.account_policies["123-compute@developer.gserviceaccount.com"] = {
+        "etag": "a1", "bindings": [{"role": access.ACT_AS_ROLE, "members": [CALLER]}]
+    }  # fmt: skip
+    argv = ["setup", "--project", "my-proj", "--region", "europe-west4", "--api-endpoint", google.server.url,
+            "--caller", CALLER]  # fmt: skip
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "changed: created bucket gs://proj-1 in europe-west4" in out
-    assert cli.main(["setup", "--project", "proj-1", "--region", "europe-west4"]) == 0
+    assert "changed: created bucket gs://my-proj in europe-west4" in out
+    assert "already in place: roles/aiplatform.user for serviceAccount:123-compute" in out  # through roles/editor
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "changed:" not in out and "already in place: bucket gs://proj-1" in out
+    assert "changed:" not in out and "already in place: bucket gs://my-proj" in out
+
+
+def test_without_grant_it_reports_what_is_missing_with_the_fix_and_changes_nothing_project_wide(google, capsys):
+    argv = ["setup", "--project", "my-proj", "--region", "us-central1", "--api-endpoint", google.server.url,
+            "--service-account", "runner@my-proj.iam.gserviceaccount.com", "--caller", CALLER]  # fmt: skip
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    runner = "serviceAccount:runner@my-proj.iam.gserviceaccount.com"
+    assert f"missing: roles/aiplatform.user for {runner} on project my-proj" in out
+    assert (f"fix: gcloud projects add-iam-policy-binding my-proj --member={runner} --role=roles/aiplatform.user"
+            in out)  # fmt: skip
+    assert ("fix: gcloud iam service-accounts add-iam-policy-binding runner@my-proj.iam.gserviceaccount.com "
+            f"--member={CALLER} --role=roles/iam.serviceAccountUser") in out  # fmt: skip
+    assert "rerun with --grant" in out
+    assert not google.server.find("POST", r".*:setIamPolicy$") and not google.server.find("POST", r".*batchEnable$")
+
+
+def test_grant_enables_apis_and_grants_exactly_the_missing_roles_once(google, capsys):
+    google.services["iam.googleapis.com"] = "DISABLED"
+    argv = ["setup", "--project", "my-proj", "--region", "us-central1", "--api-endpoint", google.server.url,
+            "--service-account", "runner@my-proj.iam.gserviceaccount.com", "--caller", CALLER, "--bigquery",
+            "--grant"]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().out
+    (enable,) = google.server.find("POST", r".*/services:batchEnable$")
+    assert sorted(enable.json()["serviceIds"]) == ["bigquery.googleapis.com", "iam.googleapis.com"]
+    runner = "serviceAccount:runner@my-proj.iam.gserviceaccount.com"
+    assert google.roles_of(runner) == {"roles/aiplatform.user", "roles/bigquery.jobUser"}
+    assert google.roles_of("user:boss@example.com") == {"roles/owner"}  # kept
+    (project_set,) = google.server.find("POST", r"/v3/projects/my-proj:setIamPolicy$")
+    assert project_set.json()["policy"]["etag"] == "p1"  # read-modify-write, guarded
+    sa_policy = google.account_policies["runner@my-proj.iam.gserviceaccount.com"]
+    assert sa_policy["bindings"] == [{"role": "roles/iam.serviceAccountUser", "members": [CALLER]}]
+    granted = {r.json()["policy"]["bindings"][-1]["role"] for r in google.server.find("POST", r".*:setIamPolicy$")}
+    assert granted <= {"roles/aiplatform.user", "roles/bigquery.jobUser", "roles/iam.serviceAccountUser"}
+    out = capsys.readouterr().out
+    assert "granted: roles/aiplatform.user" in out and "granted: API iam.googleapis.com enabled" in out
+    google.server.clear()
+    assert cli.main(argv) == 0  # nothing left to do
+    assert not google.server.find("POST", r".*:setIamPolicy$") and not google.server.find("POST", r".*batchEnable$")
+
+
+def test_a_concurrent_policy_change_fails_the_grant_instead_of_being_lost(google, capsys, monkeypatch):
+    real = google.set_project_policy
+
+    def someone_else_first(req, m):
+        google.project_policy["etag"] = "changed-meanwhile"
+        return real(req, m)
+
+    google.server.route("POST", r"/v3/projects/my-proj:setIamPolicy", someone_else_first)
+    argv = ["setup", "--project", "my-proj", "--region", "us-central1", "--api-endpoint", google.server.url,
+            "--caller", CALLER, "--grant"]  # fmt: skip
+    assert cli.main(argv) == 1
+    assert "answered 409: etag mismatch" in capsys.readouterr().err
 
 
 def test_project_number_comes_from_resource_manager():

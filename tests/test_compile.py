@@ -69,7 +69,6 @@ def test_vertex_target_trains_in_a_custom_job_on_the_chosen_machines(tmp_path):
         accelerator_count=2,
         replica_count=3,
         boot_disk_size_gb=200,
-        service_account="trainer@p.iam.gserviceaccount.com",
     )
     spec = _spec(tmp_path, target="vertex", image="example.com/taxifare:9", machines=machines)
     local = _spec(tmp_path, target="local")
@@ -91,17 +90,20 @@ def test_vertex_target_trains_in_a_custom_job_on_the_chosen_machines(tmp_path):
     }
     assert pools[0]["replica_count"] == 1 and pools[1]["replica_count"] == 2
     assert pools[0]["disk_spec"]["boot_disk_size_gb"] == 200
-    assert train_inputs["service_account"]["defaultValue"] == "trainer@p.iam.gserviceaccount.com"
+    # The custom job's account is the run's: the pipeline's `service_account` parameter, set at submit time.
+    train_task = spec["root"]["dag"]["tasks"]["train-model"]
+    assert train_task["inputs"]["parameters"]["service_account"] == {"componentInputParameter": "service_account"}
 
 
 def test_machine_options_are_checked_before_compiling():
     import pytest
 
     from pipeline.machines import TrainingMachines
+    from taxifare.errors import UsageError
 
-    with pytest.raises(ValueError, match="accelerator type and a positive accelerator count"):
+    with pytest.raises(UsageError, match="accelerator type and a positive accelerator count"):
         TrainingMachines(accelerator_type="NVIDIA_TESLA_T4")
-    with pytest.raises(ValueError, match="replica count"):
+    with pytest.raises(UsageError, match="replica count"):
         TrainingMachines(replica_count=0)
 
 

@@ -9,7 +9,9 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import textwrap
+from collections.abc import Iterator
 
 import pytest
 
@@ -43,10 +45,15 @@ def image() -> str:
     return IMAGE
 
 
-def test_entrypoint_is_the_trainer(image: str) -> None:
-    out = _ok(_podman_run(image, "--help"))
-    assert out.startswith("usage: python -m trainer.task")
-    assert "--train_data_paths" in out
+def test_no_entrypoint_the_default_command_is_taxifare_help(image: str) -> None:
+    """Every consumer gives the whole command; the image only says what it holds."""
+    entrypoint = _ok(_run(*PODMAN, "image", "inspect", "--format", "{{json .Config.Entrypoint}}", image)).strip()
+    assert entrypoint in ("null", "[]")
+    labels = json.loads(_ok(_run(*PODMAN, "image", "inspect", "--format", "{{json .Config.Labels}}", image)))
+    assert labels["io.taxifare.accelerator"] == "cpu"
+    assert "sample-data" in _ok(_podman_run(image))
+    out = _ok(_podman_run(image, "python", "-m", "trainer.task", "--help"))
+    assert out.startswith("usage: python -m trainer.task") and "--train_data_paths" in out
 
 
 def test_python_on_path_runs_trainer_and_kfp_executor_as_non_root(image: str) -> None:
@@ -244,3 +251,55 @@ def test_the_image_serves_as_vertex_ai_runs_it(image: str, trained: dict, monkey
             assert state == "0", _run(*PODMAN, "logs", name).stderr[-3000:]
         finally:
             _run(*PODMAN, "rm", "-f", name)
+
+
+def _pipeline_in_containers(image: str, sample_dir: str, tmp: pathlib.Path, docker_host: str | None) -> None:
+    splits = [f"--{s}-data={os.path.join(sample_dir, f'{s}.csv')}" for s in ("train", "valid", "test")]
+    runs, registry = tmp / "runs", tmp / "registry"
+    argv = [sys.executable, "-m", "taxifare.cli", "run", "--runner", "container", "--image", image, *splits,
+            "--runs-root", str(runs), "--registry", str(registry), "--train-steps", "400"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    if docker_host:
+        env["DOCKER_HOST"] = docker_host
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "deployed: v0001" in proc.stdout
+    outputs = list(runs.glob("*/pipeline-root/*/*/executor_output.json"))
+    assert len(outputs) == 4 and {o.stat().st_uid for o in outputs} == {10001}  # written inside, by the image's user
+    champion = json.loads((registry / "aliases.json").read_text())["champion"]
+    assert (registry / "versions" / champion / "model" / "saved_model.pb").is_file()
+
+
+def test_the_whole_pipeline_runs_in_containers(image: str, sample_dir: str, tmp_path: pathlib.Path) -> None:
+    """`taxifare run --runner container`: each compiled task's own command in the image, through kfp's
+    DockerRunner on podman's Docker API (started and stopped by the command), as the image's user."""
+    _pipeline_in_containers(image, sample_dir, tmp_path, docker_host=None)
+
+
+@pytest.fixture(scope="module")
+def docker_engine(image: str) -> Iterator[str]:
+    """A real Docker engine (Debian's docker.io) on a private socket, holding the image."""
+    if shutil.which("dockerd") is None:
+        pytest.skip("dockerd is not installed (apt-get install docker.io)")
+    from engines import dockerd
+
+    with dockerd() as host:
+        save = subprocess.Popen([*PODMAN, "save", image], stdout=subprocess.PIPE)
+        load = subprocess.run(["docker", "-H", host, "load"], stdin=save.stdout, capture_output=True, text=True,
+                              timeout=600, check=False)  # fmt: skip
+        save.wait()
+        assert save.returncode == 0 and load.returncode == 0, load.stderr
+        yield host
+
+
+def test_the_image_runs_as_its_user_under_docker(image: str, docker_engine: str) -> None:
+    """Docker shows what podman hides: the image's / must be 0755 for uid 10001 to run anything."""
+    script = "stat -c %a /; id -u; python -c 'import trainer.features'; taxifare --help >/dev/null"
+    out = _ok(_run("docker", "-H", docker_engine, "run", "--rm", "--network=none", image, "sh", "-c", script))
+    assert out.split() == ["755", "10001"]
+
+
+def test_the_whole_pipeline_runs_in_a_docker_engine(
+    image: str, docker_engine: str, sample_dir: str, tmp_path: pathlib.Path
+) -> None:
+    _pipeline_in_containers(image, sample_dir, tmp_path, docker_host=docker_engine)

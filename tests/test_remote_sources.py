@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import glob
 import http.server
 import os
 import threading
@@ -30,6 +31,23 @@ def test_gs_glob_is_read_and_validated_through_cloud_storage(monkeypatch, tmp_pa
     local, local_stats = sources.read_columns(paths["train"])
     assert remote_stats.kept == local_stats.kept and remote_stats.rejected == local_stats.rejected
     assert remote["fare_amount"].tolist() == local["fare_amount"].tolist()
+
+
+def test_gs_globs_match_the_way_local_globs_do(monkeypatch, tmp_path):
+    """`*` stays within one path segment on Cloud Storage as on disk (fnmatch's `*` would cross `/`)."""
+    names = ["data/a.csv", "data/b.csv", "data/old/c.csv", "data/x1.csv", "data/x22.csv", "database.csv"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    with gcs_emulator(monkeypatch):
+        bucket = gcs.client().create_bucket("globs")
+        for name in names:
+            bucket.blob(name).upload_from_string("x")
+        for pattern in ("data/*.csv", "data/*/*.csv", "data/x?.csv", "data/[ab].csv", "data*", "data/old/c.csv"):
+            remote = [u.removeprefix("gs://globs/") for u in gcs.glob(f"gs://globs/{pattern}")]
+            on_disk = sorted(os.path.relpath(p, tmp_path) for p in glob.glob(str(tmp_path / pattern)))
+            on_disk = [p for p in on_disk if os.path.isfile(tmp_path / p)]
+            assert remote == on_disk, pattern
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 from taxifare.registry import vertex
 from trainer import features as F
 from trainer import servable
-from trainer.model import KEYED_SIGNATURE, SIGNATURE
+from trainer.predict import KEYED_SIGNATURE, SIGNATURE
 
 PREBUILT_TF = vertex.SERVING_TF_VERSION.replace("-", ".")  # "2.15": tf2-cpu.2-15's TensorFlow
 CACHE = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "taxifare"

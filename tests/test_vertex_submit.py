@@ -6,11 +6,14 @@ tests/capture_server.py, and the tests assert what our code puts on the wire.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 
 import pytest
 from capture_server import CaptureServer, route_project_lookups_to
 
+from pipeline import images
 from taxifare import cli
 
 PROJECT, REGION, BUCKET = "taxifare-test", "europe-west4", "taxifare-test-ml"
@@ -30,11 +33,18 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[CaptureServer]:
     yield from _serve(monkeypatch, buckets=[BUCKET])
 
 
-def _cloud(server: CaptureServer) -> list[str]:
+def _where(server: CaptureServer) -> list[str]:
     return ["--project", PROJECT, "--region", REGION, "--bucket", BUCKET, "--api-endpoint", server.url]
 
 
-def test_submit_sends_region_root_account_params_labels_caching_and_machines(server, capsys):
+def _cloud(server: CaptureServer) -> list[str]:
+    return [*_where(server), "--image", IMAGE]
+
+
+def test_submit_sends_region_root_account_params_labels_caching_and_machines(server, capsys, monkeypatch):
+    # The image's io.taxifare.accelerator label, as podman would report it for a `make image GPU=1` build
+    # (reading real labels is an image test: tests/test_image.py).
+    monkeypatch.setattr(images, "accelerator", lambda image: "gpu" if image == IMAGE else None)
     code = cli.main(
         ["submit", *_cloud(server), "--service-account", SA, "--image", IMAGE, "--data", DATA,
          "--train-steps", "1234", "--label", "team=fares", "--no-cache",
@@ -120,15 +130,15 @@ def test_schedule_list_pause_resume_delete(server, capsys):
     assert cli.main(["schedule", "create", "--cron", "*/30 * * * *", "--data", DATA, *_cloud(server)]) == 0
     name = server.one("POST", r"/schedules$")
     capsys.readouterr()
-    assert cli.main(["schedule", "list", *_cloud(server)]) == 0
+    assert cli.main(["schedule", "list", *_where(server)]) == 0
     listed = capsys.readouterr().out
     schedule_name = listed.split()[0]
     assert schedule_name.startswith(f"projects/{PROJECT}/locations/{REGION}/schedules/") and name
     schedule_id = schedule_name.rsplit("/", 1)[-1]
     for action, verb in (("pause", ":pause"), ("resume", ":resume")):
-        assert cli.main(["schedule", action, schedule_id, *_cloud(server)]) == 0
+        assert cli.main(["schedule", action, schedule_id, *_where(server)]) == 0
         assert server.find("POST", rf"/schedules/{schedule_id}{verb}$")
-    assert cli.main(["schedule", "delete", schedule_id, *_cloud(server)]) == 0
+    assert cli.main(["schedule", "delete", schedule_id, *_where(server)]) == 0
     assert server.find("DELETE", rf"/schedules/{schedule_id}$")
 
 
@@ -143,7 +153,7 @@ def test_schedule_list_pause_resume_delete(server, capsys):
     ],
 )
 def test_bad_input_is_rejected_before_any_request(server, capsys, argv, message):
-    full = [*argv, "--project", PROJECT, "--bucket", BUCKET, "--api-endpoint", server.url]
+    full = [*argv, "--project", PROJECT, "--bucket", BUCKET, "--api-endpoint", server.url, "--image", IMAGE]
     if "--region" not in argv:
         full += ["--region", REGION]
     assert cli.main(full) == 2
@@ -152,10 +162,11 @@ def test_bad_input_is_rejected_before_any_request(server, capsys, argv, message)
 
 
 def test_submit_to_a_kubeflow_host(server, capsys):
-    assert cli.main(["submit", "--host", server.url, "--data", DATA, "--train-steps", "77"]) == 2
+    assert cli.main(["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--train-steps", "77"]) == 2
     assert "say where blessed models go" in capsys.readouterr().err
     assert server.find("POST", r"/apis/v2beta1/runs$") == []
-    argv = ["submit", "--host", server.url, "--data", DATA, "--train-steps", "77", "--param", "registry=/mnt/models"]
+    argv = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--train-steps", "77", "--param",
+            "registry=/mnt/models"]  # fmt: skip
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     run = server.one("POST", r"/apis/v2beta1/runs$").body
@@ -166,7 +177,7 @@ def test_submit_to_a_kubeflow_host(server, capsys):
 
 
 def test_schedule_on_a_kubeflow_host_uses_six_field_cron(server, capsys):
-    argv = ["schedule", "create", "--host", server.url, "--cron", "0 3 * * 1", "--data", DATA]
+    argv = ["schedule", "create", "--host", server.url, "--image", IMAGE, "--cron", "0 3 * * 1", "--data", DATA]
     assert cli.main([*argv, "--timezone", "Europe/Paris", "--param", "registry=/mnt/m"]) == 2
     assert "read cron in UTC" in capsys.readouterr().err
     code = cli.main([*argv, "--param", "deploy_target=vertex", "--param", "project=p1", "--param", "region=us-east1"])
@@ -234,7 +245,7 @@ def test_kubeflow_recurring_runs_list_pause_resume_delete(server, capsys):
     ],
 )
 def test_user_mistakes_are_one_line_with_the_fix_before_any_request(server, capsys, argv, message):
-    where = ["--project", PROJECT, "--bucket", BUCKET, "--api-endpoint", server.url]
+    where = ["--project", PROJECT, "--bucket", BUCKET, "--api-endpoint", server.url, "--image", IMAGE]
     if "--region" not in argv:
         where += ["--region", REGION]
     assert cli.main([*argv, *where]) == 2
@@ -245,6 +256,97 @@ def test_user_mistakes_are_one_line_with_the_fix_before_any_request(server, caps
 
 
 def test_schedule_run_local_refuses_what_it_would_ignore(capsys):
-    for flag in (["--image", "x"], ["--label", "a=b"], ["--project", "p"]):
+    # (--image is honoured: with --runner container the local runs use it.)
+    for flag in (["--label", "a=b"], ["--project", "p"], ["--host", "http://kfp"], ["--no-cache"]):
         assert cli.main(["schedule", "run-local", "--cron", "* * * * *", *flag]) == 2
         assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_an_image_the_cloud_cannot_pull_is_refused_in_seconds_without_credentials(capsys, monkeypatch):
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")  # never looked at
+    for image in ("localhost/taxifare:latest", "taxifare:1", "localhost:5000/taxifare:1"):
+        code = cli.main(["submit", "--project", PROJECT, "--region", REGION, "--bucket", BUCKET, "--image", image,
+                         "--data", DATA])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and f"--image {image}: Vertex AI cannot pull an image that names no registry" in err
+        assert "make push IMAGE=" in err
+    code = cli.main(["schedule", "create", "--cron", "0 3 * * 1", "--host", "http://kfp.example", "--data", DATA])
+    assert code == 2 and "a Kubeflow cluster cannot pull" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("label", "message"), [("cpu", "is a CPU-only image"), (None, "cannot be checked here")])
+def test_gpus_are_refused_with_an_image_without_cudas_tensorflow(server, capsys, monkeypatch, label, message):
+    monkeypatch.setattr(images, "accelerator", lambda image: label)
+    code = cli.main(["submit", *_cloud(server), "--data", DATA, "--accelerator-type", "NVIDIA_TESLA_T4",
+                     "--accelerator-count", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "make image GPU=1" in err
+    assert server.requests == []
+
+
+def _resolved_payload(job: dict, task: str) -> dict:
+    """The CustomJob body gcpc's launcher sends for `task`: its --payload with the inputs filled in, as Vertex
+    AI fills the placeholders from the task's inputs and the run's parameter values."""
+    spec, values = job["pipelineSpec"], job["runtimeConfig"]["parameterValues"]
+    dag_task = spec["root"]["dag"]["tasks"][task]
+    component = spec["components"][dag_task["componentRef"]["name"]]
+    defaults = {k: v.get("defaultValue") for k, v in component["inputDefinitions"]["parameters"].items()}
+    inputs = dict(defaults)
+    for name, given in dag_task["inputs"].get("parameters", {}).items():
+        if "componentInputParameter" in given:
+            inputs[name] = values.get(given["componentInputParameter"], defaults.get(name))
+        elif "runtimeValue" in given:
+            inputs[name] = given["runtimeValue"]["constant"]
+    container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+    payload = container["args"][container["args"].index("--payload") + 1]
+
+    def fill(match: re.Match) -> str:
+        value = inputs[match.group(1)]
+        return value if isinstance(value, str) else json.dumps(value)
+
+    return json.loads(re.sub(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}", fill, payload))
+
+
+def test_the_service_account_runs_the_pipeline_and_its_training_job(server, capsys):
+    assert cli.main(["submit", *_cloud(server), "--service-account", SA, "--data", DATA]) == 0, capsys.readouterr()
+    job = server.one("POST", r"/pipelineJobs$").body
+    assert job["serviceAccount"] == SA
+    assert job["runtimeConfig"]["parameterValues"]["service_account"] == SA
+    assert _resolved_payload(job, "train-model")["job_spec"]["service_account"] == SA
+    # Without it, both default: the compute default account, and Vertex AI's Custom Code Service Agent.
+    server.clear()
+    assert cli.main(["submit", *_cloud(server), "--data", DATA]) == 0, capsys.readouterr()
+    job = server.one("POST", r"/pipelineJobs$").body
+    assert "serviceAccount" not in job and _resolved_payload(job, "train-model")["job_spec"]["service_account"] == ""
+
+
+def test_submit_never_creates_or_looks_for_buckets_itself(server, capsys):
+    """The SDK's PipelineJob.submit() looks for (and creates) the pipeline root's bucket first: not used."""
+    assert cli.main(["submit", *_cloud(server), "--data", DATA]) == 0, capsys.readouterr()
+    assert [r.path for r in server.requests if "/storage/" in r.path or "/b/" in r.path] == []
+    assert [r.method for r in server.requests] == ["POST"]
+
+
+def test_kubeflow_pipeline_root_volume_namespace_and_token(server, capsys):
+    argv = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--bucket", BUCKET,
+            "--registry-pvc", "taxifare-models", "--namespace", "team-fares", "--token", "tok-123"]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr()
+    request = server.one("POST", r"/apis/v2beta1/runs$")
+    run = request.body
+    assert request.headers.get("authorization") == "Bearer tok-123"
+    assert run["runtime_config"]["pipeline_root"] == f"gs://{BUCKET}/pipeline-root"
+    assert run["runtime_config"]["parameters"]["registry"] == "/mnt/taxifare-registry"
+    executors = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in ("exec-evaluate-model", "exec-deploy-model"):
+        (mount,) = executors[step]["pvcMount"]
+        assert mount["mountPath"] == "/mnt/taxifare-registry" and mount["pvcNameParameter"]["runtimeValue"][
+            "constant"] == "taxifare-models"  # fmt: skip
+    assert "exec-train-model" not in executors and "exec-stage-data" not in executors
+    (experiment,) = server.find("POST", r"/apis/v2beta1/experiments$")
+    assert experiment.body["namespace"] == "team-fares"
+    # No bucket and no root: the cluster's default applies, and it says so.
+    server.clear()
+    argv = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/mnt/m"]
+    assert cli.main(argv) == 0
+    assert "the cluster's default" in capsys.readouterr().out
+    assert not server.one("POST", r"/apis/v2beta1/runs$").body["runtime_config"].get("pipeline_root")

@@ -6,7 +6,6 @@ reads or writes gs:// goes through here, which the tests point at a GCS emulator
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import os
 from typing import IO, Any
@@ -35,17 +34,15 @@ def client(project: str | None = None) -> Any:
 
 
 def glob(pattern: str) -> list[str]:
-    """Objects matching a gs:// glob (`*` and `?` within the object name)."""
+    """Objects matching a gs:// glob the way a local glob matches files: `*`, `?` and `[...]`
+    stay within one path segment (Cloud Storage's own matchGlob semantics, evaluated by the
+    server); a name without wildcards is that one object, if it exists."""
     bucket, name = split(pattern)
-    prefix = name
-    for i, ch in enumerate(name):
-        if ch in "*?[":
-            prefix = name[:i]
-            break
-    blobs = client().list_blobs(bucket, prefix=prefix)
-    if prefix == name:
-        return [f"gs://{bucket}/{b.name}" for b in blobs if b.name == name]
-    return sorted(f"gs://{bucket}/{b.name}" for b in blobs if fnmatch.fnmatchcase(b.name, name))
+    wild = next((i for i, ch in enumerate(name) if ch in "*?["), None)
+    if wild is None:
+        return [f"gs://{bucket}/{b.name}" for b in client().list_blobs(bucket, prefix=name) if b.name == name]
+    blobs = client().list_blobs(bucket, prefix=name[:wild], match_glob=name)
+    return sorted(f"gs://{bucket}/{b.name}" for b in blobs if not b.name.endswith("/"))
 
 
 def size(uri: str) -> int:

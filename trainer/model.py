@@ -6,6 +6,7 @@ and computes exactly what training computed: no training/serving skew.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -16,10 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import features as F
-
-SIGNATURE = "serving_default"
-KEYED_SIGNATURE = "with_key"
-OUTPUT = "fare_amount"
+from trainer.predict import EXPORT_MARKER, KEYED_SIGNATURE, OUTPUT, SIGNATURE
 
 
 def engineer(raw: tf.Tensor) -> tf.Tensor:
@@ -122,19 +120,20 @@ def export(model: keras.Model, export_root: str) -> str:
 
     `serving_default` takes the five raw fields; `with_key` also takes `key` and echoes it,
     for TF Serving users who batch-predict with keys. No project code is needed to load it.
+    Written in place, then marked complete by EXPORT_MARKER (written last): on Vertex AI the
+    export root is a Cloud Storage FUSE mount, which refuses to rename directories.
     """
     stamp = int(time.time())
     while tf.io.gfile.exists(os.path.join(export_root, str(stamp))):
         stamp += 1
     path = os.path.join(export_root, str(stamp))
-    tmp = path + ".tmp"
-    save(model, tmp)
-    # Readers pick the newest timestamped folder: only a complete export may appear there.
-    tf.io.gfile.rename(tmp, path)
+    save(model, path)
     return path
 
 
 def save(model: keras.Model, path: str) -> None:
-    """Write the serving SavedModel straight to `path` (Vertex's AIP_MODEL_DIR wants this)."""
+    """Write the serving SavedModel straight to `path` (Vertex's AIP_MODEL_DIR wants this), then its marker."""
     module = _serving_module(model)
     tf.saved_model.save(module, path, signatures={SIGNATURE: module.serve, KEYED_SIGNATURE: module.serve_with_key})
+    with tf.io.gfile.GFile(os.path.join(path, EXPORT_MARKER), "w") as f:
+        json.dump({"complete": True, "tensorflow": tf.__version__, "signatures": [SIGNATURE, KEYED_SIGNATURE]}, f)

@@ -20,6 +20,12 @@ from taxifare.errors import InstanceError, NotServable, UsageError
 from trainer.features import FEATURES, KEY, NYC_LAT, NYC_LON, PASSENGERS_RANGE
 
 ALLOWED = frozenset((*FEATURES, KEY))
+# The export's contract (trainer/model.py writes it; serving, TF Serving and evaluate read it).
+SIGNATURE = "serving_default"
+KEYED_SIGNATURE = "with_key"
+OUTPUT = "fare_amount"
+# In every export folder, written after the SavedModel: readers take only folders that have it.
+EXPORT_MARKER = "taxifare-export.json"
 # Each field's inclusive range, in FEATURES order (the rows the trainer keeps; features.validate).
 RANGES: dict[str, tuple[float, float]] = {
     "pickuplon": NYC_LON,
@@ -167,8 +173,10 @@ def resolve_model_dir(path: str) -> str:
         return path
     for root in (os.path.join(path, "export", "exporter"), path):
         if os.path.isdir(root):
+            # Only complete exports: the trainer writes the marker after the SavedModel.
             stamps = sorted(
-                (d for d in os.listdir(root) if d.isdigit() and _is_saved_model(os.path.join(root, d))), key=int
+                (d for d in os.listdir(root) if d.isdigit() and os.path.isfile(os.path.join(root, d, EXPORT_MARKER))),
+                key=int,
             )
             if stamps:
                 return os.path.join(root, stamps[-1])
@@ -185,20 +193,18 @@ class Predictor:
     def __init__(self, model_dir: str):
         import tensorflow as tf
 
-        from trainer import model as model_lib
-
         self.model_dir = resolve_model_dir(model_dir)
         self._loaded = tf.saved_model.load(self.model_dir)
-        if model_lib.SIGNATURE not in self._loaded.signatures:
-            raise NotServable(f"{self.model_dir}: no {model_lib.SIGNATURE!r} signature")
-        self._fn = self._loaded.signatures[model_lib.SIGNATURE]
-        self._output = model_lib.OUTPUT
+        if SIGNATURE not in self._loaded.signatures:
+            raise NotServable(f"{self.model_dir}: no {SIGNATURE!r} signature")
+        self._fn = self._loaded.signatures[SIGNATURE]
+        self._output = OUTPUT
         inputs = self._fn.structured_input_signature[1]
         missing = [n for n in FEATURES if n not in inputs]
         if missing:
-            raise NotServable(f"{self.model_dir}: signature {model_lib.SIGNATURE!r} lacks inputs {missing}")
+            raise NotServable(f"{self.model_dir}: signature {SIGNATURE!r} lacks inputs {missing}")
         self.signature = {
-            "name": model_lib.SIGNATURE,
+            "name": SIGNATURE,
             "inputs": {n: _spec(s) for n, s in sorted(inputs.items())},
             "outputs": {n: _spec(s) for n, s in sorted(self._fn.structured_outputs.items())},
         }

@@ -71,7 +71,7 @@ def check_session_loader(export_dir: str, signature_output: str = "fare_amount")
     """
     import tensorflow as tf
 
-    from trainer.model import KEYED_SIGNATURE, SIGNATURE
+    from trainer.predict import KEYED_SIGNATURE, SIGNATURE
 
     expected = python_loader_fares(export_dir)
     feeds = probe_feeds()

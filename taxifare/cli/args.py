@@ -147,7 +147,7 @@ def hparam_names() -> list[str]:
     return [*PIPELINE_HPARAMS, "tolerance"]
 
 
-def add_image(p: argparse.ArgumentParser) -> None:
+def add_image(p: argparse._ActionsContainer) -> None:
     from pipeline.images import DEFAULT_IMAGE
 
     p.add_argument("--image", default=DEFAULT_IMAGE, help="container image every step runs in (and that serves)")
@@ -168,12 +168,6 @@ def add_machines(p: argparse.ArgumentParser) -> None:
         "--replica-count", "--replica_count", type=int, default=m.replica_count, help="machines; >1: multi-worker"
     )
     g.add_argument("--boot-disk-gb", "--boot_disk_gb", type=int, default=m.boot_disk_size_gb, help="per machine")
-    g.add_argument(
-        "--training-service-account",
-        "--training_service_account",
-        default="",
-        help="the account the training job runs as (default: the pipeline's)",
-    )
 
 
 def machines_from(args: argparse.Namespace) -> Any:
@@ -185,7 +179,6 @@ def machines_from(args: argparse.Namespace) -> Any:
         accelerator_count=args.accelerator_count,
         replica_count=args.replica_count,
         boot_disk_size_gb=args.boot_disk_gb,
-        service_account=args.training_service_account,
     )
 
 

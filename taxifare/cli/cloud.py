@@ -15,15 +15,48 @@ from taxifare.cli import args as cli_args
 from taxifare.errors import UsageError
 
 
-def add_target(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("where (Vertex AI, or --host for Kubeflow Pipelines)")
+def add_target(p: argparse.ArgumentParser, runs: bool = True) -> None:
+    """Where: Vertex AI (project, region, bucket) or a Kubeflow host, and who runs it."""
+    g = p.add_argument_group("Vertex AI")
     g.add_argument("--project", help="Google Cloud project id")
     g.add_argument("--region", help="Vertex AI region, e.g. us-central1")
     g.add_argument("--bucket", help="bucket for the pipeline root (gs://BUCKET/pipeline-root) and uploaded data")
-    g.add_argument("--service-account", "--service_account", help="service account the pipeline runs as")
     g.add_argument("--api-endpoint", "--api_endpoint", default="", help="the Vertex AI API endpoint (regional/private)")
-    g.add_argument("--host", help="a Kubeflow Pipelines host URL instead of Vertex AI")
-    g.add_argument("--experiment", default="taxifare", help="Kubeflow experiment (with --host)")
+    if runs:
+        g.add_argument(
+            "--service-account",
+            "--service_account",
+            default="",
+            help="the account the pipeline job and its training custom job run as (see `taxifare setup`)",
+        )
+    k = p.add_argument_group("Kubeflow Pipelines (--host)")
+    k.add_argument("--host", help="a Kubeflow Pipelines host URL instead of Vertex AI")
+    k.add_argument("--namespace", default="kubeflow", help="the Kubeflow namespace (multi-user clusters: yours)")
+    k.add_argument("--token", default="", help="an existing bearer token, e.g. $(gcloud auth print-access-token)")
+    k.add_argument("--sa-token-path", "--sa_token_path", default="", help="a service-account token file (in a pod)")
+    if runs:
+        k.add_argument("--experiment", default="taxifare", help="the Kubeflow experiment")
+        k.add_argument(
+            "--pipeline-root",
+            "--pipeline_root",
+            default="",
+            help="where artifacts go (default: gs://BUCKET/pipeline-root with --bucket, else the cluster's default)",
+        )
+        k.add_argument(
+            "--registry-pvc",
+            "--registry_pvc",
+            default="",
+            help="a PersistentVolumeClaim holding the local registry: mounted on evaluate and deploy",
+        )
+
+
+def kubeflow_from(args: argparse.Namespace) -> Any:
+    from pipeline import submit
+
+    root = getattr(args, "pipeline_root", "") or (f"gs://{args.bucket}/pipeline-root" if args.bucket else "")
+    if hasattr(args, "pipeline_root") and not root:
+        print("pipeline root: the cluster's default (give --pipeline-root or --bucket to choose one)")
+    return submit.KubeflowTarget(args.host, args.namespace, args.token, args.sa_token_path, root)
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
@@ -55,7 +88,17 @@ def target_from(args: argparse.Namespace) -> Any:
     missing = [f"--{n}" for n in ("project", "region", "bucket") if not getattr(args, n)]
     if missing:
         raise UsageError(f"Vertex AI needs {', '.join(missing)}", "or give --host URL for a Kubeflow Pipelines cluster")
-    return submit.VertexTarget(args.project, args.region, args.bucket, args.service_account or "", args.api_endpoint)
+    account = getattr(args, "service_account", "")
+    return submit.VertexTarget(args.project, args.region, args.bucket, account, args.api_endpoint)
+
+
+def check_image(args: argparse.Namespace) -> None:
+    """An image the cloud can pull, with TensorFlow's CUDA build when GPUs are asked for: before any request."""
+    from pipeline import images
+
+    images.check_pullable(args.image, "a Kubeflow cluster" if args.host else "Vertex AI")
+    cli_args.machines_from(args)  # the machines' own checks
+    images.check_accelerators(args.image, args.accelerator_type)
 
 
 def run_params(args: argparse.Namespace, target: Any) -> dict[str, Any]:
@@ -64,15 +107,23 @@ def run_params(args: argparse.Namespace, target: Any) -> dict[str, Any]:
 
     names = [*cli_args.hparam_names(), "serving_container", "serving_machine_type", "serving_min_replicas",
              "serving_max_replicas", "deploy_timeout"]  # fmt: skip
+    from pipeline.pipeline import REGISTRY_MOUNT
+
     values: dict[str, Any] = {}
     if target is not None:  # on Vertex AI, blessed models go to its Model Registry in the same region
         values.update(deploy_target="vertex", project=target.project, region=target.region)
+        if target.service_account:  # the training custom job runs as the pipeline's account too
+            values["service_account"] = target.service_account
+    elif getattr(args, "registry_pvc", ""):
+        values["registry"] = REGISTRY_MOUNT  # the claim's mount on evaluate and deploy
     values.update(cli_args.data_params(args))
     values.update(cli_args.params_from(args, names))
     checked = params.check(values, "vertex" if target is not None else "local")
     source = checked.get("source", "")
     local = [p for p in source.split(",") if p and "://" not in p]
     if local:
+        if target is not None:
+            target.check_reachable()  # before the upload: the run would fail anyway
         bucket = target.bucket if target is not None else args.bucket
         if not bucket:
             raise UsageError("local --data needs --bucket to upload to", "or pass gs:// paths")
@@ -97,7 +148,9 @@ def compiled(args: argparse.Namespace, target: str) -> str:
     from pipeline import compiler
 
     out = os.path.join(tempfile.mkdtemp(prefix="taxifare-"), "pipeline.yaml")
-    return compiler.compile_pipeline(out, target=target, image=args.image, machines=cli_args.machines_from(args))
+    machines = cli_args.machines_from(args)
+    pvc = getattr(args, "registry_pvc", "")
+    return compiler.compile_pipeline(out, target=target, image=args.image, machines=machines, registry_pvc=pvc)
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -105,9 +158,11 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     caching = None if args.cache else False
     labels = labels_from(args)
+    check_image(args)
     if args.host:
         values = run_params(args, None)
-        run_id, url = submit.kfp_submit(args.host, compiled(args, "local"), values, caching, args.experiment)
+        kubeflow = kubeflow_from(args)
+        run_id, url = submit.kfp_submit(kubeflow, compiled(args, "local"), values, caching, args.experiment)
         print(f"submitted run {run_id}\n{url}")
         return 0
     target = target_from(args)

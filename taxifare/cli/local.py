@@ -52,7 +52,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     values = run_params(args)
     print(f"running the taxifare pipeline locally (kfp local runner); registry {values['registry']}", flush=True)
-    record = local_run.run(args.runs_root, values, progress=_progress(sys.stdout))
+    if args.runner == "container":
+        print(f"every step in {args.image} (as its non-root user), through kfp's DockerRunner", flush=True)
+    record = local_run.run(args.runs_root, values, _progress(sys.stdout), runner=args.runner, image=args.image)
     print()
     print(render.summary(record))
     return 0 if record["status"] == "succeeded" else 1
@@ -76,6 +78,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     cli_args.add_runs_root(g)
     cli_args.add_registry(g, help="the local model registry (deploy target)")
     cli_args.add_params(p)
+    g = p.add_argument_group("how")
+    g.add_argument(
+        "--runner",
+        choices=("subprocess", "container"),
+        default="subprocess",
+        help="subprocess: each step a process of this Python; container: each step's own command in --image "
+        "(Docker, or podman started for the run)",
+    )
+    cli_args.add_image(g)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

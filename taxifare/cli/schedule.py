@@ -38,14 +38,15 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
     _check_cron(args)
     caching = None if args.cache else False
+    cloud.check_image(args)
     if args.host:
         if args.max_runs is not None:
             raise UsageError("--max-runs is not supported by Kubeflow recurring runs", "leave it out with --host")
         if args.timezone != "UTC":
             raise UsageError("Kubeflow recurring runs read cron in UTC", "convert the time and leave out --timezone")
         values = cloud.run_params(args, None)
-        run = submit.kfp_schedule(args.host, cloud.compiled(args, "local"), values, args.cron, args.max_concurrent,
-                                  caching, args.experiment)  # fmt: skip
+        run = submit.kfp_schedule(cloud.kubeflow_from(args), cloud.compiled(args, "local"), values, args.cron,
+                                  args.max_concurrent, caching, args.experiment)  # fmt: skip
         print(f"created recurring run {getattr(run, 'recurring_run_id', run)} on {args.host}")
         return 0
     target = cloud.target_from(args)
@@ -60,7 +61,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from pipeline import submit
 
     if args.host:
-        for run in submit.kfp_list_schedules(args.host):
+        for run in submit.kfp_list_schedules(cloud.kubeflow_from(args)):
             cron = getattr(getattr(getattr(run, "trigger", None), "cron_schedule", None), "cron", "")
             print(f"{run.recurring_run_id}\t{run.display_name}\t{run.status}\t{cron}")
         return 0
@@ -73,7 +74,7 @@ def _cmd_action(args: argparse.Namespace) -> int:
     from pipeline import submit
 
     if args.host:
-        submit.kfp_schedule_action(args.host, args.schedule_id, args.action)
+        submit.kfp_schedule_action(cloud.kubeflow_from(args), args.schedule_id, args.action)
     else:
         submit.schedule_action(cloud.target_from(args), args.schedule_id, args.action)
     print(f"{args.action}d {args.schedule_id}" if args.action != "delete" else f"deleted {args.schedule_id}")
@@ -88,7 +89,7 @@ def _cmd_run_local(args: argparse.Namespace) -> int:
     local.run_params(args)  # every flag checked now, not at the first run
 
     def run_once() -> str:
-        record = local_run.run(args.runs_root, local.run_params(args))
+        record = local_run.run(args.runs_root, local.run_params(args), runner=args.runner, image=args.image)
         print(render.runs_table([record]).splitlines()[-1], flush=True)
         return str(record["status"])
 
@@ -104,16 +105,6 @@ def _cmd_run_local(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cloud_where(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("where (Vertex AI, or --host for Kubeflow Pipelines)")
-    g.add_argument("--project", help="Google Cloud project id")
-    g.add_argument("--region", help="Vertex AI region, e.g. us-central1")
-    g.add_argument("--bucket", help="the pipeline's bucket")
-    g.add_argument("--api-endpoint", "--api_endpoint", default="", help="the Vertex AI API endpoint")
-    g.add_argument("--host", help="a Kubeflow Pipelines host URL instead of Vertex AI")
-    p.set_defaults(service_account="")
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("schedule", help="recurring retraining on Vertex AI, Kubeflow, or this machine")
     actions = cli_args.subparsers(group, "action")
@@ -126,13 +117,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_create)
 
     p = actions.add_parser("list", help="the schedules (recurring runs) and their state")
-    _cloud_where(p)
+    cloud.add_target(p, runs=False)
     p.set_defaults(handler=_cmd_list)
 
     for action, what in (("pause", "pause"), ("resume", "resume"), ("delete", "delete")):
         p = actions.add_parser(action, help=f"{what} a schedule")
         p.add_argument("schedule_id", metavar="SCHEDULE_ID", help="see `taxifare schedule list`")
-        _cloud_where(p)
+        cloud.add_target(p, runs=False)
         p.set_defaults(handler=_cmd_action)
 
     p = actions.add_parser("run-local", help="run the local pipeline on a cron, in the foreground, one at a time")

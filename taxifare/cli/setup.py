@@ -6,12 +6,18 @@ import argparse
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
-    from taxifare.cloud import setup
+    from taxifare.cloud import access, setup
 
-    report = setup.setup(args.project, args.region, args.bucket or "", args.service_account or "")
+    endpoints = access.Endpoints(*(args.api_endpoint,) * 3) if args.api_endpoint else None
+    report = setup.setup(args.project, args.region, args.bucket or "", args.service_account or "", grant=args.grant,
+                         bigquery=args.bigquery, caller=args.caller, endpoints=endpoints)  # fmt: skip
     for line in report.lines():
         print(line)
     print(f"bucket: gs://{report.bucket} (pipeline root gs://{report.bucket}/pipeline-root)")
+    if report.missing:
+        print(f"{len(report.missing)} thing(s) the first run needs are missing: run the fixes above, or rerun with "
+              "--grant (it grants exactly these, never Owner or Editor)")  # fmt: skip
+        return 1
     return 0
 
 
@@ -32,4 +38,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--service_account",
         help="the account the pipeline runs as; default: the Compute Engine default service account",
     )
+    p.add_argument(
+        "--grant",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="enable the missing APIs and grant the missing roles (otherwise: check and say how)",
+    )
+    p.add_argument("--bigquery", action="store_true", help="the runs read from BigQuery: its API and job role too")
+    p.add_argument(
+        "--caller", default="", help="who submits runs, e.g. user:you@example.com (default: the credentials' account)"
+    )
+    p.add_argument("--api-endpoint", "--api_endpoint", default="", help=argparse.SUPPRESS)  # the tests' recorder
     p.set_defaults(handler=_cmd_setup)

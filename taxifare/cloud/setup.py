@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from taxifare.cloud import names
+from taxifare.cloud import access, names, reach
 from taxifare.errors import UsageError
 
 # Read, write, list and delete objects; and read the bucket's own metadata, which gcsfuse
@@ -23,9 +23,18 @@ class Report:
     bucket: str
     changed: list[str] = dataclasses.field(default_factory=list)
     unchanged: list[str] = dataclasses.field(default_factory=list)
+    findings: list[access.Finding] = dataclasses.field(default_factory=list)
+
+    @property
+    def missing(self) -> list[access.Finding]:
+        return [f for f in self.findings if not f.present and not f.granted]
 
     def lines(self) -> list[str]:
-        return [f"changed: {c}" for c in self.changed] + [f"already in place: {u}" for u in self.unchanged]
+        out = [f"changed: {c}" for c in self.changed] + [f"already in place: {u}" for u in self.unchanged]
+        out += [f"granted: {f.what}" for f in self.findings if f.granted]
+        out += [f"already in place: {f.what}" for f in self.findings if f.present]
+        out += [f"missing: {f.what}\n    fix: {f.fix}" for f in self.missing]
+        return out
 
 
 def vertex_service_agent(project_number: str) -> str:
@@ -110,27 +119,48 @@ def setup(
     bucket: str = "",
     service_account: str = "",
     *,
+    grant: bool = False,
+    bigquery: bool = False,
+    caller: str = "",
     number: str = "",
     storage_client: Any = None,
+    endpoints: access.Endpoints | None = None,
+    credentials: Any = None,
 ) -> Report:
-    """Create the bucket when missing and grant bucket-level read/write; return what changed.
+    """Everything a first run needs, idempotently; return what changed, what was there and what is missing.
 
-    `region` is a Vertex AI region (us-central1) or a multi-region (us, eu, asia) for the bucket.
+    Always: the bucket (created when missing) and its bucket-level read/write for the Vertex AI
+    service agent and the pipeline's account. Checked, and granted only with `grant`: the
+    project's APIs, the pipeline account's project roles, and the caller's right to act as it
+    (taxifare/cloud/access.py). `region` is a Vertex AI region or a multi-region for the bucket.
     """
     names.project(project)
     names.region(region, multi_region=True)
     name = names.bucket(bucket or project)
-    number = number or project_number(project)
+    endpoints = endpoints or access.Endpoints()
+    if not endpoints.local:
+        reach.check_all([endpoints.resource_manager, endpoints.service_usage, endpoints.iam,
+                         "https://storage.googleapis.com", f"https://{reach.TOKEN_HOST}"])  # fmt: skip
+    options = None
+    if endpoints.local:  # a local recorder: no Google credentials
+        from google.auth.credentials import AnonymousCredentials
+
+        options, credentials = {"api_endpoint": endpoints.resource_manager}, credentials or AnonymousCredentials()
+    number = number or project_number(project, options, credentials)
+    checks = access.Access(project, number, endpoints, credentials)
+    report = Report(bucket=name)
+    report.findings += checks.services((*access.SERVICES, *([access.BIGQUERY_SERVICE] if bigquery else [])), grant)
+    if report.missing:
+        return report  # the calls below need those APIs
     if storage_client is None:
         from trainer import gcs
 
         storage_client = gcs.client(project)
-    report = Report(bucket=name)
     location = region.upper() if region.lower() in names.MULTI_REGIONS else region
     handle = ensure_bucket(storage_client, name, location, report)
-    members = [
-        vertex_service_agent(number),
-        member(service_account) if service_account else default_pipeline_account(number),
-    ]
-    ensure_access(handle, members, report)
+    account = member(service_account) if service_account else default_pipeline_account(number)
+    ensure_access(handle, [vertex_service_agent(number), account], report)
+    roles = [access.PIPELINE_ROLE, *([access.BIGQUERY_ROLE] if bigquery else [])]
+    report.findings += checks.project_roles(account, roles, grant)
+    report.findings.append(checks.act_as(account, caller or access.caller_identity(credentials), grant))
     return report

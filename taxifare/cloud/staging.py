@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from taxifare.cloud import names
+from taxifare.cloud import names, reach
 from taxifare.errors import UsageError
 
 DATA_PREFIX = "taxifare/data"
@@ -84,6 +84,8 @@ def stage(
 
     bucket = names.bucket(bucket)
     paths = expand_local(patterns)
+    # Uploads retry for minutes without a route: say which host does not answer, now.
+    reach.check(*reach.host_port(os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         files = list(pool.map(_describe, paths))
     by_name: dict[str, str] = {}

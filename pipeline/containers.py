@@ -1,0 +1,257 @@
+"""Local runs with every step in the project image: a container engine and kfp's DockerRunner.
+
+`taxifare run --runner container` runs each compiled task's own command in the image, as the
+image's non-root user, with its outputs in the pipeline root: what Kubeflow and Vertex AI do
+with the same image. The engine is the Docker engine when one answers (DOCKER_HOST, or
+/var/run/docker.sock); otherwise podman's Docker-compatible API, started on a private socket
+for the run and stopped after it. No engine: one UsageError saying how to get one.
+
+kfp 2.17's DockerRunner is used with its container start replaced (`run_docker_container`,
+below): the stock one auto-removes containers and then asks for their exit status, which
+podman answers with a 500 (the run dies) and dockerd with a 404 that kfp counts as success (a
+failed task passes); and it hands the task's command to Docker as CMD, which an image
+ENTRYPOINT would swallow, where Kubernetes' `command` replaces the ENTRYPOINT.
+
+`podman_conf` writes the containers.conf podman needs on this kind of machine; scripts/podman.sh
+uses it too (`python3 -m pipeline.containers podman-conf`). Standard library only at import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from taxifare.errors import UsageError
+
+IMAGE_UID = 10001  # the Dockerfile's USER
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+def podman_conf(cache_dir: str | None = None) -> str:
+    """A containers.conf fitted to this machine (runc, cgroupfs, ulimits within the hard limits); its path.
+
+    crun fails on mixed cgroup v1/v2 hosts and podman's default nofile (1048576) can exceed
+    the hard limit, which makes every `podman run` fail. Rewritten only when it changes.
+    """
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    cache = cache_dir or os.environ.get("TAXIFARE_IMAGE_CACHE") or os.path.join(xdg, "taxifare-image")
+    os.makedirs(cache, exist_ok=True)
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    nofile = 1048576 if nofile == resource.RLIM_INFINITY else nofile
+    nproc = 32768 if nproc == resource.RLIM_INFINITY or nproc > 32768 else nproc
+    conf = (
+        "# written by pipeline/containers.py for this machine\n[containers]\n"
+        f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n\n'
+        '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+    )
+    path = os.path.join(cache, "containers.conf")
+    try:
+        with open(path) as f:
+            if f.read() == conf:
+                return path
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix="containers.conf.")
+    with os.fdopen(fd, "w") as f:
+        f.write(conf)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)  # concurrent readers never see half a file
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    host: str  # DOCKER_HOST for the docker SDK
+    kind: str  # docker | podman
+
+
+def _answers(host: str) -> bool:
+    """A Docker API on this unix socket answers GET /_ping with 200 (TCP hosts: left to the SDK)."""
+    if not host.startswith("unix://"):
+        return True
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(host.removeprefix("unix://"))
+            s.sendall(b"GET /_ping HTTP/1.0\r\nHost: engine\r\n\r\n")
+            return s.recv(64).split(b" ")[1:2] == [b"200"]
+    except (OSError, IndexError):
+        return False
+
+
+@contextlib.contextmanager
+def engine() -> Iterator[Engine]:
+    """The Docker engine that answers, else podman's API on a private socket for as long as this lasts."""
+    given = os.environ.get("DOCKER_HOST")
+    if given:
+        yield Engine(given, "docker")
+        return
+    if os.path.exists(DOCKER_SOCKET) and _answers(f"unix://{DOCKER_SOCKET}"):
+        yield Engine(f"unix://{DOCKER_SOCKET}", "docker")
+        return
+    podman = shutil.which("podman")
+    if podman is None:
+        raise UsageError(
+            "--runner container needs a container engine, and none answers here",
+            "start Docker (or set DOCKER_HOST), or install podman: sudo apt-get install podman runc",
+        )
+    with _podman_service(podman) as host:
+        yield Engine(host, "podman")
+
+
+@contextlib.contextmanager
+def _podman_service(podman: str) -> Iterator[str]:
+    folder = tempfile.mkdtemp(prefix="taxifare-podman-")
+    sock = os.path.join(folder, "podman.sock")
+    env = {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF") or podman_conf()}
+    log = open(os.path.join(folder, "service.log"), "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [podman, "system", "service", "--time=0", f"unix://{sock}"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (os.path.exists(sock) and _answers(f"unix://{sock}")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                with open(log.name) as f:
+                    reason = f.read().strip().splitlines()[-1:] or ["no output"]
+                raise UsageError(f"podman's Docker API did not start ({reason[0]})", "check `podman info`")
+            time.sleep(0.05)
+        yield f"unix://{sock}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_image(image: str, eng: Engine) -> None:
+    """The image must be in the engine already: a local image is never pulled."""
+    import docker
+
+    client = docker.DockerClient(base_url=eng.host)
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        how = "make image" if eng.kind == "podman" else f"docker build -t {image} ."
+        raise UsageError(f"image {image} is not in the {eng.kind} engine at {eng.host}", f"build it: {how}") from None
+    finally:
+        client.close()
+
+
+def run_docker_container(client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any) -> int:
+    """kfp's container start, fixed (see the module docstring): create, start, follow, wait, then remove.
+
+    The command runs as Kubernetes runs a pod's `command`: its first word replaces the image's
+    ENTRYPOINT, the rest are the arguments.
+    """
+    import docker
+
+    run_args.pop("auto_remove", None)
+    run_args.pop("remove", None)
+    entrypoint, args = command[:1], command[1:]
+    container = client.containers.create(image=image, entrypoint=entrypoint, command=args, volumes=volumes, **run_args)
+    try:
+        container.start()
+        for chunk in container.logs(stream=True, follow=True):
+            sys.stdout.write(chunk.decode(errors="replace"))
+        return int(container.wait()["StatusCode"])
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+
+
+def prepare(pipeline_root: str, registry: str) -> list[Any]:
+    """Make the run's folders usable by the image's user; return the extra mount (the registry).
+
+    The pipeline root is kfp's own mount (made world-writable for uid 10001); the registry is
+    mounted read-write at its own path.
+    """
+    import docker
+
+    os.makedirs(pipeline_root, exist_ok=True)
+    os.chmod(pipeline_root, 0o1777)
+    if not os.path.isdir(registry):
+        os.makedirs(registry)
+        os.chmod(registry, 0o777)  # no sticky bit: `models promote` may replace aliases.json
+    elif not _writable_by_image_user(registry):
+        raise UsageError(
+            f"--runner container runs every step as the image's user (uid {IMAGE_UID}), which cannot write "
+            f"the registry {registry}",
+            f"chmod -R a+rwX {registry}, or give --registry a new folder",
+        )
+    return [docker.types.Mount(target=registry, source=registry, type="bind", read_only=False)]
+
+
+def stage_inputs(spec: str, folder: str) -> str:
+    """Local input files linked (or copied) into `folder` under the pipeline root; the new comma-list.
+
+    The image's user must read them, and the folders they come from may not let it in (a home
+    directory, pytest's 0700 temp dirs); the pipeline root is mounted and readable. Hard links
+    cost nothing on the same file system; each file keeps its name (rows without a key column
+    are keyed by file name), in a folder of its own so that names never clash.
+    """
+    out = []
+    for i, path in enumerate(p for p in spec.split(",") if p):
+        if "://" in path:
+            out.append(path)
+            continue
+        target = os.path.join(folder, str(i), os.path.basename(path))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(path, target)
+        os.chmod(target, 0o644)
+        out.append(target)
+    return ",".join(out)
+
+
+def _writable_by_image_user(path: str) -> bool:
+    st = os.stat(path)
+    return bool(st.st_mode & 0o002) or st.st_uid == IMAGE_UID
+
+
+@contextlib.contextmanager
+def docker_runner(image: str, pipeline_root: str, registry: str) -> Iterator[Any]:
+    """kfp's DockerRunner on an engine (started here if need be), with the fixed container start."""
+    from kfp import local
+    from kfp.local import docker_task_handler
+
+    with engine() as eng:
+        check_image(image, eng)
+        mounts = prepare(pipeline_root, registry)
+        # A module attribute that DockerTaskHandler.run looks up at call time: no installed file changes.
+        original = docker_task_handler.run_docker_container
+        docker_task_handler.run_docker_container = run_docker_container
+        previous = os.environ.get("DOCKER_HOST")
+        os.environ["DOCKER_HOST"] = eng.host  # kfp's handler calls docker.from_env()
+        try:
+            yield local.DockerRunner(mounts=mounts, network_mode="host")
+        finally:
+            docker_task_handler.run_docker_container = original
+            if previous is None:
+                os.environ.pop("DOCKER_HOST", None)
+            else:
+                os.environ["DOCKER_HOST"] = previous
+
+
+if __name__ == "__main__":  # scripts/podman.sh: `python3 -m pipeline.containers podman-conf`
+    if sys.argv[1:] != ["podman-conf"]:
+        sys.exit("usage: python3 -m pipeline.containers podman-conf")
+    print(podman_conf())
