@@ -246,8 +246,10 @@ def _run_pipeline(
 ) -> tuple[str, str]:
     """kfp's local runner on the DAG, its chatter in the log file; (status, error).
 
-    Each task's process carries the watchdog's token (killed if this process dies) and puts its
-    temporary folders (kfp's `mktemp -d` per task) under <run_dir>/tmp, removed at the end.
+    Each task's process carries the watchdog's token (killed if this process dies) and, with the
+    subprocess runner, puts its temporary folders (kfp's `mktemp -d` per task) under <run_dir>/tmp,
+    removed at the end (the container runner's live in the containers; its podman socket stays
+    under the system's temp folder, where its path is short enough for a unix socket).
     """
     from kfp import local
 
@@ -260,7 +262,7 @@ def _run_pipeline(
         with (
             open(log_path, "w") as log,
             _capture(log),
-            _environ(TMPDIR=tmp),
+            _environ(**({"TMPDIR": tmp} if runner == "subprocess" else {})),
             watchdog.guarded(token),
             _kfp_runner(runner, image, pipeline_root, params) as chosen,
         ):
