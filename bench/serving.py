@@ -1,8 +1,11 @@
-"""Section 4, serving: requests/s and p50/p99 latency at 1 and at 1,000 instances per request.
+"""Section 4, serving: requests/s and p50/p99 latency at 1 and at 1,000 instances per request,
+the same for a peer (the same Predictor behind uvicorn + Starlette, bench/serving_peer.py) and
+the ratio, and the worst case a client can send (bench/serving_abuse.py: 8 MiB of 1-byte chunks).
 
 Starts `taxifare serve --model-dir <the default model> --port 0` in its own process, waits for
 /health/ready, warms it up, then drives POST /predict with bench/serving_load.py (wrk when it is
-installed, else its asyncio client), alternating the two request sizes in each round.
+installed, else its asyncio client), alternating the two request sizes in each round; then the
+worst case, alone and under 1-instance load; then the peer, the same way as the first part.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ from typing import Any
 from bench import Context
 from bench.report import Section, Target
 
-TARGET_REQ_PER_S = 2_000.0
-TARGET_P99_MS = 20.0
-TARGET_PREDICTIONS_PER_S = 500_000.0
+TARGET_REQ_PER_S = 5_000.0
+TARGET_P99_MS = 10.0
+TARGET_PREDICTIONS_PER_S = 700_000.0
+TARGET_PEER_RATIO = 2.5
+TARGET_FLOOD_CPU_S = 1.0
+TARGET_FLOOD_P99_MS = 50.0
+FLOOD_MIB = 8.0  # the default body limit
 CONCURRENCY = {1: 16, 1000: 8}  # connections kept busy per request size
 _LISTENING = re.compile(r"listening on (http://\S+:\d+)")
 
@@ -115,16 +122,10 @@ def _tool(result: dict[str, Any]) -> str:
     return "the Python asyncio client in bench/serving_load.py (wrk not installed), keep-alive connections"
 
 
-def measure(ctx: Context) -> Section:
-    section = Section("serving", "Serving")
-    reason = unavailable(ctx)
-    if reason:
-        section.skipped = reason
-        return section
+def _drive(argv: list[str], ctx: Context, extra: Any = None) -> tuple[Server, str, float, dict[int, list[dict]], Any]:
+    """Start a server, warm it up, run the load rounds; `extra(server, base)` runs before it stops."""
     from bench.serving_load import run_load
 
-    model = ctx.default_model()
-    argv = [os.path.join(ctx.bin_dir, "taxifare"), "serve", "--model-dir", model, "--port", "0"]
     server = Server(argv)
     results: dict[int, list[dict[str, Any]]] = {n: [] for n in CONCURRENCY}
     try:
@@ -136,8 +137,41 @@ def measure(ctx: Context) -> Section:
         for _ in range(ctx.settings.short_repeats):
             for n, concurrency in CONCURRENCY.items():
                 results[n].append(run_load(url, n, ctx.settings.load_seconds, concurrency))
+        more = extra(server, base) if extra else None
     finally:
         server.stop()
+    return server, base, ready, results, more
+
+
+def _worst_case(ctx: Context) -> Any:
+    """8 MiB of 1-byte chunks: the server's CPU per request alone, and other clients' p99 meanwhile."""
+    from bench.serving_abuse import FloodsDuring, flood_cpu
+    from bench.serving_load import run_load
+
+    def run(server: Server, base: str) -> dict[str, Any]:
+        alone = flood_cpu(base, server.proc.pid, FLOOD_MIB, ctx.settings.short_repeats)
+        during = []
+        for _ in range(ctx.settings.short_repeats):
+            with FloodsDuring(base, FLOOD_MIB) as floods:
+                load = run_load(base + "/predict", 1, ctx.settings.load_seconds, CONCURRENCY[1])
+            during.append({**load, "floods": len(floods.statuses), "flood_statuses": floods.statuses})
+        return {"alone": alone, "during": during}
+
+    return run
+
+
+def measure(ctx: Context) -> Section:
+    section = Section("serving", "Serving")
+    reason = unavailable(ctx)
+    if reason:
+        section.skipped = reason
+        return section
+    model = ctx.default_model()
+    argv = [os.path.join(ctx.bin_dir, "taxifare"), "serve", "--model-dir", model, "--port", "0"]
+    server, base, ready, results, worst = _drive(argv, ctx, _worst_case(ctx))
+    peer_argv = [ctx.python, "-m", "bench.serving_peer", "--model-dir", model, "--port", "0"]
+    peer_reason = _peer_unavailable()
+    peer = None if peer_reason else _drive(peer_argv, ctx)
 
     serve = ctx.show(argv)
     section.notes += [
@@ -146,30 +180,89 @@ def measure(ctx: Context) -> Section:
         f"Load generator: {_tool(results[1][0])}.",
         f"Each run: {ctx.settings.load_seconds:.0f} s of POST /predict after a 1 s warm-up per size; "
         f"{ctx.settings.short_repeats} round(s), the sizes alternating within a round.",
+        f"Peer: `{ctx.show(peer_argv)}`, the same Predictor behind uvicorn + Starlette (request.json(), the same "
+        "instance check, the model in Starlette's thread pool per request), measured the same way right after."
+        if peer
+        else f"Peer: not measured ({peer_reason}).",
+        f"Worst case: a POST /predict whose {FLOOD_MIB:.0f} MiB body (one instance padded with spaces) comes in 1-byte "
+        "chunks (6 bytes on the wire per body byte); its server CPU is utime+stime of the server process, each "
+        "request alone; then such requests back to back while 1-instance load runs.",
     ]
+    _errors_note(section, results, worst)
+    section.add("server start → ready", [ready], "s", serve)
+    _load_figures(section, ctx, base, results, "")
+    if peer:
+        _load_figures(section, ctx, peer[1], peer[3], "peer ")
+        for n in CONCURRENCY:
+            ours, theirs = (_median([r["req_per_s"] for r in runs[n]]) for runs in (results, peer[3]))
+            section.add(
+                f"{n:,} instance{'s' if n > 1 else ''}/request: requests/s, ours / peer",
+                [ours / theirs if theirs else float("nan")],
+                "×",
+                (serve, ctx.show(peer_argv)),
+                Target(">=", TARGET_PEER_RATIO),
+            )
+    _worst_figures(section, ctx, base, worst, serve)
+    section.add("server peak RSS", [server.peak_rss_mib], "MiB", serve)
+    if server.proc.returncode not in (0, None):
+        section.notes.append(f"The server exited with status {server.proc.returncode} on SIGTERM.")
+    return section
+
+
+def _peer_unavailable() -> str | None:
+    try:
+        importlib.import_module("uvicorn")
+        importlib.import_module("starlette")
+    except ImportError as err:
+        return f"uvicorn and starlette are in the dev extra: {err}"
+    return None
+
+
+def _median(values: list[float]) -> float:
+    from bench.report import median
+
+    return median(values)
+
+
+def _errors_note(section: Section, results: dict[int, list[dict]], worst: dict[str, Any]) -> None:
     errors = sum(int(r.get("errors", 0)) for runs in results.values() for r in runs)
+    errors += sum(int(r.get("errors", 0)) for r in worst["during"])
     if errors:
         section.notes.append(f"**{errors} request(s) failed** (non-200 or socket errors) across the runs.")
-    section.add("server start → ready", [ready], "s", serve)
+    statuses = [*worst["alone"]["statuses"], *(s for r in worst["during"] for s in r["flood_statuses"])]
+    if any(s != 200 for s in statuses):
+        section.notes.append(f"Worst-case requests answered {sorted(set(statuses))}, not all 200.")
+
+
+def _load_figures(section: Section, ctx: Context, base: str, results: dict[int, list[dict]], who: str) -> None:
     for n, runs in results.items():
         command = (
             f"{ctx.show([ctx.python])} -m bench.serving_load {base}/predict --instances {n} "
             f"--seconds {ctx.settings.load_seconds:.0f} --concurrency {CONCURRENCY[n]}"
         )
-        size = f"{n:,} instance{'s' if n > 1 else ''}/request"
+        size = f"{who}{n:,} instance{'s' if n > 1 else ''}/request"
+        targeted = not who
         req = section.add(f"{size}: requests/s", [r["req_per_s"] for r in runs], "req/s", command)
-        if n == 1:
+        if n == 1 and targeted:
             req.target = Target(">=", TARGET_REQ_PER_S)
         if n > 1:
             preds = [r["predictions_per_s"] for r in runs]
-            section.add(
-                f"{size}: predictions/s", preds, "predictions/s", command, Target(">=", TARGET_PREDICTIONS_PER_S)
-            )
+            target = Target(">=", TARGET_PREDICTIONS_PER_S) if targeted else None
+            section.add(f"{size}: predictions/s", preds, "predictions/s", command, target)
         section.add(f"{size}: p50 latency", [r["p50_ms"] for r in runs], "ms", command)
         p99 = section.add(f"{size}: p99 latency", [r["p99_ms"] for r in runs], "ms", command)
-        if n == 1:
+        if n == 1 and targeted:
             p99.target = Target("<=", TARGET_P99_MS)
-    section.add("server peak RSS", [server.peak_rss_mib], "MiB", serve)
-    if server.proc.returncode not in (0, None):
-        section.notes.append(f"The server exited with status {server.proc.returncode} on SIGTERM.")
-    return section
+
+
+def _worst_figures(section: Section, ctx: Context, base: str, worst: dict[str, Any], serve: str) -> None:
+    command = f"{ctx.show([ctx.python])} -m bench.serving_abuse {base} --pid PID --mib {FLOOD_MIB:.0f}"
+    name = f"{FLOOD_MIB:.0f} MiB of 1-byte chunks"
+    cpu = section.add(f"{name}: server CPU per request", worst["alone"]["cpu_s"], "s", command)
+    cpu.target = Target("<=", TARGET_FLOOD_CPU_S)
+    load = f"{command} (in a loop) + 1-instance load"
+    p99 = section.add(f"{name}: other clients' p99 meanwhile", [r["p99_ms"] for r in worst["during"]], "ms", load)
+    p99.target = Target("<=", TARGET_FLOOD_P99_MS)
+    section.add(
+        f"{name}: other clients' requests/s meanwhile", [r["req_per_s"] for r in worst["during"]], "req/s", load
+    )

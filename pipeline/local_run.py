@@ -2,7 +2,10 @@
 
 Each run gets its own folder `<runs_root>/<run_id>/` holding kfp's pipeline root, the full
 log (`pipeline.log`) and `run.json`: parameters, each task's state, duration and outputs,
-the decision and the error if any. `taxifare runs list/show` read those records.
+the decision and the error if any. `taxifare runs list/show` read those records. The record
+is written when the run starts and as each task starts and ends; a run whose process died
+(SIGKILL, a crash, a reboot) shows as interrupted, and its task processes die with it
+(`pipeline.watchdog`), so nothing deploys after it is gone.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from pipeline import pipeline as pipeline_lib
+from pipeline import watchdog
 from pipeline.images import DEFAULT_IMAGE
 from taxifare.errors import UsageError
 
@@ -119,9 +124,14 @@ def run(
 
     runner: subprocess (each task a process of this Python) or container (each task's own
     command in `image`, through kfp's DockerRunner: pipeline/containers.py).
+
+    The record exists from the start (status running, with this process's pid, so `runs list`
+    shows a run that was killed as interrupted), and is rewritten as each task starts and ends.
     """
     if runner not in RUNNERS:
         raise UsageError(f"--runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
+    before = _registry_state(params["registry"])  # a damaged registry stops the run before it starts
+    clean_leftovers(runs_root, params["registry"])
     run_id, run_dir = new_run_dir(runs_root)
     params = {**params, "deploy_target": "local", "run_id": run_id}
     record: dict[str, Any] = {
@@ -133,19 +143,38 @@ def run(
         "runner": runner,
         "image": image if runner == "container" else None,
         "tasks": {},
+        "process": {**_this_process(), "token": watchdog.new_token()},
     }
-    before = _registry_state(params["registry"])
     tasks: dict[str, TaskRecord] = {}
+
+    def changed(task: TaskRecord) -> None:
+        record["tasks"] = {name: dataclasses.asdict(t) for name, t in tasks.items()}
+        _save(run_dir, record)
+        if progress:
+            progress(task)
+
+    _save(run_dir, record)
     pipeline_root = os.path.join(run_dir, "pipeline-root")
     log_path = os.path.join(run_dir, "pipeline.log")
-    events = _TaskEvents(tasks, progress or (lambda t: None))
-    status, error = _run_pipeline(params, pipeline_root, log_path, events, runner, image)
+    events = _TaskEvents(tasks, changed)
+    token = record["process"]["token"]
+    status, error = _run_pipeline(params, pipeline_root, log_path, events, runner, image, token)
+    _finish(record, tasks, status, error, before)
+    _save(run_dir, record)
+    return record
+
+
+def _finish(
+    record: dict[str, Any], tasks: dict[str, TaskRecord], status: str, error: str, before: dict[str, Any]
+) -> None:
+    """The run's outcome into its record: status, tasks, decision, registry change, the failure."""
+    pipeline_root = os.path.join(record["run_dir"], "pipeline-root")
     record.update(status=status, seconds=time.time() - record["started"])
     if error:
         record["error"] = error
-    record["registry_changed"] = _registry_change(before, _registry_state(params["registry"]))
+    record["registry_changed"] = _registry_change(before, _registry_state(record["params"]["registry"]))
     record["kfp_job_name"] = _collect_outputs(pipeline_root, tasks)
-    _explain_failures(log_path, tasks)
+    _explain_failures(os.path.join(record["run_dir"], "pipeline.log"), tasks)
     _mark_skipped(tasks, status)
     record["tasks"] = {name: dataclasses.asdict(t) for name, t in tasks.items()}
     record["decision"] = _decision(tasks)
@@ -154,22 +183,89 @@ def run(
     if failed:
         record["failed_task"] = failed[0].name
         record["error"] = failed[0].error or record.get("error")
-    with open(os.path.join(run_dir, "run.json"), "w") as f:
+    record.pop("process", None)
+
+
+def _save(run_dir: str, record: dict[str, Any]) -> None:
+    """Replace run.json atomically: a reader (or a kill) never sees half a record."""
+    tmp = os.path.join(run_dir, f".run.json.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
         json.dump(record, f, indent=2, default=str)
-    return record
+    os.replace(tmp, os.path.join(run_dir, "run.json"))
+
+
+def _this_process() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc), which tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def interrupted(record: dict[str, Any]) -> bool:
+    """A record still `running` whose process (on this host) is gone: the run was killed."""
+    proc = record.get("process")
+    if record.get("status") != "running" or not isinstance(proc, dict) or proc.get("host") != socket.gethostname():
+        return False
+    pid = proc.get("pid")
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    start = proc.get("start")
+    return start is not None and _process_start(pid) != start
+
+
+def clean_leftovers(runs_root: str, registry: str) -> None:
+    """What killed runs left: the task folders of interrupted runs, the registry's unfinished copies."""
+    from taxifare.registry.local import LocalRegistry
+
+    for record in list_runs(runs_root):
+        if record["status"] == "interrupted":
+            shutil.rmtree(os.path.join(runs_root, str(record["run_id"]), "tmp"), ignore_errors=True)
+    LocalRegistry(registry).remove_leftovers()
 
 
 def _run_pipeline(
-    params: dict[str, Any], pipeline_root: str, log_path: str, events: logging.Filter, runner: str, image: str
+    params: dict[str, Any],
+    pipeline_root: str,
+    log_path: str,
+    events: logging.Filter,
+    runner: str,
+    image: str,
+    token: str,
 ) -> tuple[str, str]:
-    """kfp's local runner on the DAG, its chatter in the log file; (status, error)."""
+    """kfp's local runner on the DAG, its chatter in the log file; (status, error).
+
+    Each task's process carries the watchdog's token (killed if this process dies) and, with the
+    subprocess runner, puts its temporary folders (kfp's `mktemp -d` per task) under <run_dir>/tmp,
+    removed at the end (the container runner's live in the containers; its podman socket stays
+    under the system's temp folder, where its path is short enough for a unix socket).
+    """
     from kfp import local
 
     params = dict(params)  # a container run stages local inputs and points these at them; the record keeps the given
+    tmp = os.path.join(os.path.dirname(pipeline_root), "tmp")
+    os.makedirs(tmp, exist_ok=True)
     root_logger = logging.getLogger()
     root_logger.addFilter(events)
     try:
-        with open(log_path, "w") as log, _capture(log), _kfp_runner(runner, image, pipeline_root, params) as chosen:
+        with (
+            open(log_path, "w") as log,
+            _capture(log),
+            _environ(**({"TMPDIR": tmp} if runner == "subprocess" else {})),
+            watchdog.guarded(token),
+            _kfp_runner(runner, image, pipeline_root, params) as chosen,
+        ):
             # No local caching: kfp's cache keys on input paths, not file contents.
             local.init(runner=chosen, pipeline_root=pipeline_root, raise_on_error=True, enable_caching=False)
             try:
@@ -179,6 +275,22 @@ def _run_pipeline(
                 return "failed", ANSI.sub("", str(err))
     finally:
         root_logger.removeFilter(events)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Set environment variables for the processes started within; restore them after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -299,8 +411,8 @@ def resolve(runs_root: str, run_id: str) -> str:
 
 
 def load(runs_root: str, run_id: str) -> dict[str, Any]:
-    with open(os.path.join(runs_root, resolve(runs_root, run_id), "run.json")) as f:
-        return json.load(f)
+    wanted = resolve(runs_root, run_id)
+    return next(r for r in list_runs(runs_root) if str(r["run_id"]) == wanted)
 
 
 def list_runs(runs_root: str) -> list[dict[str, Any]]:
@@ -311,6 +423,16 @@ def list_runs(runs_root: str) -> list[dict[str, Any]]:
     for name in sorted(os.listdir(runs_root), reverse=True):
         path = os.path.join(runs_root, name, "run.json")
         if os.path.isfile(path):
-            with open(path) as f:
-                runs.append(json.load(f))
+            try:
+                with open(path) as f:
+                    record = json.load(f)
+            except (OSError, ValueError):
+                record = {"run_id": name, "run_dir": os.path.dirname(path), "status": "unreadable", "started": 0}
+                record["error"] = f"{path} cannot be read as JSON"
+            if not isinstance(record, dict) or "run_id" not in record:
+                continue
+            if interrupted(record):
+                record["status"] = "interrupted"
+                record.setdefault("error", f"the run's process ({record['process']['pid']}) ended before the run did")
+            runs.append(record)
     return runs

@@ -13,6 +13,14 @@ import time
 from typing import Any
 
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
+# One valid trip, inside the schema's ranges.
+TRIP: dict[str, Any] = {
+    "pickuplon": -73.98,
+    "pickuplat": 40.75,
+    "dropofflon": -73.95,
+    "dropofflat": 40.78,
+    "passengers": 2,
+}
 
 
 class ServerProcess:

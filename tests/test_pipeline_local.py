@@ -220,3 +220,5 @@ def test_tensorboard_is_one_command_away_with_train_and_eval_rmse(history):
     finally:
         proc.terminate()
         proc.wait(30)
+    # kfp's per-task temporary folders went under the run's folder, and are gone with the run.
+    assert not os.path.exists(os.path.join(history["first"]["run_dir"], "tmp"))

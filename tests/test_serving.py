@@ -6,6 +6,7 @@ import http.client
 import http.server
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -13,19 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from serving_helpers import ServerProcess, responses
+from serving_helpers import TRIP, ServerProcess, responses
 
 from taxifare.errors import CloudError
 from taxifare.registry.local import LocalRegistry
 from trainer.features import FEATURES
 
-TRIP: dict[str, Any] = {
-    "pickuplon": -73.98,
-    "pickuplat": 40.75,
-    "dropofflon": -73.95,
-    "dropofflat": 40.78,
-    "passengers": 2,
-}
 INSTANCES: list[dict[str, Any]] = [
     {**TRIP, "key": "a"},
     {**TRIP, "pickuplon": -73.87, "pickuplat": 40.77},
@@ -180,11 +174,47 @@ BAD_BODIES = {
         json.dumps({"instances": [{**TRIP, "passengers": 10**400}]}).encode(),
         0,
         "passengers",
-        "too large",
+        "finite",
     ),
-    "beyond float32": ({"instances": [{**TRIP, "dropofflat": 1e39}]}, 0, "dropofflat", "float32"),
+    "integer past Python's digit limit": (
+        b'{"instances": [%s]}' % json.dumps({**TRIP, "passengers": 0}).replace("0}", "1" * 5000 + "}").encode(),
+        0,
+        "passengers",
+        "finite",
+    ),
+    "beyond float32": ({"instances": [{**TRIP, "dropofflat": 1e39}]}, 0, "dropofflat", "outside"),
+    "huge longitude": ({"instances": [TRIP, {**TRIP, "pickuplon": 1e30}]}, 1, "pickuplon", "outside"),
+    "outside NYC": ({"instances": [{**TRIP, "dropofflat": 45.0}]}, 0, "dropofflat", "outside 40.2 to 41.7"),
+    "too many passengers": ({"instances": [{**TRIP, "passengers": 1e20}]}, 0, "passengers", "outside 1 to 6"),
+    "no passengers": ({"instances": [{**TRIP, "passengers": 0}]}, 0, "passengers", "outside 1 to 6"),
+    "half a passenger": ({"instances": [{**TRIP, "passengers": 2.5}]}, 0, "passengers", "whole number"),
+    "lone surrogate in a key": (
+        b'{"instances": [%s]}' % json.dumps({**TRIP, "key": "\ud800"}).encode(),
+        0,
+        "key",
+        "Unicode",
+    ),
+    "surrogate bytes in a key": (
+        b'{"instances": [%s]}' % json.dumps({**TRIP, "key": "K"}).encode().replace(b'"K"', b'"\xed\xa0\x80"'),
+        0,
+        "key",
+        "Unicode",
+    ),
+    "invalid UTF-8 in a key": (
+        b'{"instances": [%s]}' % json.dumps({**TRIP, "key": "K"}).encode().replace(b'"K"', b'"a\xffb"'),
+        0,
+        "key",
+        "Unicode",
+    ),
+    "boolean key": ({"instances": [{**TRIP, "key": True}]}, 0, "key", "string or an integer"),
+    "parameters nested deep": (
+        b'{"instances": [%s], "parameters": %s}' % (json.dumps(TRIP).encode(), b"[" * 1000 + b"]" * 1000),
+        None,
+        "parameters",
+        "nested too deeply",
+    ),
     "key not a scalar": ({"instances": [{**TRIP, "key": ["a"]}]}, 0, "key", "string or an integer"),
-    "deep nesting": (b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None, None, ""),
+    "deep nesting": (b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None, "instances", "nested"),
 }
 
 
@@ -262,18 +292,35 @@ def test_http_details(server: ServerProcess, expected: list[list[dict]]) -> None
         sock.sendall(one)
         out = responses(b"".join(iter(lambda: sock.recv(65536), b"")))
     assert out[0][0] == 200 and json.loads(out[0][1])["predictions"] == expected[0][:1]
-    # Broken HTTP gets a 400 and a closed connection, not a crash.
-    for broken in (
-        b"NONSENSE\r\n\r\n",
-        b"POST /predict HTTP/1.1\r\nContent-Length: nope\r\n\r\n",
-        b"POST /predict HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-        b"POST /predict HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-        b"POST /predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        b"GET /health/live HTTP/2.0\r\n\r\n",
-        b"GET /health/live HTTP/1.1\r\nno colon here\r\n\r\n",
+    # Broken or ambiguous HTTP gets a 400 and a closed connection, not a crash: strict
+    # where h11 is (the request-smuggling vectors a proxy in front could read differently).
+    for broken, status in (
+        (b"NONSENSE\r\n\r\n", 400),
+        (b"POST /predict HTTP/1.1\r\nContent-Length: nope\r\n\r\n", 400),
+        (b"POST /predict HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
+        (b"POST /predict HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
+        (b"POST /predict HTTP/1.1\r\nContent-Length:\x0b3\x0b\r\n\r\nabc", 400),
+        (b"POST /predict HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST /predict HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        (b"POST /predict HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"POST /predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST /predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0x1\r\na\r\n0\r\n\r\n", 400),
+        (b"POST /predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1 \r\na\r\n0\r\n\r\n", 400),
+        (b"GET /health/live HTTP/2.0\r\n\r\n", 400),
+        (b"GET /health/live HTTP/1.1\r\nno colon here\r\n\r\n", 400),
+        (b"GET /health/live HTTP/1.1\nHost: x\n\n", 400),  # bare LF: refused, not left hanging
+        (b"GET /health/live HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", 400),
+        (b"GET /health/live HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+        (b"CONNECT example.com:443 HTTP/1.1\r\n\r\n", 400),
     ):
         out = responses(server.raw(broken))
-        assert out and out[0][0] == 400, broken
+        assert out and out[0][0] == status, broken
+        assert b"connection: close" in server.raw(broken).lower(), broken
+    # HEAD says what GET would send.
+    get = server.raw(b"GET /model HTTP/1.1\r\nConnection: close\r\n\r\n")
+    head = server.raw(b"HEAD /model HTTP/1.1\r\nConnection: close\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    assert length == len(get.partition(b"\r\n\r\n")[2]) > 0 and head.endswith(b"\r\n\r\n")
     out = responses(server.raw(b"GET /health/live HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"))
     assert out[0][0] == 431
     # A client that hangs up mid-request does no harm.
@@ -395,7 +442,7 @@ def test_client_normalises_prediction_shapes() -> None:
 
 
 def test_rounding_matches_format_predictions() -> None:
-    from taxifare.serving.server import rounded
+    from taxifare.serving.body import rounded
     from trainer.predict import format_predictions
 
     rng = np.random.default_rng(1)
@@ -415,13 +462,13 @@ def test_rounding_matches_format_predictions() -> None:
     [
         [TRIP],
         INSTANCES,
-        [{**TRIP, "key": True}, {**TRIP, "key": None}, {**TRIP, "key": 12345678901234567890}],
+        [{**TRIP, "key": ""}, {**TRIP, "key": None}, {**TRIP, "key": 12345678901234567890}],
         [{**TRIP, "passengers": 3.0, "pickuplon": -74}],
-        [{**TRIP, "pickuplat": 2**60}],
+        [{**TRIP, "passengers": 6, "pickuplat": 41.7, "pickuplon": -74.5, "dropofflon": -72.8, "dropofflat": 40.2}],
     ],
 )
 def test_fast_parse_agrees_with_check_instances(instances: list[dict]) -> None:
-    from taxifare.serving.server import parse_instances
+    from taxifare.serving.body import parse_instances
     from trainer.predict import check_instances
 
     raw, keys = parse_instances(json.dumps({"instances": instances}).encode())

@@ -142,3 +142,63 @@ def test_a_byte_order_mark_does_not_hide_the_header(tmp_path):
     )
     cols, stats = sources.read_columns(str(path))
     assert stats.kept == 1 and cols["fare_amount"][0] == 8.5
+
+
+_ROWS = "fare_amount,pickuplon,pickuplat,dropofflon,dropofflat,passengers,key\n" + "".join(
+    f"{5 + i % 7}.5,-73.98,40.75,-73.97,40.78,{1 + i % 3},k{i}\n" for i in range(200)
+)
+
+
+@pytest.mark.parametrize("name", ["trips.csv.gz", "trips.csv"])  # gzip is told by its bytes, not its name
+def test_gzip_csv_is_read(tmp_path, name):
+    import gzip
+
+    (tmp_path / name).write_bytes(gzip.compress(_ROWS.encode()))
+    cols, stats = sources.read_columns(str(tmp_path / name))
+    assert stats.rows == stats.kept == 200 and cols["key"][199] == "k199"
+
+
+def test_a_truncated_gzip_file_is_named(tmp_path):
+    import gzip
+
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(gzip.compress(_ROWS.encode() * 50)[:3000])
+    with pytest.raises(DataError, match=r"cut\.csv\.gz: cannot be read"):
+        sources.read_columns(str(path))
+
+
+@pytest.mark.parametrize("line_end", [b"\r", b"\r\n"], ids=["CR only", "CRLF"])
+def test_cr_line_ends_are_read(tmp_path, line_end):
+    path = tmp_path / "cr.csv"
+    path.write_bytes(_ROWS.encode().replace(b"\n", line_end))
+    cols, stats = sources.read_columns(str(path))
+    assert stats.rows == stats.kept == 200 and cols["key"][0] == "k0"
+
+
+def test_a_stray_cr_in_the_header_line(tmp_path):
+    path = tmp_path / "stray.csv"
+    path.write_bytes(_ROWS.encode().replace(b"\n", b"\r", 1))
+    _, stats = sources.read_columns(str(path))
+    assert stats.kept == 200
+
+
+def test_one_bad_byte_is_one_bad_row(tmp_path):
+    lines = _ROWS.encode().split(b"\n")
+    lines[3] = lines[3].replace(b",k2", b",k\xff2")  # in a key
+    lines[7] = lines[7].replace(b"-73.98", b"-73.\xed\xa0\x8098")  # in a number
+    path = tmp_path / "bytes.csv"
+    path.write_bytes(b"\n".join(lines))
+    cols, stats = sources.read_columns(str(path))
+    assert stats.rows == 200 and stats.kept == 198 and stats.rejected == {"malformed_row": 2}
+    assert "k2" not in cols["key"].tolist() and "k3" in cols["key"].tolist()
+
+
+def test_the_header_sniff_reads_a_bounded_prefix(tmp_path):
+    """A file without a line end: the sniff reads 64 KiB, not the file; the row is malformed, not a header."""
+    path = tmp_path / "one-line.csv"
+    path.write_bytes(b"1," * 3_000_000)
+    with open(path, "rb") as f:
+        prefix, header, start = sources._sniff_header(str(path), f)
+        assert len(prefix) == sources.SNIFF_BYTES and header is None and start == 0
+    with pytest.raises(DataError, match=r"one-line\.csv"):
+        sources.read_columns(str(path))

@@ -178,7 +178,10 @@ _TRIP = '"pickuplat": 40.7, "dropofflon": -73.9, "dropofflat": 40.7'
         ('{"pickuplon": -73.9, ' + _TRIP + "}", "line 2, field 'passengers': missing"),
         ('{"pickuplon": "x", ' + _TRIP + ', "passengers": 1}', "line 2, field 'pickuplon': not a number"),
         ("{not json", "line 2: not valid JSON"),
-        ('{"pickuplon": NaN, ' + _TRIP + ', "passengers": 1}', "line 2: not valid JSON"),
+        ('{"pickuplon": NaN, ' + _TRIP + ', "passengers": 1}', "line 2, field 'pickuplon': must be a finite number"),
+        ('{"pickuplon": 1e30, ' + _TRIP + ', "passengers": 1}', "line 2, field 'pickuplon': 1e+30 is outside"),
+        ('{"pickuplon": -73.9, ' + _TRIP + ', "passengers": 1e20}', "line 2, field 'passengers': 1e+20 is outside"),
+        ('{"pickuplon": -73.9, ' + _TRIP + ', "passengers": 1, "key": "\\udc80"}', "line 2, field 'key': is not valid"),
         ('{"pickuplon": -73.9, ' + _TRIP + ', "passengers": 1, "tip": 2}', "line 2, field 'tip': unknown field"),
     ],
 )
@@ -191,6 +194,25 @@ def test_predict_cli_names_the_bad_line_and_field(trained, tmp_path, capsys, lin
     assert cli.main(["predict", "--model-dir", trained["export_dir"], "--json-instances", str(instances)]) == 1
     err = capsys.readouterr().err
     assert message in err and str(instances) in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_reads_instances_lazily_in_batches():
+    """`taxifare predict` holds one batch at a time: an endless stream still gives its first batch."""
+    import itertools
+
+    line = '{"pickuplon": -73.9, "pickuplat": 40.7, "dropofflon": -73.9, "dropofflat": 40.7, "passengers": 1}\n'
+    batches = predict.iter_json_lines(itertools.repeat(line), batch=1000)
+    assert len(next(batches)) == len(next(batches)) == 1000
+    assert [len(b) for b in predict.iter_json_lines([line] * 5 + ["\n"], batch=2)] == [2, 2, 1]
+
+
+def test_non_finite_fares_are_never_printed():
+    from taxifare.errors import NotServable
+
+    with pytest.raises(NotServable, match="instance 1"):
+        predict.format_predictions(np.array([1.0, np.nan], np.float32), [None, None])
+    with pytest.raises(NotServable, match="inf"):
+        predict.check_fares(np.array([np.inf]), "the model")
 
 
 def test_taxifare_train_takes_the_lab_flags(tmp_path, sample_dir, capsys):

@@ -1,7 +1,9 @@
 """Load an exported SavedModel and predict fares for JSON instances.
 
 Instance checking has no TensorFlow import: the prediction server uses it to answer bad
-requests without touching the model.
+requests without touching the model. An instance is usable when its five fields are numbers
+inside the schema's ranges (`trainer.features`: the NYC area, 1..6 passengers), the ranges
+the model was trained on; outside them it would answer nonsense (or Infinity), so it is refused.
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from taxifare.errors import InstanceError, NotServable, UsageError
-from trainer.features import FEATURES, KEY
+from trainer.features import FEATURES, KEY, NYC_LAT, NYC_LON, PASSENGERS_RANGE
 
 ALLOWED = frozenset((*FEATURES, KEY))
 # The export's contract (trainer/model.py writes it; serving, TF Serving and evaluate read it).
@@ -24,36 +26,94 @@ KEYED_SIGNATURE = "with_key"
 OUTPUT = "fare_amount"
 # In every export folder, written after the SavedModel: readers take only folders that have it.
 EXPORT_MARKER = "taxifare-export.json"
-FLOAT32_MAX = 3.4028234663852886e38  # the model computes in float32
+# Each field's inclusive range, in FEATURES order (the rows the trainer keeps; features.validate).
+RANGES: dict[str, tuple[float, float]] = {
+    "pickuplon": NYC_LON,
+    "pickuplat": NYC_LAT,
+    "dropofflon": NYC_LON,
+    "dropofflat": NYC_LAT,
+    "passengers": (float(PASSENGERS_RANGE[0]), float(PASSENGERS_RANGE[1])),
+}
+_LOW = np.array([RANGES[n][0] for n in FEATURES])
+_HIGH = np.array([RANGES[n][1] for n in FEATURES])
+_PASSENGERS = FEATURES.index("passengers")
+# Python refuses to turn integers of more digits into numbers; JSON allows them (they are huge).
+_MAX_INT_DIGITS = 4000
+BATCH_LINES = 10_000  # `taxifare predict` reads, predicts and prints this many instances at a time
+
+
+def value_problem(name: str, number: float) -> str | None:
+    """Why a field's value cannot be predicted on, or None when it is in the schema's range."""
+    if not math.isfinite(number):
+        return "must be a finite number (no NaN or Infinity)"
+    low, high = RANGES[name]
+    if name == "passengers" and number != round(number):
+        return f"must be a whole number of passengers, {int(low)} to {int(high)}: {number!r}"
+    if not low <= number <= high:
+        what = "passengers" if name == "passengers" else "degrees (the NYC area the model knows)"
+        return f"{number!r} is outside {low:g} to {high:g} {what}"
+    return None
+
+
+def key_problem(key: Any) -> str | None:
+    if key is None:
+        return None
+    if isinstance(key, bool) or not isinstance(key, str | int):
+        return "must be a string or an integer"
+    if isinstance(key, str):
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid Unicode (invalid UTF-8, or a lone surrogate such as \\ud800)"
+    return None
 
 
 def check_instance(instance: Any, index: int, where: str = "instance") -> tuple[list[float], str | None]:
     """Validate one instance object; return its five values in FEATURES order and its key."""
     if not isinstance(instance, dict):
         raise InstanceError(index, None, f"expected a JSON object with fields {', '.join(FEATURES)}", where)
-    extra = sorted(set(instance) - ALLOWED)
+    extra = sorted(set(instance) - ALLOWED, key=ascii)
     if extra:
-        raise InstanceError(index, extra[0], f"unknown field; allowed: {', '.join(sorted(ALLOWED))}", where)
+        raise InstanceError(
+            index, ascii(extra[0])[1:-1], f"unknown field; allowed: {', '.join(sorted(ALLOWED))}", where
+        )
     values = []
     for name in FEATURES:
         if name not in instance:
             raise InstanceError(index, name, "missing", where)
         value = instance[name]
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InstanceError(index, name, f"not a number: {json.dumps(value)}", where)
+            raise InstanceError(index, name, f"not a number: {_show(value)}", where)
         try:
             number = float(value)
         except OverflowError:
-            number = FLOAT32_MAX * 2
-        if not math.isfinite(number):
-            raise InstanceError(index, name, "must be a finite number (no NaN or Infinity)", where)
-        if abs(number) > FLOAT32_MAX:
-            raise InstanceError(index, name, "too large for float32, the precision the model computes in", where)
+            number = math.inf if value > 0 else -math.inf
+        problem = value_problem(name, number)
+        if problem:
+            raise InstanceError(index, name, problem, where)
         values.append(number)
     key = instance.get(KEY)
-    if key is not None and not isinstance(key, str | int):
-        raise InstanceError(index, KEY, "must be a string or an integer", where)
+    problem = key_problem(key)
+    if problem:
+        raise InstanceError(index, KEY, problem, where)
     return values, None if key is None else str(key)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_rows(rows: np.ndarray, first: int = 0, where: str = "instance") -> None:
+    """The same rule as `check_instance`, on [N, 5] float64 rows at once (the server's fast path)."""
+    with np.errstate(invalid="ignore"):
+        bad = ~((rows >= _LOW) & (rows <= _HIGH))
+        pax = rows[:, _PASSENGERS]
+        bad[:, _PASSENGERS] |= pax != np.round(pax)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        name = FEATURES[j]
+        raise InstanceError(first + int(i), name, value_problem(name, float(rows[i, j])) or "out of range", where)
 
 
 def check_instances(
@@ -67,25 +127,44 @@ def check_instances(
     return np.asarray(rows, dtype=np.float32).reshape(-1, len(FEATURES)), keys
 
 
-def read_json_lines(lines: Iterable[str]) -> list[Any]:
-    """Parse a file of one JSON instance per line (blank lines skipped); line numbers from 1."""
-    instances = []
+def loads(text: str | bytes) -> Any:
+    """json.loads reading integers of any length (huge ones as inf); NaN and Infinity are read, then refused
+    by `check_instance`, which names their instance and field."""
+    return json.loads(text, parse_int=_parse_int)
+
+
+def _parse_int(text: str) -> int | float:
+    return int(text) if len(text) <= _MAX_INT_DIGITS else float(text)
+
+
+def iter_json_lines(lines: Iterable[str], batch: int = BATCH_LINES) -> Iterator[list[Any]]:
+    """Checked instances of a file of one JSON instance per line, `batch` at a time (blank lines skipped).
+
+    Memory stays flat however long the file; a bad line raises InstanceError naming it (from 1).
+    """
+    instances: list[Any] = []
+    seen = False
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            instance = json.loads(line, parse_constant=_reject_constant)
-        except ValueError as err:
+            instance = loads(line)
+        except (ValueError, RecursionError) as err:
             raise InstanceError(number, None, f"not valid JSON ({err})", "line") from err
         check_instance(instance, number, "line")
         instances.append(instance)
-    if not instances:
+        if len(instances) >= batch:
+            yield instances
+            instances, seen = [], True
+    if instances:
+        yield instances
+    elif not seen:
         raise InstanceError(0, None, "no instances: the file is empty", "line")
-    return instances
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number JSON allows")
+def read_json_lines(lines: Iterable[str]) -> list[Any]:
+    """Parse a file of one JSON instance per line (blank lines skipped); line numbers from 1."""
+    return [instance for chunk in iter_json_lines(lines) for instance in chunk]
 
 
 def resolve_model_dir(path: str) -> str:
@@ -138,14 +217,25 @@ class Predictor:
 
     def predict_instances(self, instances: Sequence[Any]) -> list[dict[str, Any]]:
         raw, keys = check_instances(instances)
-        return format_predictions(self.predict(raw), keys)
+        fares = self.predict(raw)
+        check_fares(fares, self.model_dir)
+        return format_predictions(fares, keys)
 
 
 def _spec(spec: Any) -> dict[str, Any]:
     return {"dtype": spec.dtype.name, "shape": spec.shape.as_list()}
 
 
+def check_fares(fares: np.ndarray, where: str) -> None:
+    """A model's answers must be finite numbers; NotServable names the first that is not."""
+    finite = np.isfinite(fares)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise NotServable(f"{where} gave a fare of {fares[first]} for instance {first}: the model is broken")
+
+
 def format_predictions(fares: np.ndarray, keys: Sequence[str | None]) -> list[dict[str, Any]]:
+    check_fares(np.asarray(fares), "the model")
     out = []
     for fare, key in zip(fares.tolist(), keys, strict=True):
         item: dict[str, Any] = {"fare_amount": round(float(fare), 4)}

@@ -6,9 +6,11 @@ No TensorFlow here: data staging and evaluation of the baseline use this module 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import dataclasses
 import glob
+import gzip
 import io
 import os
 import urllib.error
@@ -30,6 +32,8 @@ Columns = dict[str, np.ndarray]
 NUMERIC = (LABEL, *FEATURES)
 _NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 BLOCK_BYTES = 8 << 20
+SNIFF_BYTES = 64 << 10  # line 1 is a header only if it ends within this many bytes
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclasses.dataclass
@@ -89,27 +93,50 @@ def open_binary(path: str) -> IO[bytes]:
     return open(path, "rb")
 
 
-def _sniff_header(stream: IO[bytes]) -> tuple[bytes, list[str] | None]:
-    """Read the first line; return it and the canonical column names if it is a header."""
-    first = stream.readline()
-    if first.startswith(codecs.BOM_UTF8):  # files saved by spreadsheet tools
-        first = first[len(codecs.BOM_UTF8) :]
-    row = next(csv.reader([first.decode("utf-8", "replace")]), [])
+def _sniff_header(path: str, stream: IO[bytes]) -> tuple[bytes, list[str] | None, int]:
+    """Read a bounded prefix; return it, the canonical column names if line 1 is a header, and where
+    the data starts in the prefix (after the header line, or 0)."""
+    prefix = stream.read(SNIFF_BYTES)
+    start = len(codecs.BOM_UTF8) if prefix.startswith(codecs.BOM_UTF8) else 0  # spreadsheet tools add one
+    ends = [i for i in (prefix.find(b"\n", start), prefix.find(b"\r", start)) if i >= 0]
+    if not ends:  # no line end in the prefix: far too long for a header, so data (or nothing)
+        return prefix, None, 0
+    end = min(ends)
+    line = prefix[start:end].decode("utf-8", "replace")
+    try:
+        row = next(csv.reader([line]), [])
+    except csv.Error as err:
+        raise DataError(f"{path}: line 1 cannot be read as CSV ({err})") from None
     fields = [features.canonical_name(f) for f in row]
     if LABEL in fields or set(FEATURES) <= set(fields):
-        return first, fields
-    return first, None
+        after = end + 2 if prefix[end : end + 2] == b"\r\n" else end + 1
+        return prefix, fields, after
+    return prefix, None, 0
+
+
+@contextlib.contextmanager
+def _open_data(path: str) -> Iterator[IO[bytes]]:
+    """The file's bytes, decompressed when it is gzip (by its magic number, whatever its name)."""
+    with open_binary(path) as raw:
+        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
+        if buffered.peek(2)[:2] != GZIP_MAGIC:
+            yield buffered
+            return
+        with gzip.GzipFile(fileobj=buffered, mode="rb") as unzipped:
+            yield unzipped  # type: ignore[misc]
 
 
 def iter_file(
     path: str, *, require_label: bool = True, block_bytes: int = BLOCK_BYTES
 ) -> Iterator[tuple[Columns, ReadStats]]:
-    """Yield (valid columns, stats of this block) for one CSV file, block by block."""
-    with open_binary(path) as raw:
-        first, header = _sniff_header(raw)
+    """Yield (valid columns, stats of this block) for one CSV file (gzip too), block by block."""
+    with _open_data(path) as raw:
+        try:
+            prefix, header, data_start = _sniff_header(path, raw)
+        except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+            raise DataError(f"{path}: cannot be read ({err})") from err
         if header is None:
             names = list(features.CSV_COLUMNS)
-            rest: IO[bytes] | _Prefixed = _Prefixed(first, raw)
         else:
             missing = [c for c in ((LABEL,) if require_label else ()) + FEATURES if c not in header]
             if missing:
@@ -118,13 +145,15 @@ def iter_file(
                     f"expected {', '.join(features.CSV_COLUMNS)} (any order)"
                 )
             names = _dedupe(header)
-            rest = raw
+        rest = _Prefixed(prefix[data_start:], raw)
         try:
             yield from _parse(path, rest, names, require_label, block_bytes)
         except pa.ArrowInvalid as err:
             if "Empty CSV" in str(err):
                 raise DataError(f"{path}: no data rows; is the file empty?") from err
             raise DataError(f"{path}: cannot be read as CSV ({err})") from err
+        except (OSError, EOFError) as err:
+            raise DataError(f"{path}: cannot be read ({err}); a truncated gzip file?") from err
 
 
 def _parse(
@@ -144,7 +173,7 @@ def _parse(
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
             include_columns=wanted,
-            column_types={c: pa.string() for c in wanted},
+            column_types={c: pa.binary() for c in wanted},  # UTF-8 is checked per row, below
             strings_can_be_null=True,
         ),
     )
@@ -188,22 +217,52 @@ def _to_float(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
         return values, ~ok.to_numpy(zero_copy_only=False)
 
 
+def _utf8(batch: pa.RecordBatch) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """The batch's columns as strings, and the rows holding bytes that are not UTF-8 (emptied; each one bad row)."""
+    bad = np.zeros(batch.num_rows, dtype=bool)
+    out = {}
+    for name in batch.schema.names:
+        col = batch.column(name)
+        try:
+            out[name] = col.cast(pa.string())
+        except pa.ArrowInvalid:  # rare: find the rows, one Python pass over this column only
+            values = col.to_pylist()
+            invalid = np.array([v is not None and not _is_utf8(v) for v in values], dtype=bool)
+            bad |= invalid
+            out[name] = pa.array([None if x else v for v, x in zip(values, invalid, strict=True)], pa.binary())
+            out[name] = out[name].cast(pa.string())
+    return out, bad
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _validate_batch(batch: pa.RecordBatch, path: str, offset: int, require_label: bool) -> tuple[Columns, ReadStats]:
+    strings, undecodable = _utf8(batch)
     columns: Columns = {}
     unparsable = np.zeros(batch.num_rows, dtype=bool)
     for name in NUMERIC:
-        if name in batch.schema.names:
-            values, bad = _to_float(batch.column(name))
+        if name in strings:
+            values, bad = _to_float(strings[name])
             columns[name] = values
             unparsable |= bad
-    if KEY in batch.schema.names:
-        keys = batch.column(KEY).to_numpy(zero_copy_only=False).astype(object)
+    if KEY in strings:
+        keys = strings[KEY].to_numpy(zero_copy_only=False).astype(object)
         missing_key = np.array([k is None for k in keys], dtype=bool)
         if missing_key.any():
             keys[missing_key] = _row_keys(path, offset, batch.num_rows)[missing_key]
     else:
         keys = _row_keys(path, offset, batch.num_rows)
     keep, rejected = features.validate(columns, unparsable)
+    if undecodable.any():  # counted once, as malformed, whatever else is wrong with them
+        rejected = features.validate({n: v[~undecodable] for n, v in columns.items()}, unparsable[~undecodable])[1]
+        rejected["malformed_row"] += int(undecodable.sum())
+        keep &= ~undecodable
     kept = {name: values[keep] for name, values in columns.items()}
     kept[KEY] = keys[keep]
     stats = ReadStats(rows=batch.num_rows, kept=int(keep.sum()), rejected=rejected)

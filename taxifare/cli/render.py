@@ -82,7 +82,10 @@ def summary(record: dict[str, Any]) -> str:
     if record.get("seconds") is not None:
         head += f", took {record['seconds']:.1f}s"
     lines = [head, "", dag(record), ""]
-    if record["status"] == "failed":
+    if record["status"] in ("running", "interrupted", "unreadable"):
+        what = {"running": "still running", "interrupted": "INTERRUPTED", "unreadable": "UNREADABLE"}
+        lines.append(f"{what[record['status']]}: {record.get('error') or 'no outcome yet'}")
+    elif record["status"] == "failed":
         lines.append(f"FAILED in task {record.get('failed_task', '?')}: {record.get('error', '')}")
         changed = record.get("registry_changed") or {}
         if changed.get("champion"):
@@ -149,15 +152,18 @@ def models_table(versions: list[Any], champion: str | None) -> str:
         return "no model versions yet: `taxifare run` trains and registers one"
     lines = [f"{'':2}{'VERSION':<8} {'CREATED':<21} {'RMSE':>7} {'BASELINE':>8} {'DATA':<17} RUN"]
     for v in versions:
-        m = v.metadata.get("metrics", {})
         mark = "★ " if v.name == champion else "  "
-        rmse = m.get("candidate", {}).get("rmse", float("nan"))
-        base = m.get("baseline", {}).get("rmse", float("nan"))
+        if getattr(v, "problem", None):
+            lines.append(f"✘ {v.name:<8} damaged: {v.problem}")
+            continue
+        m = _mapping(v.metadata.get("metrics"))
+        rmse, base = _number(_mapping(m.get("candidate")).get("rmse")), _number(_mapping(m.get("baseline")).get("rmse"))
         lines.append(
-            f"{mark}{v.name:<8} {v.metadata.get('created', ''):<21} {rmse:>7.3f} {base:>8.3f} "
-            f"{v.metadata.get('data_fingerprint', ''):<17} {v.metadata.get('run_id', '')}"
+            f"{mark}{v.name:<8} {v.metadata.get('created', '')!s:<21.21} {rmse:>7.3f} {base:>8.3f} "
+            f"{v.metadata.get('data_fingerprint', '')!s:<17.17} {v.metadata.get('run_id', '')!s:.40}"
         )
-    lines.append("★ = champion")
+    damaged = any(getattr(v, "problem", None) for v in versions)
+    lines.append("★ = champion" + (", ✘ = damaged (cannot be promoted or served)" if damaged else ""))
     return "\n".join(lines)
 
 
@@ -183,3 +189,11 @@ def version_details(version: Any, champion: str | None, run: dict[str, Any] | No
     else:
         lines.append("parameters: the run's record is not under this --runs-root")
     return "\n".join(lines)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("nan")

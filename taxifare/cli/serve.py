@@ -9,9 +9,12 @@ import os
 from taxifare.cli import args as cli_args
 from taxifare.errors import UsageError
 from taxifare.serving import (
+    DEFAULT_BODY_SECONDS,
     DEFAULT_DRAIN_SECONDS,
+    DEFAULT_HEAD_SECONDS,
     DEFAULT_HOST,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POLL_SECONDS,
     DEFAULT_PORT,
 )
@@ -63,6 +66,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_DRAIN_SECONDS,
         help="on SIGTERM, how long requests already arriving may take to be answered",
     )
+    p.add_argument(
+        "--head-seconds",
+        "--head_seconds",
+        type=float,
+        default=DEFAULT_HEAD_SECONDS,
+        help="a request's head must arrive within this many seconds of its first byte (else 408)",
+    )
+    p.add_argument(
+        "--body-seconds",
+        "--body_seconds",
+        type=float,
+        default=DEFAULT_BODY_SECONDS,
+        help="a request's body must arrive within this many seconds of its head (else 408)",
+    )
+    p.add_argument(
+        "--max-connections",
+        "--max_connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections at most; past them a new one gets 503",
+    )
     p.set_defaults(handler=_cmd_serve)
 
 
@@ -80,6 +104,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--poll-seconds must be positive")
     if args.drain_seconds < 0:
         raise UsageError("--drain-seconds must be 0 or more")
+    for flag, value in (("--head-seconds", args.head_seconds), ("--body-seconds", args.body_seconds)):
+        if not value > 0 or value == float("inf"):
+            raise UsageError(f"{flag} must be a positive number of seconds, not {value}")
+    if args.max_connections < 1:
+        raise UsageError(f"--max-connections must be at least 1, not {args.max_connections}")
     model_dir = registry = None
     if args.registry:
         registry = args.registry
@@ -112,6 +141,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             tf_threads=args.tf_threads,
             container=settings,
             drain_seconds=args.drain_seconds,
+            head_seconds=args.head_seconds,
+            body_seconds=args.body_seconds,
+            max_connections=args.max_connections,
         )
     except OSError as err:
         raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err}; try another --port") from err

@@ -5,36 +5,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from collections.abc import Callable
+from functools import partial
 
 from taxifare.cli import args as cli_args
 from taxifare.errors import DataError, UsageError
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    """Read, predict and print BATCH_LINES instances at a time: memory stays flat however long the file."""
     from trainer import predict
 
+    if not args.endpoint and not args.model_dir:
+        raise UsageError("no model", "give --model-dir DIR (a SavedModel) or --endpoint URL")
     try:
-        with open(args.json_instances) as f:
-            instances = predict.read_json_lines(f)
+        f = open(args.json_instances, encoding="utf-8")  # noqa: SIM115 - closed below
     except FileNotFoundError as err:
         raise UsageError(f"--json-instances {args.json_instances}: no such file") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"--json-instances {args.json_instances}: cannot read it as UTF-8 text ({err})") from err
-    except DataError as err:
-        raise DataError(f"{args.json_instances}: {err}") from err
-    if args.endpoint:
-        from taxifare.serving import client
+    except OSError as err:
+        raise DataError(f"--json-instances {args.json_instances}: cannot read it ({err})") from err
+    with f:
+        answer: Callable[[list], list]
+        if args.endpoint:
+            from taxifare.serving import client
 
-        predictions = client.predict(args.endpoint, instances)
-    elif args.model_dir:
-        from trainer import logs
+            answer = partial(client.predict, args.endpoint)
+        else:
+            from trainer import logs
 
-        logs.quiet_tensorflow(args.verbose)
-        predictions = predict.Predictor(args.model_dir).predict_instances(instances)
-    else:
-        raise UsageError("no model", "give --model-dir DIR (a SavedModel) or --endpoint URL")
-    for item in predictions:
-        print(json.dumps(item))
+            logs.quiet_tensorflow(args.verbose)
+            answer = predict.Predictor(args.model_dir).predict_instances
+        try:
+            for chunk in predict.iter_json_lines(f):
+                sys.stdout.write("".join(json.dumps(item, allow_nan=False) + "\n" for item in answer(chunk)))
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"--json-instances {args.json_instances}: cannot read it as UTF-8 text ({err})") from err
+        except DataError as err:
+            raise DataError(f"{args.json_instances}: {err}") from err
     return 0
 
 

@@ -5,8 +5,14 @@ Layout:
     <root>/versions/v0001/metadata.json   run id, metrics, data fingerprint, created time
     <root>/aliases.json                   {"champion": "v0001"}
 
-A version folder appears only when complete (written aside, then renamed), and the alias
-file is replaced atomically, so readers never see a half-written model or alias.
+A version folder appears only when complete (written aside in `.incoming-<host>-<pid>-<hex>`,
+then renamed), and the alias file is replaced atomically, so readers never see a half-written
+model or alias. Files and folders are created with the process's umask (0644/0755 by default),
+so a server running as another user can read what a run wrote.
+
+Whatever a file holds, reading it gives a RegistryError naming the file and the fix, never a
+traceback: `versions()` lists every version and marks the unreadable ones (`Version.problem`),
+and `promote` rewrites a damaged aliases.json.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from taxifare.errors import ChampionMoved, RegistryError
@@ -27,13 +34,19 @@ from taxifare.errors import ChampionMoved, RegistryError
 CHAMPION = "champion"
 VERSION_NAME = re.compile(r"^v\d+$")
 ANY = object()  # set_alias without a compare-and-set condition
+INCOMING = ".incoming-"
+MAX_ALIASES_BYTES = 1 << 20
+STALE_SECONDS = 24 * 3600  # another host's unfinished copy is removed after this long
+FIX_ALIASES = "`taxifare models promote VERSION` rewrites it (see `taxifare models list`)"
+FIX_VERSION = "restore that version's folder from a copy, or delete the folder; the other versions are unaffected"
 
 
 @dataclass(frozen=True)
 class Version:
     name: str
     path: str
-    metadata: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None  # why this version cannot be used (then metadata is empty)
 
     @property
     def model_dir(self) -> str:
@@ -46,47 +59,100 @@ class LocalRegistry:
         self.versions_dir = os.path.join(self.root, "versions")
         self.aliases_path = os.path.join(self.root, "aliases.json")
 
-    def versions(self) -> list[Version]:
-        if not os.path.isdir(self.versions_dir):
+    # reading
+
+    def names(self) -> list[str]:
+        """Every version folder's name, oldest first."""
+        try:
+            entries = os.listdir(self.versions_dir)
+        except FileNotFoundError:
             return []
-        names = sorted(n for n in os.listdir(self.versions_dir) if n.startswith("v") and n[1:].isdigit())
-        return [self.get(n) for n in names]
+        except OSError as err:
+            raise RegistryError(
+                f"{self.versions_dir}: cannot be listed ({err.strerror})", "check its permissions"
+            ) from None
+        return sorted((n for n in entries if VERSION_NAME.match(n)), key=lambda n: int(n[1:]))
+
+    def versions(self) -> list[Version]:
+        """Every version, the unreadable ones too (with `problem` saying why)."""
+        return [self._read(name) for name in self.names()]
 
     def get(self, name: str) -> Version:
         if not VERSION_NAME.match(name):
             raise RegistryError(f"{name!r} is not a version name (v0001, v0002, ...)")
+        if not os.path.isdir(os.path.join(self.versions_dir, name)):
+            known = ", ".join(self.names())
+            raise RegistryError(f"no version {name!r} in {self.root}" + (f"; known: {known}" if known else ""))
+        version = self._read(name)
+        if version.problem:
+            raise RegistryError(version.problem, FIX_VERSION)
+        return version
+
+    def _read(self, name: str) -> Version:
         path = os.path.join(self.versions_dir, name)
         meta_path = os.path.join(path, "metadata.json")
-        if not os.path.isfile(meta_path):
-            known = ", ".join(v.name for v in self.versions())
-            raise RegistryError(f"no version {name!r} in {self.root}" + (f"; known: {known}" if known else ""))
-        with open(meta_path) as f:
-            return Version(name, path, json.load(f))
+        try:
+            with open(meta_path, "rb") as f:
+                metadata = json.loads(f.read(MAX_ALIASES_BYTES + 1))
+        except FileNotFoundError:
+            return Version(name, path, problem=f"{meta_path} is missing")
+        except OSError as err:
+            return Version(name, path, problem=f"{meta_path} cannot be read ({err.strerror})")
+        except (ValueError, RecursionError):
+            return Version(name, path, problem=f"{meta_path} is not valid JSON (damaged or truncated)")
+        if not isinstance(metadata, dict):
+            return Version(name, path, problem=f"{meta_path} is not a JSON object")
+        if not os.path.isfile(os.path.join(path, "model", "saved_model.pb")):
+            return Version(name, path, problem=f"{os.path.join(path, 'model')} holds no SavedModel")
+        return Version(name, path, metadata)
 
     def aliases(self) -> dict[str, str]:
+        """{alias: version name}; RegistryError naming aliases.json and the fix when it is damaged."""
         try:
-            with open(self.aliases_path) as f:
-                return json.load(f)
+            with open(self.aliases_path, "rb") as f:
+                raw = f.read(MAX_ALIASES_BYTES + 1)
         except FileNotFoundError:
             return {}
+        except OSError as err:
+            raise RegistryError(f"{self.aliases_path} cannot be read ({err.strerror})", FIX_ALIASES) from None
+        try:
+            aliases = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise RegistryError(f"{self.aliases_path} is not valid JSON (damaged or truncated)", FIX_ALIASES) from None
+        if not isinstance(aliases, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and VERSION_NAME.match(v) for k, v in aliases.items()
+        ):
+            raise RegistryError(
+                f'{self.aliases_path} should map aliases to version names, like {{"champion": "v0001"}}', FIX_ALIASES
+            )
+        return aliases
 
     def champion(self) -> Version | None:
         name = self.aliases().get(CHAMPION)
-        return self.get(name) if name else None
+        if not name:
+            return None
+        try:
+            return self.get(name)
+        except RegistryError as err:
+            raise RegistryError(f"the champion {name}: {err.message}", err.fix or FIX_ALIASES) from None
+
+    # writing
 
     def register(self, model_dir: str, metadata: Mapping[str, Any]) -> Version:
         """Copy a SavedModel in as the next version; the version is immutable from then on."""
         if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
             raise RegistryError(f"{model_dir} holds no SavedModel (saved_model.pb missing)")
         os.makedirs(self.versions_dir, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".incoming-", dir=self.versions_dir)
+        self.remove_leftovers()
+        staging = os.path.join(
+            self.versions_dir, f"{INCOMING}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        )
         try:
-            shutil.copytree(model_dir, os.path.join(staging, "model"))
+            _copy_tree(model_dir, os.path.join(staging, "model"))
             while True:
                 name = self._next_name()
                 record = {**metadata, "version": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-                with open(os.path.join(staging, "metadata.json"), "w") as f:
-                    json.dump(record, f, indent=2, sort_keys=True)
+                _write_new(os.path.join(staging, "metadata.json"), json.dumps(record, indent=2, sort_keys=True))
                 try:
                     # rename() onto an existing (non-empty) version fails: another run took the name.
                     os.rename(staging, os.path.join(self.versions_dir, name))
@@ -94,33 +160,100 @@ class LocalRegistry:
                 except OSError:
                     if not os.path.isdir(os.path.join(self.versions_dir, name)):
                         raise
+                    os.remove(os.path.join(staging, "metadata.json"))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return self.get(name)
 
+    def remove_leftovers(self) -> list[str]:
+        """Remove unfinished copies of killed registrations: this host's whose process is gone, others' after a day."""
+        try:
+            entries = [n for n in os.listdir(self.versions_dir) if n.startswith(INCOMING)]
+        except OSError:
+            return []
+        removed = []
+        for name in entries:
+            path = os.path.join(self.versions_dir, name)
+            host, _, rest = name[len(INCOMING) :].rpartition("-")[0].rpartition("-")
+            pid = int(rest) if rest.isdigit() else None
+            ours = host == socket.gethostname() and pid is not None
+            try:
+                stale = time.time() - os.stat(path).st_mtime > STALE_SECONDS
+            except OSError:
+                continue
+            if (ours and pid is not None and not _alive(pid)) or (not ours and stale):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(name)
+        return removed
+
     def _next_name(self) -> str:
-        numbers = [int(v.name[1:]) for v in self.versions()]
+        numbers = [int(name[1:]) for name in self.names()]
         return f"v{max(numbers, default=0) + 1:04d}"
 
-    def set_alias(self, alias: str, version: str, expected: object = ANY) -> None:
-        """Point `alias` at `version`; with `expected`, only if it still points there (else fail)."""
-        self.get(version)  # must exist
+    def set_alias(self, alias: str, version: str, expected: object = ANY) -> str | None:
+        """Point `alias` at `version`; with `expected`, only if it still points there (else fail).
+
+        Without `expected` a damaged aliases.json is rewritten: the problem it had is returned.
+        """
+        self.get(version)  # must exist and be readable
         # The lock serialises read-modify-write of the alias file between concurrent runs.
-        with open(os.path.join(self.root, ".lock"), "w") as lock:
+        with open(os.path.join(self.root, ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            current = self.aliases().get(alias)
+            repaired = None
+            try:
+                aliases = self.aliases()
+            except RegistryError as err:
+                if expected is not ANY:
+                    raise RegistryError(
+                        f"{err.message}: cannot check that {alias} is still {expected}", FIX_ALIASES
+                    ) from None
+                aliases, repaired = {}, err.message
+            current = aliases.get(alias)
             if expected is not ANY and current != expected:
                 raise ChampionMoved(
                     f"{alias} moved to {current} while this run was evaluated against {expected}; "
                     f"{version} stays registered but not {alias} (promote it by hand if it should be)"
                 )
-            aliases = {**self.aliases(), alias: version}
-            fd, tmp = tempfile.mkstemp(prefix=".aliases-", dir=self.root)
-            with os.fdopen(fd, "w") as f:
-                json.dump(aliases, f, indent=2, sort_keys=True)
-            os.replace(tmp, self.aliases_path)
+            tmp = os.path.join(self.root, f".aliases-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+            try:
+                _write_new(tmp, json.dumps({**aliases, alias: version}, indent=2, sort_keys=True))
+                os.replace(tmp, self.aliases_path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise
+        return repaired
 
     def promote(self, version: str, expected: object = ANY) -> Version:
         self.set_alias(CHAMPION, version, expected)
         return self.get(version)
+
+
+def _write_new(path: str, text: str) -> None:
+    """Create `path` (with the umask's mode, unlike mkstemp's 0600), write and flush it to disk."""
+    with open(path, "x") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    """shutil.copytree without copying modes: what is created follows the umask."""
+    os.makedirs(dst)
+    for root, dirs, files in os.walk(src):
+        target = os.path.join(dst, os.path.relpath(root, src))
+        for name in dirs:
+            os.mkdir(os.path.join(target, name))
+        for name in files:
+            shutil.copyfile(os.path.join(root, name), os.path.join(target, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,4 +1,4 @@
-"""Online prediction: `taxifare serve` (server.py), its client (client.py) and the CLI hook (cli.py).
+"""Online prediction: `taxifare serve` (server.py, over protocol/body/batcher/model/app.py) and its client.
 
 The server's defaults live here, TF-free, so `taxifare serve --help` shows them without loading the server.
 """
@@ -11,3 +11,8 @@ DEFAULT_POLL_SECONDS = 0.5
 DEFAULT_MAX_BATCH_ROWS = 16_384
 # On SIGTERM, how long requests already arriving may take to be answered (Vertex AI waits 30 s).
 DEFAULT_DRAIN_SECONDS = 20.0
+# Slow clients: the head must arrive within this many seconds of its first byte, the body
+# within this many of the head's end (else 408); past this many open connections, 503.
+DEFAULT_HEAD_SECONDS = 10.0
+DEFAULT_BODY_SECONDS = 30.0
+DEFAULT_MAX_CONNECTIONS = 512

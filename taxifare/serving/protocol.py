@@ -1,0 +1,359 @@
+"""HTTP/1.1 for `taxifare serve`: llhttp (through httptools) parses, this module only keeps count.
+
+llhttp is strict where h11 is (no `0x` chunk sizes, no whitespace but SP/HTAB around values, no
+bare LF, no Content-Length with Transfer-Encoding, no duplicate Content-Length, no obs-fold) and
+costs CPU linear in what it is fed. On top of it, for each request:
+
+- the head (request line and headers) and the trailers are at most MAX_HEAD_BYTES (431 / 400);
+- chunked framing (sizes, extensions, CRLFs) is at most FRAMING_PER_BYTE bytes per body byte
+  (1-byte chunks take 5), so chunk extensions cannot multiply the traffic a body costs (400);
+- the body is at most `max_body_bytes`, announced or chunked (413);
+- the only transfer coding is `chunked`, alone, on HTTP/1.0 or 1.1 (400 otherwise: what a
+  client sends never gets a 5xx; 503 past the connection cap is the server's state);
+- the head must arrive within `head_seconds` of its first byte, the body within `body_seconds`
+  of the head's end (408);
+- past `max_connections` open connections a new one gets 503 and is closed.
+
+Requests on one connection are parsed as they arrive (pipelining) and answered in order, one
+at a time; reading pauses while more than MAX_PIPELINED requests, or more than a body's worth
+of bytes, wait for their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import httptools
+
+from taxifare.errors import TaxifareError
+
+if TYPE_CHECKING:
+    from taxifare.serving.app import App
+
+MAX_HEAD_BYTES = 64 << 10
+FRAMING_PER_BYTE = 12  # chunked framing allowed per body byte: "1\r\nx\r\n" is 5, plus a short extension
+SLICE_BYTES = 16 << 10  # data is fed to the parser this much at a time, so bytes are counted per request
+# A connection parses at most this much per turn of the event loop, then lets the others in: a
+# client sending 1-byte chunks at full speed holds the loop ~1.5 ms at a time, not for its whole body.
+# Reading pauses until what was received is parsed, so the backlog is one read at most.
+TURN_BYTES = 64 << 10
+LINGER_SECONDS = 2.0
+MAX_PIPELINED = 64  # parsed requests waiting on one connection before it stops reading
+
+STATUS = {
+    100: ("Continue", ""),
+    200: ("OK", ""),
+    400: ("Bad Request", "INVALID_ARGUMENT"),
+    404: ("Not Found", "NOT_FOUND"),
+    405: ("Method Not Allowed", "METHOD_NOT_ALLOWED"),
+    408: ("Request Timeout", "DEADLINE_EXCEEDED"),
+    413: ("Content Too Large", "PAYLOAD_TOO_LARGE"),
+    431: ("Request Header Fields Too Large", "INVALID_ARGUMENT"),
+    500: ("Internal Server Error", "INTERNAL"),
+    503: ("Service Unavailable", "UNAVAILABLE"),
+}
+
+
+class HttpError(TaxifareError):
+    """A response the client caused: a status, a message, and where in the request it went wrong."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        instance: int | None = None,
+        field: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ):
+        super().__init__(message)
+        self.status, self.instance, self.field, self.headers = status, instance, field, headers
+
+    def body(self) -> bytes:
+        import json
+
+        error: dict[str, Any] = {"code": self.status, "status": STATUS[self.status][1], "message": self.message}
+        if self.instance is not None:
+            error["instance"] = self.instance
+        if self.field is not None:
+            error["field"] = self.field
+        return json.dumps({"error": error}, ensure_ascii=True).encode()
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    keep_alive: bool
+    body: bytes
+
+
+@dataclass
+class _Incoming:
+    """The request being parsed: what came so far, and the bytes it has cost."""
+
+    started: float
+    url: bytearray = field(default_factory=bytearray)
+    head_bytes: int = 0
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    head_done: float | None = None  # when the head was complete
+    body_bytes: int = 0
+    fed: int = 0  # bytes of the slices this request was parsed from (an upper bound on its size)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: feeds llhttp, queues complete requests, answers them in order."""
+
+    def __init__(self, app: App):
+        self.app = app
+        self.transport: asyncio.Transport | None = None
+        self.incoming: _Incoming | None = None
+        self.queue: deque[Request | HttpError] = deque()  # parsed, waiting for their turn
+        self.queued_bytes = 0
+        self.failed = False  # an error answer is queued: nothing after it is parsed
+        self.busy = False  # a request is being answered
+        self.closed = False
+        self.lingering = False
+        self.paused = False
+        self.idle_since = app.clock
+        self._slice = 0
+        self._backlog = memoryview(b"")  # received, not parsed yet: the next turns' share
+        self._yielding = False  # reading paused until the backlog is parsed, a turn at a time
+        # llhttp calls on_body once per chunk: a bytearray's extend is the cheapest callback there
+        # is (no Python frame, nothing to join), so 8 MiB of 1-byte chunks cost well under a second.
+        self.body = bytearray()
+        self.on_body = self.body.extend
+        self.parser = httptools.HttpRequestParser(self)  # reads the callbacks above once, now
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if len(self.app.connections) >= self.app.max_connections:
+            err = HttpError(503, f"the server is at its limit of {self.app.max_connections} connections; retry")
+            self.transport.write(self._response(err.status, err.body(), False, ()))
+            self.transport.close()
+            self.closed = True
+            return
+        self.app.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.app.connections.discard(self)
+
+    def eof_received(self) -> bool | None:
+        return None  # close when the client half-closes
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering or self.failed or self.closed:
+            return  # the answer (413, 400) is queued or out: drop the rest of what the client sends
+        self._backlog = memoryview(bytes(self._backlog) + data if self._backlog else data)
+        self._feed()
+
+    def _feed(self) -> None:
+        """Parse at most TURN_BYTES now; the rest waits for the loop's next turn, reading paused meanwhile."""
+        view, self._backlog = self._backlog[:TURN_BYTES], self._backlog[TURN_BYTES:]
+        for start in range(0, len(view), SLICE_BYTES):
+            piece = view[start : start + SLICE_BYTES]
+            self._slice = len(piece)
+            try:
+                self.parser.feed_data(piece)
+                if self.incoming is not None:
+                    self._charge(self.incoming)
+            except HttpError as err:
+                self._fail(err)
+            except httptools.HttpParserUpgrade:
+                self._fail(HttpError(400, "protocol upgrades and CONNECT are not supported here"))
+            except httptools.HttpParserCallbackError as err:
+                cause = err.__context__
+                self._fail(cause if isinstance(cause, HttpError) else HttpError(400, f"malformed request: {err}"))
+            except httptools.HttpParserError as err:
+                self._fail(HttpError(400, f"malformed HTTP: {err}"))
+            if self.failed:
+                self._backlog = memoryview(b"")
+                break
+        if self._backlog:
+            if not self._yielding and self.transport is not None:
+                self._yielding = True
+                self.transport.pause_reading()
+            self.app.loop.call_soon(self._next_turn)
+        elif self._yielding:  # the backlog is parsed: read again (unless paused for a full queue)
+            self._yielding = False
+            if not self.paused and self.transport is not None:
+                self.transport.resume_reading()
+        self._pause_if_full()
+        self.process()
+
+    def _next_turn(self) -> None:
+        if self.closed or self.lingering or self.failed:
+            self._backlog = memoryview(b"")
+            return
+        self._feed()
+
+    # llhttp callbacks (an HttpError raised here becomes the answer)
+
+    def on_message_begin(self) -> None:
+        self.incoming = _Incoming(started=self.app.clock)
+
+    def on_url(self, url: bytes) -> None:
+        req = self._req()
+        req.url += url
+        req.head_bytes += len(url)
+        if req.head_bytes > MAX_HEAD_BYTES:
+            raise HttpError(431, f"request head over {MAX_HEAD_BYTES} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self._req()
+        req.head_bytes += len(name) + len(value) + 4
+        trailer = req.head_done is not None
+        if req.head_bytes > MAX_HEAD_BYTES:
+            if trailer:
+                raise HttpError(400, f"request head and trailers over {MAX_HEAD_BYTES} bytes")
+            raise HttpError(431, f"request head over {MAX_HEAD_BYTES} bytes")
+        if not trailer:
+            key = name.lower()
+            req.headers[key] = req.headers[key] + b", " + value if key in req.headers else value
+
+    def on_headers_complete(self) -> None:
+        req = self._req()
+        req.head_done = self.app.clock
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise HttpError(400, f"HTTP/{version} is not spoken here; use HTTP/1.1")
+        coding = req.headers.get(b"transfer-encoding")
+        if coding is not None and (coding.lower() != b"chunked" or version == "1.0"):
+            raise HttpError(400, "the only Transfer-Encoding supported is chunked, alone, on HTTP/1.1")
+        length = int(req.headers.get(b"content-length", b"0") or b"0")
+        if length > self.app.max_body_bytes:
+            raise HttpError(413, f"body of {length} bytes is over the limit of {self.app.max_body_bytes}")
+        if req.headers.get(b"expect", b"").lower() == b"100-continue" and not (self.busy or self.queue):
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_message_complete(self) -> None:
+        req = self._req()
+        self._charge(req)
+        self.incoming = None
+        body = bytes(self.body)
+        self.body.clear()
+        try:
+            url = bytes(req.url)
+            path = (url if url[:1] == b"/" and b"?" not in url else httptools.parse_url(url).path).decode("ascii")
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            raise HttpError(400, "malformed request target") from None
+        method = self.parser.get_method().decode("ascii")
+        keep_alive = self.parser.should_keep_alive()
+        self.queue.append(Request(method, path, keep_alive, body))
+        self.queued_bytes += len(body)
+
+    def _req(self) -> _Incoming:
+        assert self.incoming is not None
+        return self.incoming
+
+    def _charge(self, req: _Incoming) -> None:
+        """Count this slice against the request: its body, head, trailers and chunk framing are bounded."""
+        req.fed += self._slice
+        req.body_bytes = len(self.body)
+        if req.body_bytes > self.app.max_body_bytes:
+            raise HttpError(413, f"body over the limit of {self.app.max_body_bytes} bytes")
+        framing = req.fed - req.body_bytes
+        if framing > MAX_HEAD_BYTES + FRAMING_PER_BYTE * req.body_bytes + 2 * SLICE_BYTES:
+            if req.head_done is None:
+                raise HttpError(431, f"request head over {MAX_HEAD_BYTES} bytes")
+            raise HttpError(400, "chunk extensions or trailers too long")
+
+    # answering
+
+    def _fail(self, err: HttpError) -> None:
+        """Queue the error answer after what is already queued, and read no further requests."""
+        self.failed = True
+        self.incoming = None
+        self.body.clear()
+        self.queue.append(err)
+
+    def process(self) -> None:
+        while not self.busy and not self.closed and not self.lingering and self.queue:
+            item = self.queue.popleft()
+            if isinstance(item, HttpError):
+                self.send_error(item, keep_alive=False)
+                return
+            self.queued_bytes -= len(item.body)
+            self.app.handle(self, item)
+        if self.paused and not self.busy and not self.queue and self.transport is not None:
+            self.paused = False
+            if not self._yielding:
+                self.transport.resume_reading()
+
+    def _pause_if_full(self) -> None:
+        full = self.queued_bytes > self.app.max_body_bytes + MAX_HEAD_BYTES or len(self.queue) > MAX_PIPELINED
+        if full and not self.paused and self.transport:
+            self.transport.pause_reading()
+            self.paused = True
+
+    def check_deadlines(self, now: float, head_seconds: float, body_seconds: float, idle_seconds: float) -> None:
+        """Called once a second: a request too slow to arrive gets 408, an idle connection is closed."""
+        req = self.incoming
+        if req is not None and not self.failed:
+            if req.head_done is None and now - req.started > head_seconds:
+                self._fail(HttpError(408, f"the request head took over {head_seconds:g} s to arrive"))
+            elif req.head_done is not None and now - req.head_done > body_seconds:
+                self._fail(HttpError(408, f"the request body took over {body_seconds:g} s to arrive"))
+            self.process()
+        elif req is None and not self.busy and not self.queue and now - self.idle_since > idle_seconds:
+            self.close()
+
+    def in_flight(self) -> bool:
+        """A request has begun arriving, waits, or is being answered on this connection."""
+        return not self.closed and not self.lingering and (self.busy or self.incoming is not None or bool(self.queue))
+
+    def send_error(self, err: HttpError, keep_alive: bool) -> None:
+        self.send(err.status, err.body(), keep_alive, err.headers)
+
+    def send(
+        self,
+        status: int,
+        body: bytes,
+        keep_alive: bool = True,
+        headers: tuple[tuple[str, str], ...] = (),
+        head_only: bool = False,
+    ) -> None:
+        """Write one answer; `head_only` (HEAD) sends the headers a GET would get, without the body."""
+        if self.closed or self.transport is None:
+            return
+        keep_alive = keep_alive and not self.app.draining
+        response = self._response(status, body, keep_alive, headers)
+        self.transport.write(response[: len(response) - len(body)] if head_only else response)
+        self.idle_since = self.app.clock
+        if not keep_alive:
+            self._close_after_response()
+
+    def _response(self, status: int, body: bytes, keep_alive: bool, headers: tuple[tuple[str, str], ...]) -> bytes:
+        lines = [
+            f"HTTP/1.1 {status} {STATUS[status][0]}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            f"Date: {self.app.date}",
+            "Server: taxifare",
+        ]
+        lines.extend(f"{k}: {v}" for k, v in headers)
+        if not keep_alive:
+            lines.append("Connection: close")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def _close_after_response(self) -> None:
+        """Half-close and keep reading a moment: a client still sending its body then sees the answer, not a reset."""
+        assert self.transport is not None
+        self.lingering = True
+        self.queue.clear()
+        if self.paused or self._yielding:
+            self.paused = self._yielding = False
+            self.transport.resume_reading()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.app.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()

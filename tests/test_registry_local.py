@@ -1,0 +1,193 @@
+"""The local registry under damage: any content of aliases.json or of a version folder is a
+one-line error naming the file and the fix; `models list` shows what is readable; `models
+promote` repairs aliases.json; a server's registry watch survives it all; files follow the umask."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+from serving_helpers import ServerProcess
+
+from taxifare import cli
+from taxifare.errors import RegistryError
+from taxifare.registry.local import LocalRegistry
+
+ALIAS_DAMAGE = {
+    "empty": b"",
+    "truncated": b'{"champion": "v00',
+    "a number": b'{"champion": 5}',
+    "a list": b'["v0001"]',
+    "a string": b'"v0001"',
+    "a path": b'{"champion": "../../etc"}',
+    "not UTF-8": b"\xff\xfe\x00",
+    "deeply nested": b"[" * 100_000,
+    "an unknown version": b'{"champion": "v0009"}',
+}
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _fake_model(path) -> str:
+    """Enough of a SavedModel for the registry, which only copies it."""
+    os.makedirs(path / "variables", exist_ok=True)
+    (path / "saved_model.pb").write_bytes(b"pb")
+    (path / "variables" / "variables.index").write_bytes(b"index")
+    return str(path)
+
+
+@pytest.fixture
+def reg(tmp_path) -> LocalRegistry:
+    registry = LocalRegistry(str(tmp_path / "reg"))
+    model = _fake_model(tmp_path / "model")
+    registry.promote(registry.register(model, {"run_id": "r1"}).name)
+    registry.register(model, {"run_id": "r2"})
+    return registry
+
+
+@pytest.mark.parametrize("damage", list(ALIAS_DAMAGE))
+def test_any_aliases_json_is_a_one_line_error_and_promote_repairs_it(reg: LocalRegistry, damage: str) -> None:
+    with open(reg.aliases_path, "wb") as f:
+        f.write(ALIAS_DAMAGE[damage])
+    with pytest.raises(RegistryError) as err:
+        reg.champion()
+    assert ("aliases.json" in str(err.value) or "champion v0009" in str(err.value)) and "promote" in str(err.value)
+    assert "\n" not in str(err.value)
+    code, out, err_text = _cli("models", "list", "--registry", reg.root)
+    assert code == 0 and "v0001" in out and "v0002" in out and "★" not in out.split("\n", 1)[1].split("★ =")[0]
+    if damage != "an unknown version":
+        assert "aliases.json" in err_text and len(err_text.strip().splitlines()) == 1
+    code, out, _ = _cli("models", "promote", "v0002", "--registry", reg.root)
+    assert code == 0 and "champion -> v0002" in out
+    assert reg.champion().name == "v0002"  # type: ignore[union-attr]
+
+
+def test_a_damaged_version_is_marked_and_the_rest_still_works(reg: LocalRegistry, tmp_path) -> None:
+    model = _fake_model(tmp_path / "model")
+    for _ in range(4):
+        reg.register(model, {"run_id": "more"})
+    versions = reg.versions_dir
+    os.remove(os.path.join(versions, "v0002", "metadata.json"))
+    with open(os.path.join(versions, "v0003", "metadata.json"), "w") as f:
+        f.write('{"run_id": "trunc')
+    with open(os.path.join(versions, "v0004", "metadata.json"), "w") as f:
+        f.write('["not", "an", "object"]')
+    os.remove(os.path.join(versions, "v0005", "model", "saved_model.pb"))
+
+    problems = {v.name: v.problem for v in reg.versions()}
+    assert problems["v0001"] is None and problems["v0006"] is None
+    assert "v0002/metadata.json is missing" in problems["v0002"]  # type: ignore[operator]
+    assert "not valid JSON" in problems["v0003"]  # type: ignore[operator]
+    assert "not a JSON object" in problems["v0004"]  # type: ignore[operator]
+    assert "no SavedModel" in problems["v0005"]  # type: ignore[operator]
+
+    code, out, _ = _cli("models", "list", "--registry", reg.root)
+    assert code == 0 and "★ v0001" in out and "  v0006" in out
+    assert "✘ v0002    damaged:" in out and "✘ v0005    damaged:" in out
+    code, _, err = _cli("models", "promote", "v0003", "--registry", reg.root)
+    assert code == 1 and "v0003/metadata.json is not valid JSON" in err and len(err.strip().splitlines()) == 1
+    assert reg.register(model, {"run_id": "after"}).name == "v0007"  # registering goes on
+    assert reg.champion().name == "v0001"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("umask", "file_mode", "dir_mode"), [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_registry_files_follow_the_umask(tmp_path, umask: int, file_mode: int, dir_mode: int) -> None:
+    model = _fake_model(tmp_path / "model")
+    os.chmod(os.path.join(model, "saved_model.pb"), 0o600)  # the source's modes are not copied
+    old = os.umask(umask)
+    try:
+        reg = LocalRegistry(str(tmp_path / "reg"))
+        version = reg.register(model, {})
+        reg.promote(version.name)
+    finally:
+        os.umask(old)
+
+    def mode(path: str) -> int:
+        return stat.S_IMODE(os.stat(path).st_mode)
+
+    assert mode(version.path) == mode(version.model_dir) == mode(os.path.join(version.model_dir, "variables"))
+    assert mode(version.path) == dir_mode
+    for path in ("metadata.json", "model/saved_model.pb", "model/variables/variables.index"):
+        assert mode(os.path.join(version.path, path)) == file_mode, path
+    assert mode(reg.aliases_path) == file_mode
+
+
+def test_leftovers_of_killed_registrations_are_removed(reg: LocalRegistry, tmp_path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    gone = os.path.join(reg.versions_dir, f".incoming-{host}-{dead.pid}-abcd")
+    running = os.path.join(reg.versions_dir, f".incoming-{host}-{os.getpid()}-abcd")
+    elsewhere_old = os.path.join(reg.versions_dir, ".incoming-otherhost-1-abcd")
+    elsewhere_new = os.path.join(reg.versions_dir, ".incoming-otherhost-2-abcd")
+    for path in (gone, running, elsewhere_old, elsewhere_new):
+        os.makedirs(os.path.join(path, "model"))
+    os.utime(elsewhere_old, (time.time() - 2 * 86400,) * 2)
+    reg.register(_fake_model(tmp_path / "model"), {})
+    left = sorted(n for n in os.listdir(reg.versions_dir) if n.startswith(".incoming"))
+    assert left == sorted(os.path.basename(p) for p in (running, elsewhere_new))
+
+
+def test_the_servers_watch_survives_a_damaged_registry(trained, tmp_path) -> None:
+    reg = LocalRegistry(str(tmp_path / "reg"))
+    first = reg.register(trained["export_dir"], {"rmse": 5.0}).name
+    second = reg.register(trained["export_dir"], {"rmse": 4.0}).name
+    with open(reg.aliases_path, "w") as f:
+        f.write('{"champion": 5}')
+    proc = ServerProcess(["--registry", reg.root, "--poll-seconds", "0.05"], str(tmp_path / "serve.log"))
+    try:
+        # Started on a damaged registry: alive, not ready, and it says why.
+        assert proc.call("GET", "/health/live")[0] == 200
+        status, _, body = proc.call("GET", "/health/ready")
+        assert status == 503 and "aliases.json" in body["reason"]
+        reg.promote(first)
+        proc.wait_ready(first)
+        for damage in (b'{"champion": 5}', b"{", b"", b"[]"):
+            with open(reg.aliases_path, "wb") as f:
+                f.write(damage)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                status, _, body = proc.call("GET", "/health/ready")
+                if "registry" in body:
+                    break
+                time.sleep(0.05)
+            # Still serving the model it has, and saying what is wrong with the registry.
+            assert status == 200 and body["modelVersionId"] == first and "aliases.json" in body["registry"]
+            os.remove(reg.aliases_path)  # back to healthy before the next damage
+            while "registry" in proc.call("GET", "/health/ready")[2] and time.monotonic() < deadline:
+                time.sleep(0.05)
+        with open(reg.aliases_path, "w") as f:
+            json.dump({"champion": 7}, f)
+        assert _cli("models", "promote", second, "--registry", reg.root)[0] == 0
+        assert proc.wait_ready(second)["modelVersionId"] == second  # hot swaps go on
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.output()
+
+
+def test_a_run_on_a_damaged_registry_stops_before_it_starts(reg: LocalRegistry, tmp_path) -> None:
+    with open(reg.aliases_path, "w") as f:
+        f.write('{"champion": ')
+    from pipeline import local_run
+
+    data = tmp_path / "trips.csv"
+    data.write_text("12.0,-73.98,40.75,-73.97,40.78,1,k0\n" * 20)
+    code, _, err = _cli("run", "--data", str(data), "--runs-root", str(tmp_path / "runs"), "--registry", reg.root)
+    assert code == 1 and "aliases.json is not valid JSON" in err and len(err.strip().splitlines()) == 1
+
+    with pytest.raises(RegistryError, match=r"aliases\.json is not valid JSON.*models promote"):
+        local_run.run(str(tmp_path / "runs"), {"registry": reg.root})
+    assert not (tmp_path / "runs").exists() or not os.listdir(tmp_path / "runs")

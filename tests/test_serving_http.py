@@ -1,0 +1,252 @@
+"""`taxifare serve` against hostile clients, loopback only: chunked abuse, endless heads and
+trailers, slow clients, too many connections, big bodies, and a fuzz of thousands of bodies.
+
+Every loop here is bounded in count and in time; nothing asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import math
+import random
+import socket
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from serving_helpers import TRIP, ServerProcess, responses
+
+
+@pytest.fixture(scope="module")
+def server(trained: dict, tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("hostile") / "server.log"
+    args = [
+        "--model-dir",
+        trained["export_dir"],
+        "--head-seconds",
+        "1",
+        "--body-seconds",
+        "2",
+        "--max-connections",
+        "24",
+    ]
+    proc = ServerProcess(args, str(log))
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def chunked(body: bytes, size: int, extension: bytes = b"") -> bytes:
+    out = [
+        b"%x%s\r\n%s\r\n" % (len(body[i : i + size]), extension, body[i : i + size]) for i in range(0, len(body), size)
+    ]
+    return b"".join(out) + b"0\r\n\r\n"
+
+
+def post_chunked(framed: bytes) -> bytes:
+    return b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + framed
+
+
+def send_until_answered(server: ServerProcess, head: bytes, filler: bytes, limit: int) -> bytes:
+    """Send `head`, then `filler` over and over (at most `limit` bytes) until the server answers."""
+    with socket.create_connection((server.address, server.port), timeout=10) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.0)
+        sent = 0
+        while sent < limit:
+            try:
+                answer = sock.recv(65536)
+                if answer:
+                    return answer
+            except BlockingIOError:
+                pass
+            try:
+                sent += sock.send(filler)
+            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                time.sleep(0.01)
+        sock.settimeout(10)
+        return sock.recv(65536)
+
+
+def test_one_byte_chunks_are_read_and_answered(server: ServerProcess) -> None:
+    body = json.dumps({"instances": [{**TRIP, "key": str(i)} for i in range(200)]}).encode()
+    out = responses(server.raw(post_chunked(chunked(body, 1)), timeout=30))
+    assert out[0][0] == 200
+    assert [p["key"] for p in json.loads(out[0][1])["predictions"]] == [str(i) for i in range(200)]
+
+
+def test_long_chunk_extensions_are_refused(server: ServerProcess) -> None:
+    body = json.dumps({"instances": [TRIP] * 50}).encode()
+    out = responses(server.raw(post_chunked(chunked(body, 1, b";x=" + b"y" * 1000)), timeout=30))
+    assert out[0][0] == 400 and b"chunk extensions" in out[0][1]
+    # Short ones are allowed.
+    out = responses(server.raw(post_chunked(chunked(body, 100, b";name=value"))))
+    assert out[0][0] == 200
+
+
+def test_endless_trailer_and_endless_head_are_cut_off(server: ServerProcess) -> None:
+    head = post_chunked(b"0\r\nX-Trailer: ")
+    answer = send_until_answered(server, head, b"a" * 4096, limit=4 << 20)
+    assert answer.startswith(b"HTTP/1.1 400") and b"trailers" in answer
+    head = b"GET /health/live HTTP/1.1\r\nX-Endless: "
+    answer = send_until_answered(server, head, b"a" * 4096, limit=4 << 20)
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert server.call("GET", "/health/ready")[0] == 200
+
+
+@pytest.mark.slow
+def test_slow_heads_and_bodies_get_408(server: ServerProcess) -> None:
+    with socket.create_connection((server.address, server.port), timeout=15) as sock:
+        for byte in b"GET /health/li":  # a byte at a time, slower than the head deadline allows
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.2)
+        out = sock.recv(65536)
+    assert out.startswith(b"HTTP/1.1 408") and b"head" in out
+    with socket.create_connection((server.address, server.port), timeout=15) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        out = sock.recv(65536)
+    assert out.startswith(b"HTTP/1.1 408") and b"body" in out and b"Connection: close" in out
+
+
+def test_connections_past_the_cap_get_503(server: ServerProcess) -> None:
+    held = []
+    try:
+        for _ in range(40):  # more than --max-connections 24, less than any open-files limit
+            sock = socket.create_connection((server.address, server.port), timeout=10)
+            held.append(sock)
+            sock.settimeout(0.05)
+            try:
+                first = sock.recv(65536)
+            except TimeoutError:
+                continue
+            assert first.startswith(b"HTTP/1.1 503") and b"limit of 24 connections" in first
+            break
+        else:
+            pytest.fail("no 503 after 40 connections")
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while server.call("GET", "/health/live")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_pipelined_requests_after_an_error_are_not_read(server: ServerProcess) -> None:
+    one = json.dumps({"instances": [TRIP]}).encode()
+    post = b"POST /predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(one), one)
+    out = responses(server.raw(post + b"BROKEN\r\n\r\n" + post))
+    assert [status for status, _ in out] == [200, 400]
+
+
+def test_many_pipelined_requests_are_all_answered_in_order(server: ServerProcess) -> None:
+    """More than a connection queues before it stops reading: reading resumes, nothing is lost."""
+    one = json.dumps({"instances": [TRIP]}).encode()
+    post = b"POST /predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(one), one)
+    get = b"GET /health/live HTTP/1.1\r\n\r\n"
+    data = (post + get) * 150 + b"GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n"
+    out = responses(server.raw(data, timeout=60))
+    assert len(out) == 301 and {status for status, _ in out} == {200}
+    assert all(("predictions" in json.loads(body)) == (i % 2 == 0) for i, (_, body) in enumerate(out[:-1]))
+
+
+def test_a_big_body_is_checked_in_slices_that_let_other_clients_in() -> None:
+    from taxifare.serving import body
+
+    n = body.SLICE_INSTANCES * 3 + 5
+    instances = [{**TRIP, "key": str(i)} for i in range(n)]
+    data = json.dumps({"instances": instances, "parameters": {"a": [1]}}).encode()
+    assert len(data) > body.SYNC_BODY_BYTES
+
+    async def parse_beside_a_ticker(data: bytes) -> tuple[Any, int]:
+        ticks = 0
+        done = False
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        try:
+            return await body.parse_instances_async(data), ticks
+        finally:
+            done = True
+            await task
+
+    (rows, keys), ticks = asyncio.run(parse_beside_a_ticker(data))
+    assert ticks >= 3  # the loop ran other work between the slices
+    want_rows, want_keys = body.parse_instances(data)
+    assert np.array_equal(rows, want_rows) and keys == want_keys == [str(i) for i in range(n)]
+    instances[n - 2]["passengers"] = "two"
+    with pytest.raises(body.HttpError) as err:
+        asyncio.run(body.parse_instances_async(json.dumps({"instances": instances}).encode()))
+    assert (err.value.instance, err.value.field) == (n - 2, "passengers")
+
+
+def _mutations(rng: random.Random, n: int) -> list[bytes]:
+    """Bodies near valid ones: flipped and inserted bytes, truncations, odd values and shapes."""
+    values: list[Any] = [
+        None, True, "x", "\ud800", [], {}, 1e308, -1e308, 1e-320, 10**30, -(10**30), 0, -0.0, 2.5, 7, "2",
+        [[[[1]]]], {"a": {"b": 1}}, math.inf, math.nan, -73.9, 40.7, 1, 6,
+    ]  # fmt: skip
+    good = json.dumps({"instances": [{**TRIP, "key": "k"}, TRIP]}).encode()
+    out = []
+    for i in range(n):
+        kind = i % 5
+        if kind == 0:
+            data = bytearray(good)
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            out.append(bytes(data))
+        elif kind == 1:
+            cut = rng.randrange(len(good))
+            out.append(good[:cut] + bytes(rng.randrange(256) for _ in range(rng.randint(0, 3))) + good[cut:])
+        elif kind == 2:
+            instance = {**TRIP, "key": "k"}
+            instance[rng.choice([*TRIP, "key", "extra"])] = rng.choice(values)
+            out.append(json.dumps({"instances": [TRIP, instance]}, allow_nan=True).encode())
+        elif kind == 3:
+            shape = rng.choice([[], {}, "x", None, [[TRIP]], {"instances": TRIP}, [TRIP], 5])
+            extra = {"parameters": rng.choice(values)} if rng.random() < 0.5 else {}
+            out.append(json.dumps({"instances": shape, **extra} if rng.random() < 0.7 else shape).encode())
+        else:
+            out.append(good[: rng.randrange(len(good))])
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fuzzed_bodies_never_get_a_5xx_or_a_non_finite_fare(server: ServerProcess, seed: int) -> None:
+    bodies = _mutations(random.Random(seed), 2500)
+    seen: dict[int, int] = {}
+    conn = http.client.HTTPConnection(server.address, server.port, timeout=30)
+    deadline = time.monotonic() + 240
+    try:
+        for data in bodies:
+            if time.monotonic() > deadline:
+                break
+            conn.request("POST", "/predict", data, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+            seen[response.status] = seen.get(response.status, 0) + 1
+            assert response.status in (200, 400), (data, answer)
+            if response.status == 200:
+                fares = [p["fare_amount"] for p in answer["predictions"]]
+                assert all(isinstance(f, float) and math.isfinite(f) for f in fares), (data, answer)
+            else:
+                assert answer["error"]["message"], data
+            if response.getheader("Connection") == "close":
+                conn.close()
+                conn = http.client.HTTPConnection(server.address, server.port, timeout=30)
+    finally:
+        conn.close()
+    assert sum(seen.values()) >= 500 and seen.get(200, 0) > 0 and seen.get(400, 0) > 0, seen
+    assert "Traceback" not in server.output()
