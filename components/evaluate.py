@@ -66,7 +66,9 @@ def decide(
             f"candidate RMSE {c:.3f} is {change:.1%} worse than the champion's {best:.3f}, "
             f"beyond the {tolerance:.0%} tolerance (limit {limit:.3f})"
         )
-    if c <= best:
+    if c == best:
+        return True, f"candidate RMSE {c:.3f} beats the baseline {b:.3f} and equals the champion's"
+    if c < best:
         return True, f"candidate RMSE {c:.3f} beats the baseline {b:.3f} and the champion's {best:.3f} by {change:.1%}"
     return True, (
         f"candidate RMSE {c:.3f} beats the baseline {b:.3f}; it is {change:.1%} worse than the champion's "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -22,12 +23,13 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from pipeline import pipeline as pipeline_lib
 from pipeline import watchdog
 from pipeline.images import DEFAULT_IMAGE
 from taxifare.errors import UsageError
+from trainer import progress as training_progress
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
@@ -45,6 +47,19 @@ class TaskRecord:
     seconds: float | None = None
     outputs: dict[str, Any] = dataclasses.field(default_factory=dict)
     error: str | None = None
+
+
+class Watcher(Protocol):
+    """Who follows a run as it goes (`taxifare run`'s terminal display)."""
+
+    def started(self, record: dict[str, Any], log_path: str) -> None:
+        """The run's record exists: its id and folder are known, nothing has run yet."""
+
+    def task(self, task: TaskRecord) -> None:
+        """A task started or ended."""
+
+    def training(self, progress: training_progress.Progress) -> None:
+        """The training task printed a progress line."""
 
 
 def new_run_dir(runs_root: str) -> tuple[str, str]:
@@ -75,6 +90,31 @@ def sample_data(runs_root: str, rows: int = SAMPLE_ROWS, seed: int = SAMPLE_SEED
     return final
 
 
+class _LineTee(io.TextIOBase):
+    """The run's stdout: everything to the log file, and each complete line to `on_line` (the tasks'
+    output arrives here line by line from kfp's runners, which print what their processes print)."""
+
+    def __init__(self, log: IO[str], on_line: Callable[[str], None]):
+        super().__init__()
+        self.log, self.on_line, self.partial = log, on_line, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        if len(self.partial) > 65536:  # a task printing without newlines must not grow this buffer
+            self.partial = ""
+        for line in lines:
+            self.on_line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
 class _TaskEvents(logging.Filter):
     """Sees kfp's task start/finish records (a logger filter survives kfp's handler swaps)."""
 
@@ -99,11 +139,12 @@ class _TaskEvents(logging.Filter):
 
 
 @contextlib.contextmanager
-def _capture(log: IO[str]) -> Iterator[None]:
-    """Send kfp's chatter and the tasks' output to the run's log file, not the terminal."""
+def _capture(log: IO[str], on_line: Callable[[str], None]) -> Iterator[None]:
+    """Send kfp's chatter and the tasks' output to the run's log file, not the terminal; `on_line`
+    sees each line of it."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    with contextlib.redirect_stdout(log), warnings.catch_warnings():
+    with contextlib.redirect_stdout(_LineTee(log, on_line)), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             yield
@@ -115,7 +156,7 @@ def _capture(log: IO[str]) -> Iterator[None]:
 def run(
     runs_root: str,
     params: dict[str, Any],
-    progress: Callable[[TaskRecord], None] | None = None,
+    watcher: Watcher | None = None,
     runner: str = "subprocess",
     image: str = DEFAULT_IMAGE,
 ) -> dict[str, Any]:
@@ -150,15 +191,21 @@ def run(
     def changed(task: TaskRecord) -> None:
         record["tasks"] = {name: dataclasses.asdict(t) for name, t in tasks.items()}
         _save(run_dir, record)
-        if progress:
-            progress(task)
+        if watcher:
+            watcher.task(task)
+
+    def line(text: str) -> None:
+        if watcher and (found := training_progress.parse(ANSI.sub("", text))):
+            watcher.training(found)
 
     _save(run_dir, record)
     pipeline_root = os.path.join(run_dir, "pipeline-root")
     log_path = os.path.join(run_dir, "pipeline.log")
+    if watcher:
+        watcher.started(record, log_path)
     events = _TaskEvents(tasks, changed)
     token = record["process"]["token"]
-    status, error = _run_pipeline(params, pipeline_root, log_path, events, runner, image, token)
+    status, error = _run_pipeline(params, pipeline_root, log_path, events, line, runner, image, token)
     _finish(record, tasks, status, error, before)
     _save(run_dir, record)
     return record
@@ -240,6 +287,7 @@ def _run_pipeline(
     pipeline_root: str,
     log_path: str,
     events: logging.Filter,
+    on_line: Callable[[str], None],
     runner: str,
     image: str,
     token: str,
@@ -261,7 +309,7 @@ def _run_pipeline(
     try:
         with (
             open(log_path, "w") as log,
-            _capture(log),
+            _capture(log, on_line),
             _environ(**({"TMPDIR": tmp} if runner == "subprocess" else {})),
             watchdog.guarded(token),
             _kfp_runner(runner, image, pipeline_root, params) as chosen,

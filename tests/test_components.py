@@ -74,6 +74,9 @@ def test_gate_decisions():
     # A better candidate says so (it used to read "within 2% of the champion" when it was 10% better).
     blessed, reason = evaluate.decide({"rmse": 3.6}, base, {"rmse": 4.0}, 0.02)
     assert blessed and "beats the baseline 5.000 and the champion's 4.000 by 10.0%" in reason
+    # The same model retrained on the same data: deployed (not worse), and not said to "beat" it.
+    blessed, reason = evaluate.decide({"rmse": 4.0}, base, {"rmse": 4.0}, 0.0)
+    assert blessed and reason.endswith("equals the champion's")
 
 
 def test_evaluation_breaks_errors_down_by_kind_of_trip(trained, sample_dir, tmp_path):

@@ -29,13 +29,31 @@ def _cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+class _Recorder:
+    """A watcher that keeps what it was told, and what was on disk when it was told."""
+
+    def __init__(self, runs_root: str):
+        self.runs_root, self.events = runs_root, []
+
+    def started(self, record, log_path):
+        on_disk = os.path.join(self.runs_root, record["run_id"], "run.json")
+        self.events.append(("started", record["run_id"], log_path, os.path.isfile(on_disk)))
+
+    def task(self, task):
+        self.events.append(("task", task.name, task.state))
+
+    def training(self, progress):
+        self.events.append(("training", progress))
+
+
 @pytest.fixture(scope="module")
 def history(tmp_path_factory, sample_dir):
     """One workspace, built whole by this fixture (so each test also passes alone): a deployed run,
     a run the gate stopped, and a run that failed on bad data."""
     root = tmp_path_factory.mktemp("pipeline")
     ws = {"runs": str(root / "runs"), "registry": str(root / "registry")}
-    ws["first"] = local_run.run(ws["runs"], _params(sample_dir, ws["registry"]))
+    ws["events"] = _Recorder(ws["runs"])
+    ws["first"] = local_run.run(ws["runs"], _params(sample_dir, ws["registry"]), ws["events"])
     # Two steps of training cannot beat the distance rule: the gate must hold.
     ws["second"] = local_run.run(ws["runs"], _params(sample_dir, ws["registry"], train_steps=2))
     bad = root / "bad.csv"
@@ -44,6 +62,24 @@ def history(tmp_path_factory, sample_dir):
     ws["failed"] = _cli("run", "--data", str(bad), "--runs-root", ws["runs"], "--registry", ws["registry"],
                         "--train-steps", "10")  # fmt: skip
     return ws
+
+
+def test_a_watcher_sees_the_run_id_first_then_tasks_and_training_progress(history):
+    events, first = history["events"].events, history["first"]
+    # The id and log come before anything runs, with the record already on disk (`runs show` works).
+    assert events[0] == ("started", first["run_id"], os.path.join(first["run_dir"], "pipeline.log"), True)
+    tasks = [e[1:] for e in events if e[0] == "task"]
+    assert tasks == [(t, s) for t in ("stage-data", "train-model", "evaluate-model", "deploy-model")
+                     for s in ("running", "succeeded")]  # fmt: skip
+    # Training progress arrives while train-model runs, parsed from its output, ending at the last step.
+    names = [e[1] if e[0] == "task" else e[0] for e in events]
+    steps = [e[1].step for e in events if e[0] == "training"]
+    assert names.index("train-model") < names.index("training") and steps == sorted(steps) and steps[-1] == 300
+    assert all(e[1].total == 300 and e[1].eval_rmse > 0 for e in events if e[0] == "training")
+    # Watching takes nothing from the log: every progress line is still there.
+    with open(os.path.join(first["run_dir"], "pipeline.log")) as f:
+        logged = [line for line in f if "step " in line and "examples/s" in line]
+    assert len(logged) == len(steps)
 
 
 def test_good_candidate_is_deployed_then_a_worse_one_is_not(history):

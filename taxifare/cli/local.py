@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 from taxifare.cli import args as cli_args
 
@@ -17,20 +16,6 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     out = compiler.compile_pipeline(args.out, target=args.target, image=args.image, machines=machines)
     print(f"wrote {out} (target {args.target}, image {args.image})")
     return 0
-
-
-def _progress(stream: IO[str]) -> Callable[[Any], None]:
-    """Task events to the terminal (kfp's own output goes to the run's log file)."""
-    from taxifare.cli import render
-
-    def show(task: Any) -> None:
-        if task.state == "running":
-            stream.write(f"  … {task.name} started\n")
-        else:
-            stream.write("  " + render.task_line(task.name, task.state, task.seconds) + "\n")
-        stream.flush()
-
-    return show
 
 
 def run_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -48,13 +33,17 @@ def run_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from pipeline import local_run
-    from taxifare.cli import render
+    from taxifare.cli import live, render
 
     values = run_params(args)
     print(f"running the taxifare pipeline locally (kfp local runner); registry {values['registry']}", flush=True)
     if args.runner == "container":
         print(f"every step in {args.image} (as its non-root user), through kfp's DockerRunner", flush=True)
-    record = local_run.run(args.runs_root, values, _progress(sys.stdout), runner=args.runner, image=args.image)
+    shown = live.watcher(sys.stdout)  # kfp's own output goes to the run's log file
+    try:
+        record = local_run.run(args.runs_root, values, shown, runner=args.runner, image=args.image)
+    finally:
+        shown.close()
     from taxifare.report import run as run_report
 
     run_report.write(record)
