@@ -213,13 +213,21 @@ def stage_inputs(spec: str, folder: str) -> str:
             continue
         target = os.path.join(folder, str(i), os.path.basename(path))
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:  # another file system, or links not allowed
+        # A hard link shares the file's mode: link only what others may already read, and copy the
+        # rest (chmod on a link would open the user's own file to everyone).
+        if not (os.stat(path).st_mode & 0o004 and _linked(path, target)):
             shutil.copyfile(path, target)
-        os.chmod(target, 0o644)
+            os.chmod(target, 0o644)
         out.append(target)
     return ",".join(out)
+
+
+def _linked(path: str, target: str) -> bool:
+    try:
+        os.link(path, target)
+        return True
+    except OSError:  # another file system, or links not allowed
+        return False
 
 
 def _writable_by_image_user(path: str) -> bool:
@@ -249,6 +257,52 @@ def docker_runner(image: str, pipeline_root: str, registry: str) -> Iterator[Any
                 os.environ.pop("DOCKER_HOST", None)
             else:
                 os.environ["DOCKER_HOST"] = previous
+            if os.getuid() != 0:  # root can remove anything; anyone else gets their files back
+                hand_back(eng, image, [pipeline_root, registry], *host_owner(eng))
+
+
+def host_owner(eng: Engine) -> tuple[int, int]:
+    """The uid:gid, inside the engine's containers, that is this host user: root for a rootless
+    engine (its uid 0 is the user who runs it), the user's own ids for a rootful one."""
+    import docker
+
+    client = docker.DockerClient(base_url=eng.host)
+    try:
+        options = client.info().get("SecurityOptions") or []
+    finally:
+        client.close()
+    if any("rootless" in str(o) for o in options):
+        return 0, 0
+    return os.getuid(), os.getgid()
+
+
+def hand_back(eng: Engine, image: str, paths: list[str], uid: int, gid: int) -> None:
+    """What the image's user wrote under `paths`, owned by uid:gid again.
+
+    Files a step writes belong to uid 10001 (or, rootless, to one of the user's sub-uids), which
+    the user running `taxifare run` could then neither delete (`rm -rf runs/`) nor replace. Only
+    the image's user's files change hands: a shared registry's other files keep their owners.
+    """
+    import docker
+
+    client = docker.DockerClient(base_url=eng.host)
+    mounts = [docker.types.Mount(target=p, source=p, type="bind") for p in paths if os.path.isdir(p)]
+    try:
+        client.containers.run(
+            image,
+            entrypoint=["find", *[m["Target"] for m in mounts], "-uid", str(IMAGE_UID)],
+            command=["-exec", "chown", "-h", f"{uid}:{gid}", "{}", "+"],
+            user="0",
+            mounts=mounts,
+            network_mode="none",
+            remove=True,
+        )
+    except docker.errors.DockerException as err:  # the run's outcome stands; say how to fix ownership
+        where = " ".join(paths)
+        print(f"warning: could not give {where} back to uid {uid}: {err}; fix: sudo chown -R {uid} {where}",
+              file=sys.stderr)  # fmt: skip
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":  # scripts/podman.sh: `python3 -m pipeline.containers podman-conf`

@@ -303,3 +303,24 @@ def test_the_whole_pipeline_runs_in_a_docker_engine(
     image: str, docker_engine: str, sample_dir: str, tmp_path: pathlib.Path
 ) -> None:
     _pipeline_in_containers(image, sample_dir, tmp_path, docker_host=docker_engine)
+
+
+def test_a_container_run_gives_the_image_users_files_back(image: str, docker_engine: str, tmp_path) -> None:
+    """A user who is not root would otherwise be left with a run folder they cannot delete: files the
+    image's user wrote change hands, through the engine; other owners' files in a shared registry keep
+    theirs."""
+    from pipeline import containers
+
+    eng = containers.Engine(docker_engine, "docker")
+    assert containers.host_owner(eng) == (os.getuid(), os.getgid())  # a rootful engine: the user's own ids
+    written, shared = tmp_path / "run" / "out" / "model.pb", tmp_path / "run" / "someone-elses.txt"
+    written.parent.mkdir(parents=True)
+    written.write_text("x")
+    shared.write_text("y")
+    for path in (written, written.parent):
+        os.chown(path, containers.IMAGE_UID, containers.IMAGE_UID)  # as the step inside the container leaves them
+    os.chown(shared, 4242, 4242)
+    containers.hand_back(eng, image, [str(tmp_path / "run")], 1234, 1235)
+    assert [(p.stat().st_uid, p.stat().st_gid) for p in (written, written.parent, shared)] == [
+        (1234, 1235), (1234, 1235), (4242, 4242)
+    ]  # fmt: skip
