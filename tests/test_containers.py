@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 
 from pipeline import containers
 
@@ -18,7 +19,7 @@ def test_inputs_are_linked_when_world_readable_and_copied_when_not(tmp_path):
     first, second, remote = staged.split(",")
     assert os.path.samefile(first, public)  # a hard link: nothing copied
     # The private file is copied for the image's user to read, and the user's own stays private.
-    assert not os.path.samefile(second, private) and open(second).read() == "3,4\n"
+    assert not os.path.samefile(second, private) and pathlib.Path(second).read_text() == "3,4\n"
     assert (os.stat(second).st_mode & 0o777, private.stat().st_mode & 0o777) == (0o644, 0o600)
     assert remote == "gs://bucket/more.csv"
     # Each file keeps its name (rows without a key are keyed by file name), in a folder of its own.
