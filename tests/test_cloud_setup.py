@@ -9,7 +9,7 @@ from cloud_fakes import Capture, gcs_emulator
 
 from taxifare import cli
 from taxifare.cloud import access, setup
-from taxifare.errors import UsageError
+from taxifare.errors import CloudError, UsageError
 from trainer import gcs
 
 AGENT = "serviceAccount:service-123@gcp-sa-aiplatform.iam.gserviceaccount.com"
@@ -31,13 +31,21 @@ class FakeGoogle:
         server.route("POST", rf"/v1/projects/{number}/services:batchEnable", self.enable)
         server.route("POST", rf"/v3/projects/{project}:getIamPolicy", lambda req, m: (200, self.project_policy))
         server.route("POST", rf"/v3/projects/{project}:setIamPolicy", self.set_project_policy)
-        sa = rf"/v1/projects/{project}/serviceAccounts/([^/:]+)"
+        server.route("POST", rf"/v1beta1/projects/{number}/services/aiplatform.googleapis.com:generateServiceIdentity",
+                     self.generate_agent)  # fmt: skip
+        self.agent_created = False
+        sa = r"/v1/projects/-/serviceAccounts/([^/:]+)"
         server.route("POST", sa + ":testIamPermissions", self.test_permissions)
         server.route("POST", sa + ":getIamPolicy", lambda req, m: (200, self._account(m.group(1))))
         server.route("POST", sa + ":setIamPolicy", self.set_account_policy)
 
     def service(self, req, m):
         return 200, {"name": f"projects/{self.number}/services/{m.group(1)}", "state": self.services[m.group(1)]}
+
+    def generate_agent(self, req, m):
+        self.agent_created = True
+        email = f"service-{self.number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+        return 200, {"name": "operations/si-1", "done": True, "response": {"email": email, "uniqueId": "1"}}
 
     def enable(self, req, m):
         for name in req.json()["serviceIds"]:
@@ -186,7 +194,9 @@ def test_grant_enables_apis_and_grants_exactly_the_missing_roles_once(google, ca
     (project_set,) = google.server.find("POST", r"/v3/projects/my-proj:setIamPolicy$")
     assert project_set.json()["policy"]["etag"] == "p1"  # read-modify-write, guarded
     sa_policy = google.account_policies["runner@my-proj.iam.gserviceaccount.com"]
-    assert sa_policy["bindings"] == [{"role": "roles/iam.serviceAccountUser", "members": [CALLER]}]
+    # The caller may submit as it, and it may start the training job that runs as itself.
+    assert sa_policy["bindings"] == [{"role": "roles/iam.serviceAccountUser", "members": [CALLER, runner]}]
+    assert google.agent_created  # before the bucket binding that names the agent
     granted = {r.json()["policy"]["bindings"][-1]["role"] for r in google.server.find("POST", r".*:setIamPolicy$")}
     assert granted <= {"roles/aiplatform.user", "roles/bigquery.jobUser", "roles/iam.serviceAccountUser"}
     out = capsys.readouterr().out
@@ -194,6 +204,67 @@ def test_grant_enables_apis_and_grants_exactly_the_missing_roles_once(google, ca
     google.server.clear()
     assert cli.main(argv) == 0  # nothing left to do
     assert not google.server.find("POST", r".*:setIamPolicy$") and not google.server.find("POST", r".*batchEnable$")
+
+
+def test_the_pipeline_account_needs_act_as_on_itself_for_its_training_job(google, capsys):
+    runner = "runner@my-proj.iam.gserviceaccount.com"
+    google.project_policy["bindings"].append({"role": "roles/aiplatform.user", "members": [f"serviceAccount:{runner}"]})
+    google.account_policies[runner] = {"etag": "a1", "bindings": [{"role": access.ACT_AS_ROLE, "members": [CALLER]}]}
+    argv = ["setup", "--project", "my-proj", "--region", "us-central1", "--api-endpoint", google.server.url,
+            "--service-account", runner, "--caller", CALLER]  # fmt: skip
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert f"missing: roles/iam.serviceAccountUser for {runner} on itself (the training job runs as it)" in out
+    assert (f"fix: gcloud iam service-accounts add-iam-policy-binding {runner} --member=serviceAccount:{runner} "
+            "--role=roles/iam.serviceAccountUser") in out  # fmt: skip
+    assert "1 thing(s) the first run needs are missing" in out
+    # Project-wide Editor includes actAs: then nothing is missing.
+    google.project_policy["bindings"].append({"role": "roles/editor", "members": [f"serviceAccount:{runner}"]})
+    assert cli.main(argv) == 0, capsys.readouterr().out
+
+
+def test_without_caller_act_as_is_asked_as_the_credentials_and_the_fix_is_runnable(google, capsys):
+    """testIamPermissions answers for whoever calls (groups and custom roles included): with no --caller
+    the check is the credentials' own; a fix that needs a member names a placeholder to replace."""
+    argv = ["setup", "--project", "my-proj", "--region", "us-central1", "--api-endpoint", google.server.url]
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert google.server.find("POST", r".*:testIamPermissions$")
+    assert "missing: roles/iam.serviceAccountUser for these credentials (checked as them)" in out
+    assert "--member=user:YOU@example.com --role=roles/iam.serviceAccountUser" in out
+    assert cli.main([*argv, "--grant"]) == 1
+    assert "cannot tell who submits the runs" in capsys.readouterr().err
+    # With --caller naming someone, their grants are read from the policies instead.
+    google.server.clear()
+    google.account_policies["123-compute@developer.gserviceaccount.com"] = {
+        "etag": "a1", "bindings": [{"role": access.ACT_AS_ROLE, "members": [CALLER, COMPUTE]}]
+    }  # fmt: skip
+    google.project_policy["bindings"].append({"role": "roles/aiplatform.user", "members": [COMPUTE]})
+    assert cli.main([*argv, "--caller", CALLER]) == 0, capsys.readouterr().out
+    assert not google.server.find("POST", r".*:testIamPermissions$")
+
+
+def test_a_new_projects_missing_vertex_agent_is_named_with_the_fix(google, capsys):
+    """GCS refuses a bucket binding naming an agent that does not exist yet (400 "Service account ...
+    does not exist."); the real storage client against a recorded GCS that answers so."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    with Capture() as gcs_api:
+        gcs_api.route("GET", r"/storage/v1/b/my-proj$", (200, {"name": "my-proj", "location": "US-CENTRAL1"}))
+        gcs_api.route("GET", r"/storage/v1/b/my-proj/iam", (200, {"bindings": [], "etag": "CAE=", "version": 3}))
+        message = f"Service account {AGENT.removeprefix('serviceAccount:')} does not exist."
+        refusal = {"error": {"code": 400, "message": message, "errors": [{"reason": "invalid"}]}}
+        gcs_api.route("PUT", r"/storage/v1/b/my-proj/iam", (400, refusal))
+        client = storage.Client(project="my-proj", credentials=AnonymousCredentials(),
+                                client_options=ClientOptions(api_endpoint=gcs_api.url))  # fmt: skip
+        with pytest.raises(CloudError) as err:
+            _setup(google, storage_client=client)
+    assert f"the Vertex AI service agent {AGENT.removeprefix('serviceAccount:')} does not exist yet" in str(err.value)
+    assert "rerun with --grant" in err.value.fix
+    assert "gcloud beta services identity create --service=aiplatform.googleapis.com --project=my-proj" in err.value.fix
+    assert not google.agent_created  # never without --grant
 
 
 def test_a_concurrent_policy_change_fails_the_grant_instead_of_being_lost(google, capsys, monkeypatch):

@@ -5,9 +5,17 @@
 2. The pipeline's service account may use Vertex AI: project-level `roles/aiplatform.user`, and
    `roles/bigquery.jobUser` when BigQuery is the source. Roles that include them (Owner,
    Editor, Vertex AI Administrator) count as present; none of them is ever granted.
-3. The caller may act as that account (`iam.serviceAccounts.actAs`): checked with
-   testIamPermissions, granted as `roles/iam.serviceAccountUser` on that one service
-   account's own policy, never project-wide.
+3. The caller may act as that account (`iam.serviceAccounts.actAs`), and so may the account
+   itself: the training custom job runs as the pipeline's account, and Vertex AI asks whoever
+   creates a job (the pipeline, as that account) for actAs on the job's account, even when it is
+   the same one. Granted as `roles/iam.serviceAccountUser` on that one service account's own
+   policy, never project-wide. For the credentials' own identity it is checked with
+   testIamPermissions (which answers for whoever calls, groups and custom roles included); for
+   anyone else (`--caller`, the account itself) from the project's and the account's policies,
+   where a grant through a group is not seen (the finding then says missing; the fix is harmless).
+4. The Vertex AI service agent exists: a new project's appears only when Vertex AI is first
+   used, and a bucket binding naming it fails until then. With `grant` it is created
+   (Service Usage's generateServiceIdentity, which returns the existing one if there is one).
 
 Every read-modify-write of a policy carries its etag, so a concurrent change fails the write
 instead of being lost. Service Usage and IAM are called over REST with an authorized session
@@ -35,6 +43,9 @@ PIPELINE_ROLE = "roles/aiplatform.user"
 BIGQUERY_ROLE = "roles/bigquery.jobUser"
 ACT_AS_ROLE = "roles/iam.serviceAccountUser"
 ACT_AS = "iam.serviceAccounts.actAs"
+ACT_AS_COVERS = ("roles/owner", "roles/editor", ACT_AS_ROLE)  # roles that include actAs
+VERTEX_SERVICE = "aiplatform.googleapis.com"
+SERVICE_AGENT_FIX = f"gcloud beta services identity create --service={VERTEX_SERVICE} --project={{project}}"
 # Roles that already hold what PIPELINE_ROLE / BIGQUERY_ROLE give (never granted by us).
 COVERS = {
     PIPELINE_ROLE: ("roles/owner", "roles/editor", "roles/aiplatform.admin", PIPELINE_ROLE),
@@ -99,15 +110,29 @@ class Access:
                 f.granted = not f.present
         return findings
 
-    def _wait(self, operation: dict) -> None:
+    def _wait(self, operation: dict, what: str = "enabling APIs", version: str = "v1") -> dict:
         deadline = time.monotonic() + ENABLE_TIMEOUT
         while not operation.get("done"):
             if time.monotonic() > deadline:
-                raise CloudError(f"enabling APIs did not finish in {ENABLE_TIMEOUT:.0f} s: {operation.get('name')}")
+                raise CloudError(f"{what} did not finish in {ENABLE_TIMEOUT:.0f} s: {operation.get('name')}")
             time.sleep(2)
-            operation = self._call("GET", f"{self.endpoints.service_usage}/v1/{operation['name']}")
+            operation = self._call("GET", f"{self.endpoints.service_usage}/{version}/{operation['name']}")
         if operation.get("error"):
-            raise CloudError(f"enabling APIs failed: {operation['error'].get('message')}")
+            raise CloudError(f"{what} failed: {operation['error'].get('message')}")
+        return operation
+
+    def create_service_agent(self, agent: str) -> Finding:
+        """Vertex AI's service agent, created if it does not exist yet (`grant` only: without it, the
+        bucket binding that names the agent is what finds out, and says this)."""
+        url = f"{self.endpoints.service_usage}/v1beta1/projects/{self.number}/services/{VERTEX_SERVICE}"
+        done = self._wait(self._call("POST", f"{url}:generateServiceIdentity"), "creating the Vertex AI service agent",
+                          "v1beta1")  # fmt: skip
+        email = (done.get("response") or {}).get("email", "")
+        expected = agent.removeprefix("serviceAccount:")
+        if email != expected:
+            raise CloudError(f"Vertex AI's service agent is {email or 'not named'}, not {expected} as expected",
+                             "report this: the bucket grants name the expected one")  # fmt: skip
+        return Finding(f"the Vertex AI service agent {email}", True, SERVICE_AGENT_FIX.format(project=self.project))
 
     # --- the pipeline account's project roles -------------------------------------------------
 
@@ -128,23 +153,61 @@ class Access:
             self._call("POST", f"{url}:setIamPolicy", {"policy": policy})
         return findings
 
-    # --- the caller may act as the pipeline account --------------------------------------------
+    # --- the caller, and the account itself, may act as the pipeline account -------------------
 
-    def act_as(self, account: str, caller: str, grant: bool) -> Finding:
+    def act_as(self, account: str, caller: str, identity: str, grant: bool) -> Finding:
+        """`caller` (default: `identity`, the credentials' own) may act as `account` (submit runs as it)."""
         email = account.removeprefix("serviceAccount:")
-        url = f"{self.endpoints.iam}/v1/projects/{self.project}/serviceAccounts/{email}"
-        held = self._call("POST", f"{url}:testIamPermissions", {"permissions": [ACT_AS]}).get("permissions", [])
-        who = caller or "YOU (user:you@example.com)"
-        fix = f"gcloud iam service-accounts add-iam-policy-binding {email} --member={who} --role={ACT_AS_ROLE}"
-        finding = Finding(f"{ACT_AS_ROLE} for {who} on {email} (to submit runs as it)", ACT_AS in held, fix)
-        if grant and not finding.present:
-            if not caller:
-                raise CloudError("cannot tell who is running this", "pass --caller user:you@example.com")
-            policy = self._call("POST", f"{url}:getIamPolicy", {"options": {"requestedPolicyVersion": 3}})
-            _add_member(policy, ACT_AS_ROLE, caller)
-            self._call("POST", f"{url}:setIamPolicy", {"policy": policy})
+        who = caller or identity
+        if not caller or caller == identity:  # asked as the caller: the permission it really has
+            url = f"{self._account_url(email)}:testIamPermissions"
+            present = ACT_AS in self._call("POST", url, {"permissions": [ACT_AS]}).get("permissions", [])
+            label = f"{who or 'these credentials'} (checked as them)"
+        else:
+            present, label = self._bound(caller, email), f"{caller} (from the policies)"
+        member = who or "user:YOU@example.com"
+        finding = Finding(f"{ACT_AS_ROLE} for {label} on {email} (to submit runs as it)", present,
+                          self._act_as_fix(email, member))  # fmt: skip
+        if grant and not present:
+            if not who:
+                raise CloudError("cannot tell who submits the runs", "pass --caller user:YOU@example.com")
+            self._grant_act_as(email, who)
             finding.granted = True
         return finding
+
+    def self_act_as(self, account: str, grant: bool) -> Finding:
+        """The pipeline's account may act as itself: its training job runs as it."""
+        email = account.removeprefix("serviceAccount:")
+        member = f"serviceAccount:{email}"
+        finding = Finding(f"{ACT_AS_ROLE} for {email} on itself (the training job runs as it)",
+                          self._bound(member, email), self._act_as_fix(email, member))  # fmt: skip
+        if grant and not finding.present:
+            self._grant_act_as(email, member)
+            finding.granted = True
+        return finding
+
+    def _account_url(self, email: str) -> str:
+        # `-` lets IAM find the account's project: it may live in another project than the runs.
+        return f"{self.endpoints.iam}/v1/projects/-/serviceAccounts/{email}"
+
+    @staticmethod
+    def _act_as_fix(email: str, member: str) -> str:
+        return f"gcloud iam service-accounts add-iam-policy-binding {email} --member={member} --role={ACT_AS_ROLE}"
+
+    def _bound(self, member: str, email: str) -> bool:
+        """`member` holds a role with actAs on the project or on the account itself (direct grants only)."""
+        project = self._call("POST", f"{self.endpoints.resource_manager}/v3/projects/{self.project}:getIamPolicy",
+                             {"options": {"requestedPolicyVersion": 3}})  # fmt: skip
+        own = self._call("POST", f"{self._account_url(email)}:getIamPolicy", {"options": {"requestedPolicyVersion": 3}})
+        bindings = project.get("bindings", []) + own.get("bindings", [])
+        return any(b["role"] in ACT_AS_COVERS and member in b.get("members", []) and not b.get("condition")
+                   for b in bindings)  # fmt: skip
+
+    def _grant_act_as(self, email: str, member: str) -> None:
+        url = self._account_url(email)
+        policy = self._call("POST", f"{url}:getIamPolicy", {"options": {"requestedPolicyVersion": 3}})
+        _add_member(policy, ACT_AS_ROLE, member)
+        self._call("POST", f"{url}:setIamPolicy", {"policy": policy})
 
 
 def _add_member(policy: dict, role: str, member: str) -> None:

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from taxifare.cloud import access, names, reach
-from taxifare.errors import UsageError
+from taxifare.errors import CloudError, UsageError
 
 # Read, write, list and delete objects; and read the bucket's own metadata, which gcsfuse
 # (Vertex's /gcs/ mount) and the storage clients ask for.
@@ -85,8 +85,10 @@ def ensure_bucket(client: Any, name: str, location: str, report: Report) -> Any:
     return bucket
 
 
-def ensure_access(bucket: Any, members: list[str], report: Report) -> None:
+def ensure_access(bucket: Any, members: list[str], report: Report, project: str = "PROJECT") -> None:
     """Add each member to each of BUCKET_ROLES on this bucket; one policy write at most."""
+    from google.api_core import exceptions
+
     policy = bucket.get_iam_policy(requested_policy_version=3)
     missing: list[tuple[str, str]] = []
     for role in BUCKET_ROLES:
@@ -109,7 +111,16 @@ def ensure_access(bucket: Any, members: list[str], report: Report) -> None:
         else:
             binding["members"] = set(binding["members"]) | set(new)
     # The policy carries its etag: a concurrent change makes this write fail rather than lose it.
-    bucket.set_iam_policy(policy)
+    try:
+        bucket.set_iam_policy(policy)
+    except exceptions.BadRequest as err:
+        agent = next((who for _, who in missing if "gcp-sa-aiplatform" in who), "")
+        if agent and "does not exist" in str(err):  # a new project: Vertex AI's agent appears at first use
+            raise CloudError(
+                f"the Vertex AI service agent {agent.removeprefix('serviceAccount:')} does not exist yet",
+                "rerun with --grant (it creates it), or: " + access.SERVICE_AGENT_FIX.format(project=project),
+            ) from err
+        raise
     report.changed.extend(f"granted {role} to {who} on gs://{bucket.name}" for role, who in missing)
 
 
@@ -159,8 +170,12 @@ def setup(
     location = region.upper() if region.lower() in names.MULTI_REGIONS else region
     handle = ensure_bucket(storage_client, name, location, report)
     account = member(service_account) if service_account else default_pipeline_account(number)
-    ensure_access(handle, [vertex_service_agent(number), account], report)
+    agent = vertex_service_agent(number)
+    if grant:
+        report.findings.append(checks.create_service_agent(agent))
+    ensure_access(handle, [agent, account], report, project)
     roles = [access.PIPELINE_ROLE, *([access.BIGQUERY_ROLE] if bigquery else [])]
     report.findings += checks.project_roles(account, roles, grant)
-    report.findings.append(checks.act_as(account, caller or access.caller_identity(credentials), grant))
+    report.findings.append(checks.act_as(account, caller, access.caller_identity(credentials), grant))
+    report.findings.append(checks.self_act_as(account, grant))
     return report
