@@ -153,6 +153,10 @@ def evaluate(
     api_endpoint: str = "",
 ) -> dict:
     settings.check(Gate(tolerance))
+    if deploy_target == "local":  # deploy will write it: say so now if it cannot, not after the gate
+        from taxifare.registry.local import LocalRegistry
+
+        LocalRegistry(registry).check_writable()
     scored = score(test_path, train_path, candidate_dir, deploy_target, registry, project, region, api_endpoint)
     return assess(scored, tolerance)
 
@@ -195,6 +199,10 @@ def evaluate_model(
     from trainer import settings
 
     settings.check(Gate(tolerance))
+    if deploy_target == "local":  # deploy will write it: say so now if it cannot, not after the gate
+        from taxifare.registry.local import LocalRegistry
+
+        LocalRegistry(registry).check_writable()
     scored = score(test_data.path, train_data.path, candidate.path, deploy_target, registry, project, region)
     result = assess(scored, tolerance)
     record(result, metrics, decision)

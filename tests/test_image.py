@@ -324,3 +324,34 @@ def test_a_container_run_gives_the_image_users_files_back(image: str, docker_eng
     assert [(p.stat().st_uid, p.stat().st_gid) for p in (written, written.parent, shared)] == [
         (1234, 1235), (1234, 1235), (4242, 4242)
     ]  # fmt: skip
+
+
+def test_a_registry_volume_the_image_user_cannot_write_is_said_before_deploying(image: str, tmp_path) -> None:
+    """A Kubeflow claim mounted root-owned: evaluate's check, as the image's user on that mount, is
+    one line naming the folder and the fix (before the gate), not a PermissionError from deploy."""
+    locked, unlocked = tmp_path / "locked", tmp_path / "unlocked"
+    (locked / "versions").mkdir(parents=True)
+    unlocked.mkdir()
+    for folder, mode in ((locked, 0o755), (locked / "versions", 0o755), (unlocked, 0o777)):
+        folder.chmod(mode)
+    check = textwrap.dedent("""
+        import sys
+        from taxifare.errors import TaxifareError
+        from taxifare.registry.local import LocalRegistry
+        try:
+            LocalRegistry(sys.argv[1]).check_writable()
+        except TaxifareError as err:
+            sys.exit(str(err))
+    """)
+    mounts = ["-v", f"{locked}:/mnt/locked", "-v", f"{unlocked}:/mnt/unlocked"]
+
+    def as_image_user(path: str) -> subprocess.CompletedProcess[str]:
+        return _podman_run(*mounts, "--entrypoint", "python", image, "-c", check, path)
+
+    refused = as_image_user("/mnt/locked")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "/mnt/locked/versions is not writable by uid 10001" in refused.stderr
+    assert "chmod -R a+rwX /mnt/locked" in refused.stderr and "fsGroup" in refused.stderr
+    # Not there yet: its nearest existing parent decides.
+    assert "/mnt/locked/versions is not writable" in as_image_user("/mnt/locked/versions/new/registry").stderr
+    assert as_image_user("/mnt/unlocked/registry").returncode == 0

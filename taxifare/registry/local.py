@@ -138,6 +138,24 @@ class LocalRegistry:
 
     # writing
 
+    def check_writable(self) -> None:
+        """Deploying writes versions/ and aliases.json: a registry this process cannot write is said
+        before the run gets that far (evaluate calls this), not after a model was blessed."""
+        folders = [self.versions_dir, self.root] if os.path.isdir(self.versions_dir) else [self.root]
+        if not os.path.isdir(self.root):  # created by the first deploy: its nearest existing parent must allow it
+            parent = os.path.dirname(self.root)
+            while parent != os.path.dirname(parent) and not os.path.isdir(parent):
+                parent = os.path.dirname(parent)
+            folders = [parent]
+        for folder in folders:
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise RegistryError(
+                    f"the registry cannot be written here: {folder} is not writable by uid {os.getuid()}",
+                    f"make it writable by that user (chmod -R a+rwX {self.root}, or chown); on Kubeflow the "
+                    f"claim's volume must be writable by the image's user: kfp cannot set the pod's fsGroup, "
+                    f"so use a storage class that does, or chown it once",
+                )
+
     def register(self, model_dir: str, metadata: Mapping[str, Any]) -> Version:
         """Copy a SavedModel in as the next version; the version is immutable from then on."""
         if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
