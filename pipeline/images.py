@@ -14,6 +14,8 @@ from taxifare.errors import UsageError
 
 DEFAULT_IMAGE = "localhost/taxifare:latest"
 ACCELERATOR_LABEL = "io.taxifare.accelerator"  # the Dockerfile's LABEL: cpu or gpu
+ACCELERATORS = ("cpu", "gpu")
+INSPECT_TIMEOUT = 30.0  # seconds for `podman image inspect`: a hung engine is no answer
 PUSH_HINT = (
     "push it to a registry the cloud can reach and pass that name, e.g. "
     "make image IMAGE=REGION-docker.pkg.dev/PROJECT/REPO/taxifare:TAG && make push IMAGE=... , then --image ..."
@@ -35,31 +37,52 @@ def check_pullable(image: str, where: str) -> None:
 
 
 def accelerator(image: str) -> str | None:
-    """The image's io.taxifare.accelerator label, read from podman or docker on this machine; None if unknown."""
+    """The image's io.taxifare.accelerator label, read from podman or docker on this machine; None if
+    no engine here has the image (or answers sensibly: a hung or broken engine is not a verdict)."""
     for engine in ("podman", "docker"):
         if shutil.which(engine) is None:
             continue
-        proc = subprocess.run(
-            [engine, "image", "inspect", "--format", "{{json .Config.Labels}}", image],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+        try:
+            proc = subprocess.run(
+                [engine, "image", "inspect", "--format", "{{json .Config.Labels}}", image],
+                capture_output=True, text=True, timeout=INSPECT_TIMEOUT, check=False,
+            )  # fmt: skip
+            labels = json.loads(proc.stdout.strip() or "null") if proc.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            continue
+        if isinstance(labels, dict) and labels.get(ACCELERATOR_LABEL) in ACCELERATORS:
+            return str(labels[ACCELERATOR_LABEL])
         if proc.returncode == 0:
-            labels = json.loads(proc.stdout.strip() or "null") or {}
-            return labels.get(ACCELERATOR_LABEL)
+            return None  # the image is here, without the label: built elsewhere, unknown
     return None
 
 
-def check_accelerators(image: str, accelerator_type: str) -> None:
-    """GPUs are paid for by the hour: only with an image that has TensorFlow's CUDA build."""
+def check_accelerators(image: str, accelerator_type: str, declared: str = "") -> None:
+    """GPUs are paid for by the hour: only with an image that has TensorFlow's CUDA build.
+
+    The label of the image on this machine decides; `declared` (--image-accelerator) speaks for an
+    image that is not here (built and pushed by CI), and is refused when the local label disagrees.
+    """
+    if declared and declared not in ACCELERATORS:
+        raise UsageError(f"--image-accelerator {declared!r}: expected one of {', '.join(ACCELERATORS)}")
     if not accelerator_type:
         return
     found = accelerator(image)
-    if found == "gpu":
+    if found and declared and found != declared:
+        raise UsageError(
+            f"--image-accelerator {declared}, but {image} on this machine is labelled {ACCELERATOR_LABEL}={found}",
+            "pass the image that was built for it, or leave out --image-accelerator",
+        )
+    if (found or declared) == "gpu":
         return
-    what = "is a CPU-only image" if found == "cpu" else "cannot be checked here (no podman or docker has it)"
+    if found == "cpu" or declared == "cpu":
+        what, extra = "is a CPU-only image", ""
+    else:
+        what = "cannot be checked here (neither podman nor docker on this machine has it)"
+        extra = "; if it was built with GPU=1 elsewhere, say so with --image-accelerator gpu"
     raise UsageError(
         f"--accelerator-type {accelerator_type} with --image {image}, which {what}: the GPUs would be paid for "
         "and unused",
         "build the GPU image (make image GPU=1 IMAGE=...-gpu && make push IMAGE=...-gpu) and pass it, "
-        "or leave out --accelerator-type",
+        f"or leave out --accelerator-type{extra}",
     )

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from taxifare.errors import UsageError
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PODMAN = [str(ROOT / "scripts" / "podman.sh")]
 IMAGE = os.environ.get("TAXIFARE_TEST_IMAGE", "localhost/taxifare:test")
@@ -51,6 +53,13 @@ def test_no_entrypoint_the_default_command_is_taxifare_help(image: str) -> None:
     assert entrypoint in ("null", "[]")
     labels = json.loads(_ok(_run(*PODMAN, "image", "inspect", "--format", "{{json .Config.Labels}}", image)))
     assert labels["io.taxifare.accelerator"] == "cpu"
+    # What `taxifare submit --accelerator-type` reads, through podman on PATH as a user's machine has it.
+    from pipeline import images
+
+    assert images.accelerator(image) == "cpu"
+    with pytest.raises(UsageError, match="is a CPU-only image"):
+        images.check_accelerators(image, "NVIDIA_TESLA_T4")
+    assert images.accelerator("localhost/taxifare:no-such-tag") is None
     assert "sample-data" in _ok(_podman_run(image))
     out = _ok(_podman_run(image, "python", "-m", "trainer.task", "--help"))
     assert out.startswith("usage: python -m trainer.task") and "--train_data_paths" in out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from capture_server import CaptureServer, route_project_lookups_to
 
 from pipeline import images
 from taxifare import cli
+from taxifare.errors import UsageError
 
 PROJECT, REGION, BUCKET = "taxifare-test", "europe-west4", "taxifare-test-ml"
 SA = "pipelines@taxifare-test.iam.gserviceaccount.com"
@@ -282,6 +284,37 @@ def test_gpus_are_refused_with_an_image_without_cudas_tensorflow(server, capsys,
     err = capsys.readouterr().err
     assert code == 2 and message in err and "make image GPU=1" in err
     assert server.requests == []
+
+
+def test_an_image_built_elsewhere_is_vouched_for_with_image_accelerator(monkeypatch):
+    """CI built and pushed the GPU image; this laptop has no copy to read the label from."""
+    monkeypatch.setattr(images, "accelerator", lambda image: None)
+    images.check_accelerators(IMAGE, "NVIDIA_TESLA_T4", "gpu")  # accepted: the user says what it is
+    with pytest.raises(UsageError, match="say so with --image-accelerator gpu"):
+        images.check_accelerators(IMAGE, "NVIDIA_TESLA_T4")
+    with pytest.raises(UsageError, match="is a CPU-only image"):
+        images.check_accelerators(IMAGE, "NVIDIA_TESLA_T4", "cpu")
+    # The label here wins over what is said: a CPU build under a -gpu tag is still refused.
+    monkeypatch.setattr(images, "accelerator", lambda image: "cpu")
+    with pytest.raises(UsageError, match=re.escape("is labelled io.taxifare.accelerator=cpu")):
+        images.check_accelerators(IMAGE, "NVIDIA_TESLA_T4", "gpu")
+
+
+@pytest.mark.parametrize(
+    "engine_script",
+    [f"exec {shutil.which('sleep')} 30", "echo '{not json'", "echo '[\"a list\"]'",
+     "echo '{\"io.taxifare.accelerator\": \"tpu\"}'", "exit 125"],  # fmt: skip
+    ids=["hangs", "garbage", "not-a-mapping", "unknown-value", "fails"],
+)
+def test_a_broken_engine_is_no_verdict_on_the_image(tmp_path, monkeypatch, engine_script):
+    """The label is read from whatever `podman` is on PATH: one that hangs or answers nonsense means
+    "unknown" (then --image-accelerator decides), never a traceback or a hang."""
+    fake = tmp_path / "podman"
+    fake.write_text(f"#!/bin/sh\n{engine_script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(images, "INSPECT_TIMEOUT", 1.0)
+    assert images.accelerator(IMAGE) is None
 
 
 def _resolved_payload(job: dict, task: str) -> dict:

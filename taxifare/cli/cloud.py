@@ -78,6 +78,15 @@ def add_run(p: argparse.ArgumentParser) -> None:
         help="let Vertex AI / Kubeflow reuse the train step's outputs when its inputs are unchanged",
     )
     cli_args.add_image(p)
+    from pipeline.images import ACCELERATORS
+
+    p.add_argument(
+        "--image-accelerator",
+        "--image_accelerator",
+        choices=ACCELERATORS,
+        default="",
+        help="what --image was built for, when no podman or docker here has it (read from its label otherwise)",
+    )
     cli_args.add_machines(p)
 
 
@@ -98,7 +107,7 @@ def check_image(args: argparse.Namespace) -> None:
 
     images.check_pullable(args.image, "a Kubeflow cluster" if args.host else "Vertex AI")
     cli_args.machines_from(args)  # the machines' own checks
-    images.check_accelerators(args.image, args.accelerator_type)
+    images.check_accelerators(args.image, args.accelerator_type, args.image_accelerator)
 
 
 def run_params(args: argparse.Namespace, target: Any) -> dict[str, Any]:
