@@ -300,12 +300,16 @@ def test_an_image_built_elsewhere_is_vouched_for_with_image_accelerator(monkeypa
         images.check_accelerators(IMAGE, "NVIDIA_TESLA_T4", "gpu")
 
 
-@pytest.mark.parametrize(
-    "engine_script",
-    [f"exec {shutil.which('sleep')} 30", "echo '{not json'", "echo '[\"a list\"]'",
-     "echo '{\"io.taxifare.accelerator\": \"tpu\"}'", "exit 125"],  # fmt: skip
-    ids=["hangs", "garbage", "not-a-mapping", "unknown-value", "fails"],
-)
+BROKEN_ENGINES = {
+    "hangs": f"exec {shutil.which('sleep')} 30",
+    "garbage": "echo '{not json'",
+    "not-a-mapping": "echo '[\"a list\"]'",
+    "unknown-value": 'echo \'{"io.taxifare.accelerator": "tpu"}\'',
+    "fails": "exit 125",
+}
+
+
+@pytest.mark.parametrize("engine_script", BROKEN_ENGINES.values(), ids=BROKEN_ENGINES.keys())
 def test_a_broken_engine_is_no_verdict_on_the_image(tmp_path, monkeypatch, engine_script):
     """The label is read from whatever `podman` is on PATH: one that hangs or answers nonsense means
     "unknown" (then --image-accelerator decides), never a traceback or a hang."""
