@@ -224,6 +224,10 @@ def test_kubeflow_recurring_runs_list_pause_resume_delete(server, capsys):
     server.one("DELETE", r"/recurringruns/rr-1$")
 
 
+KFP = ["--host", "http://kfp.example"]
+RUN_ID = ["--param", "run_id=fixed"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -244,6 +248,16 @@ def test_kubeflow_recurring_runs_list_pause_resume_delete(server, capsys):
         (["submit", "--data", DATA, "--serving-min-replicas", "3"], "serving_min_replicas (3) must not exceed"),
         (["submit", "--data", DATA, "--trian-steps", "5"], "did you mean --train-steps?"),
         (["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, "--max-concurrent", "0"], "at least 1"),
+        # What the command sets itself is refused as a --param, not silently replaced.
+        (["submit", "--data", DATA, "--param", "deploy_target=local"], "--param deploy_target: this command sets it"),
+        (["submit", "--data", DATA, "--param", "project=other"], "--param project: this command sets it; give --proj"),
+        (["submit", "--data", DATA, "--param", "service_account=x@y"], "give --service-account"),
+        (["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, *RUN_ID], "every scheduled run needs its own"),
+        # Vertex AI's own flags are refused with --host, not ignored.
+        (["submit", "--data", DATA, *KFP, "--service-account", "a@b"], "--service-account: Vertex AI only, not with"),
+        (["submit", "--data", DATA, *KFP, "--label", "a=b", "--wait"], "--label, --wait: Vertex AI only"),
+        (["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, *KFP, "--service-account", "a"], "Vertex AI"),
+        (["submit", "--data", DATA, *KFP, "--registry-pvc", "c", "--param", "registry=/x"], "keeps the registry at"),
     ],
 )
 def test_user_mistakes_are_one_line_with_the_fix_before_any_request(server, capsys, argv, message):
@@ -255,6 +269,16 @@ def test_user_mistakes_are_one_line_with_the_fix_before_any_request(server, caps
     assert message in err, err
     assert "Traceback" not in err and len([line for line in err.splitlines() if "error:" in line]) == 1
     assert server.requests == []
+
+
+@pytest.mark.parametrize("name", ["registry", "deploy_target", "run_id"])
+def test_a_local_run_refuses_a_param_it_sets_itself(tmp_path, capsys, name):
+    runs = tmp_path / "runs"
+    argv = ["run", "--runs-root", str(runs), "--param", f"{name}=x"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--param {name}: this command sets it" in err and "Traceback" not in err
+    assert not runs.exists()  # refused before anything was written
 
 
 def test_schedule_run_local_refuses_what_it_would_ignore(capsys):

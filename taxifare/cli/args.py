@@ -12,6 +12,7 @@ import difflib
 import os
 import re
 import sys
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from taxifare.errors import UsageError
@@ -119,16 +120,24 @@ def add_params(p: argparse.ArgumentParser) -> None:
     )
 
 
-def params_from(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
-    """The flags among `names` that the parser knows, then every --param (which wins)."""
+def params_from(
+    args: argparse.Namespace, names: list[str], reserved: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The flags among `names` that the parser knows, then every --param (which wins).
+
+    `reserved`: parameters this command sets itself, each with what to do instead; a --param naming
+    one is refused rather than silently replaced."""
     values = {n: getattr(args, n) for n in names if hasattr(args, n)}
     if "hidden_units" in values:
         values["hidden_units"] = list(values["hidden_units"])
     for item in getattr(args, "param", None) or []:
         name, eq, value = item.partition("=")
+        name = name.strip()
         if not eq or not name:
             raise UsageError(f"--param {item!r}: expected NAME=VALUE", "e.g. --param train_steps=5000")
-        values[name.strip()] = _literal(value)
+        if reserved and name in reserved:
+            raise UsageError(f"--param {name}: this command sets it", reserved[name])
+        values[name] = _literal(value)
     return values
 
 

@@ -110,7 +110,38 @@ def check_image(args: argparse.Namespace) -> None:
     images.check_accelerators(args.image, args.accelerator_type, args.image_accelerator)
 
 
-def run_params(args: argparse.Namespace, target: Any) -> dict[str, Any]:
+def _reserved(args: argparse.Namespace, target: Any, recurring: bool) -> dict[str, str]:
+    """The parameters this submission sets itself (a --param naming one is refused), and instead what."""
+    reserved: dict[str, str] = {}
+    if target is not None:
+        reserved.update(
+            deploy_target="runs on Vertex AI deploy to its Model Registry and endpoint (or use --host)",
+            project="give --project",
+            region="give --region",
+            service_account="give --service-account (the pipeline job and its training job run as it)",
+        )
+    if getattr(args, "registry_pvc", ""):
+        reserved["registry"] = "--registry-pvc keeps the registry at the claim's mount"
+    if recurring:
+        reserved["run_id"] = "every scheduled run needs its own (the default: the pipeline job's name)"
+    return reserved
+
+
+def check_target_flags(args: argparse.Namespace) -> None:
+    """Flags only Vertex AI acts on, refused with --host rather than ignored."""
+    if not args.host:
+        return
+    given = [flag for flag, on in (("--service-account", getattr(args, "service_account", "")),
+                                   ("--label", getattr(args, "label", None)), ("--wait", getattr(args, "wait", False)))
+             if on]  # fmt: skip
+    if given:
+        raise UsageError(
+            f"{', '.join(given)}: Vertex AI only, not with --host",
+            "leave them out (on Kubeflow the pipeline runs as the namespace's service account: see --namespace)",
+        )
+
+
+def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -> dict[str, Any]:
     """The run's parameters, checked; then local --data uploaded to the bucket (the first request)."""
     from pipeline import params
 
@@ -126,7 +157,7 @@ def run_params(args: argparse.Namespace, target: Any) -> dict[str, Any]:
     elif getattr(args, "registry_pvc", ""):
         values["registry"] = REGISTRY_MOUNT  # the claim's mount on evaluate and deploy
     values.update(cli_args.data_params(args))
-    values.update(cli_args.params_from(args, names))
+    values.update(cli_args.params_from(args, names, _reserved(args, target, recurring)))
     checked = params.check(values, "vertex" if target is not None else "local")
     source = checked.get("source", "")
     local = [p for p in source.split(",") if p and "://" not in p]
@@ -167,6 +198,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     caching = None if args.cache else False
     labels = labels_from(args)
+    check_target_flags(args)
     check_image(args)
     if args.host:
         values = run_params(args, None)

@@ -18,13 +18,21 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+LOCAL_RESERVED = {
+    "registry": "give --registry",
+    "deploy_target": "a local run deploys to its --registry; `taxifare submit` deploys to Vertex AI",
+    "run_id": "each run gets its own id (`taxifare runs list` shows them)",
+}
+
+
 def run_params(args: argparse.Namespace) -> dict[str, Any]:
     """`taxifare run`'s (and `schedule run-local`'s) pipeline parameters, checked before anything starts."""
     from pipeline import params
 
+    given = cli_args.params_from(args, cli_args.hparam_names(), LOCAL_RESERVED)  # before any sample is written
     values = {
         **cli_args.data_params(args, args.runs_root),
-        **cli_args.params_from(args, cli_args.hparam_names()),
+        **given,
         "registry": args.registry,
         "deploy_target": "local",
     }
