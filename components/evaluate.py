@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import tempfile
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,19 +30,20 @@ class Gate:
 
 
 def champion_model_dir(
-    deploy_target: str, registry: str, project: str = "", region: str = "", api_endpoint: str = ""
-) -> tuple[str | None, str | None]:
+    deploy_target: str, registry: str, project: str = "", region: str = "", api_endpoint: str = "",
+    scratch: str | None = None,
+) -> tuple[str | None, str | None]:  # fmt: skip
     """(version, SavedModel dir) of the current champion, or (None, None) when there is none.
 
     For vertex, `registry` is the parent model id and the directory is Vertex's /gcs/ mount
-    of the champion's artifact, or a downloaded copy.
+    of the champion's artifact, or a copy downloaded into `scratch` (the caller removes it).
     """
     if deploy_target == "vertex":
         from taxifare.registry import vertex
 
         reg = vertex.VertexRegistry(project, region, registry, api_endpoint)
         found = reg.champion()
-        return (found.model, reg.download(found)) if found else (None, None)
+        return (found.model, reg.download(found, scratch)) if found else (None, None)
     if deploy_target != "local":
         raise UsageError(f"unknown deploy_target {deploy_target!r}: expected 'local' or 'vertex'")
     from taxifare.registry.local import LocalRegistry
@@ -97,9 +99,10 @@ def score(
     raw = np.stack([test[name] for name in FEATURES], axis=1).astype(np.float32)
     rule = baseline.fit(train)
     predictions = {"candidate": Predictor(candidate_dir).predict(raw), "baseline": rule.predict(test)}
-    version, champion_dir = champion_model_dir(deploy_target, registry, project, region, api_endpoint)
-    if champion_dir:
-        predictions["champion"] = Predictor(champion_dir).predict(raw)
+    with tempfile.TemporaryDirectory(prefix="champion-") as scratch:
+        version, champion_dir = champion_model_dir(deploy_target, registry, project, region, api_endpoint, scratch)
+        if champion_dir:
+            predictions["champion"] = Predictor(champion_dir).predict(raw)
     return Scored(test, predictions, version, rule)
 
 

@@ -144,7 +144,11 @@ def check_image(image: str, eng: Engine) -> None:
     """The image must be in the engine already: a local image is never pulled."""
     import docker
 
-    client = docker.DockerClient(base_url=eng.host)
+    try:
+        client = docker.DockerClient(base_url=eng.host)
+    except docker.errors.DockerException as err:  # the SDK asks the engine's version on connecting
+        raise UsageError(f"the {eng.kind} engine at {eng.host} does not answer ({err})",
+                         "start it, or unset DOCKER_HOST to use podman") from None  # fmt: skip
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:

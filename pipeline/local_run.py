@@ -21,6 +21,7 @@ import secrets
 import shutil
 import socket
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Protocol
@@ -28,7 +29,7 @@ from typing import IO, Any, Protocol
 from pipeline import pipeline as pipeline_lib
 from pipeline import watchdog
 from pipeline.images import DEFAULT_IMAGE
-from taxifare.errors import UsageError
+from taxifare.errors import TaxifareError, UsageError
 from trainer import progress as training_progress
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -205,7 +206,16 @@ def run(
         watcher.started(record, log_path)
     events = _TaskEvents(tasks, changed)
     token = record["process"]["token"]
-    status, error = _run_pipeline(params, pipeline_root, log_path, events, line, runner, image, token)
+    try:
+        status, error = _run_pipeline(params, pipeline_root, log_path, events, line, runner, image, token)
+    except TaxifareError as err:  # the run could not start (no engine, no image): recorded, then said
+        _finish(record, tasks, "failed", str(err), before)
+        _save(run_dir, record)
+        raise
+    except Exception as err:  # a runner or engine failure, not a task's: recorded, its traceback logged
+        with open(log_path, "a") as log:
+            traceback.print_exc(file=log)
+        status, error = "failed", f"{type(err).__name__}: {err} (traceback in {log_path})"
     _finish(record, tasks, status, error, before)
     _save(run_dir, record)
     return record

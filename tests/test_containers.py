@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 
-from pipeline import containers
+import pytest
+
+from pipeline import containers, local_run
+from taxifare.errors import UsageError
 
 
 def test_inputs_are_linked_when_world_readable_and_copied_when_not(tmp_path):
@@ -25,3 +29,36 @@ def test_inputs_are_linked_when_world_readable_and_copied_when_not(tmp_path):
     # Each file keeps its name (rows without a key are keyed by file name), in a folder of its own.
     assert [os.path.basename(p) for p in (first, second)] == ["public.csv", "private.csv"]
     assert os.path.dirname(first) != os.path.dirname(second)
+
+
+def _only_record(runs_root: str) -> dict:
+    (record,) = local_run.list_runs(runs_root)
+    return record
+
+
+def test_an_engine_that_does_not_answer_is_one_line_and_a_failed_record(tmp_path, sample_dir, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    params = {f"{s}_source": os.path.join(sample_dir, f"{s}.csv") for s in ("train", "valid", "test")}
+    runs = str(tmp_path / "runs")
+    with pytest.raises(UsageError, match=r"the docker engine at unix://.* does not answer"):
+        local_run.run(runs, {**params, "registry": str(tmp_path / "registry")}, runner="container")
+    record = _only_record(runs)  # not left "running" (which would read as interrupted)
+    assert record["status"] == "failed" and "does not answer" in record["error"]
+
+
+def test_a_runner_failure_that_is_no_tasks_is_recorded_with_its_traceback_logged(tmp_path, sample_dir, monkeypatch):
+    """A fault outside every task (here: the disk, as the runner starts) fails the run, not the process."""
+
+    @contextlib.contextmanager
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(local_run, "_kfp_runner", disk_full)
+    params = {f"{s}_source": os.path.join(sample_dir, f"{s}.csv") for s in ("train", "valid", "test")}
+    runs = str(tmp_path / "runs")
+    record = local_run.run(runs, {**params, "registry": str(tmp_path / "registry")})
+    assert record["status"] == "failed" and record["error"].startswith("OSError: [Errno 28] No space left on device")
+    assert _only_record(runs)["status"] == "failed"
+    log = pathlib.Path(record["run_dir"], "pipeline.log").read_text()
+    assert "Traceback" in log and "No space left on device" in log

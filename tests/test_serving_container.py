@@ -70,12 +70,14 @@ def test_the_aip_variables_set_address_routes_and_model(started, trained):
     assert status == 400 and body["error"]["field"] == "passengers"
 
 
-def test_health_is_503_until_the_model_is_fetched_from_cloud_storage(started, trained, monkeypatch):
+def test_health_is_503_until_the_model_is_fetched_from_cloud_storage(started, trained, monkeypatch, tmp_path):
     with gcs_emulator(monkeypatch):
         bucket = gcs.client().create_bucket("vertex-copies")
         upload_dir(bucket, trained["export_dir"], "model-456")
         with gated_proxy(os.environ["STORAGE_EMULATOR_HOST"]) as (proxy, gate):
-            env = vertex_env("gs://vertex-copies/model-456", STORAGE_EMULATOR_HOST=proxy)
+            scratch = tmp_path / "scratch"
+            scratch.mkdir()
+            env = vertex_env("gs://vertex-copies/model-456", STORAGE_EMULATOR_HOST=proxy, TMPDIR=str(scratch))
             server = started(env)
             for _ in range(3):  # the download is held at the proxy: no model yet
                 status, _, body = server.call("GET", env["AIP_HEALTH_ROUTE"])
@@ -87,6 +89,9 @@ def test_health_is_503_until_the_model_is_fetched_from_cloud_storage(started, tr
             assert server.wait_ready(route=env["AIP_HEALTH_ROUTE"], timeout=60)["modelVersionId"] == "model-456"
             status, _, body = server.call("POST", env["AIP_PREDICT_ROUTE"], {"instances": TRIPS})
             assert status == 200 and len(body["predictions"]) == len(TRIPS)
+            # Loaded, the downloaded copy is gone (it still serves), and the model is named by its URI.
+            assert list(scratch.glob("taxifare-model-*")) == []
+            assert server.call("GET", "/model")[2]["modelDir"].startswith("gs://vertex-copies/model-456")
 
 
 def test_sigterm_answers_the_request_in_flight_then_exits_0(started, trained):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -43,10 +44,11 @@ def _cloud(server: CaptureServer) -> list[str]:
     return [*_where(server), "--image", IMAGE]
 
 
-def test_submit_sends_region_root_account_params_labels_caching_and_machines(server, capsys, monkeypatch):
+def test_submit_sends_region_root_account_params_labels_caching_and_machines(server, capsys, monkeypatch, tmp_path):
     # The image's io.taxifare.accelerator label, as podman would report it for a `make image GPU=1` build
     # (reading real labels is an image test: tests/test_image.py).
     monkeypatch.setattr(images, "accelerator", lambda image: "gpu" if image == IMAGE else None)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the compiled spec is written
     code = cli.main(
         ["submit", *_cloud(server), "--service-account", SA, "--image", IMAGE, "--data", DATA,
          "--train-steps", "1234", "--label", "team=fares", "--no-cache",
@@ -55,6 +57,7 @@ def test_submit_sends_region_root_account_params_labels_caching_and_machines(ser
     )  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
+    assert list(tmp_path.iterdir()) == []  # the compiled spec was removed after the submission
     request = server.one("POST", r"/pipelineJobs$")
     assert request.location == REGION
     assert request.path.startswith(f"/v1/projects/{PROJECT}/locations/{REGION}/")

@@ -7,8 +7,10 @@ checked before credentials are looked up or any request is sent.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from taxifare.cli import args as cli_args
@@ -184,13 +186,16 @@ def labels_from(args: argparse.Namespace) -> dict[str, str]:
     return labels
 
 
-def compiled(args: argparse.Namespace, target: str) -> str:
+@contextlib.contextmanager
+def compiled(args: argparse.Namespace, target: str) -> Iterator[str]:
+    """The pipeline compiled for this submission, in a temporary file removed after."""
     from pipeline import compiler
 
-    out = os.path.join(tempfile.mkdtemp(prefix="taxifare-"), "pipeline.yaml")
     machines = cli_args.machines_from(args)
     pvc = getattr(args, "registry_pvc", "")
-    return compiler.compile_pipeline(out, target=target, image=args.image, machines=machines, registry_pvc=pvc)
+    with tempfile.TemporaryDirectory(prefix="taxifare-") as folder:
+        out = os.path.join(folder, "pipeline.yaml")
+        yield compiler.compile_pipeline(out, target=target, image=args.image, machines=machines, registry_pvc=pvc)
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -203,12 +208,14 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     if args.host:
         values = run_params(args, None)
         kubeflow = kubeflow_from(args)
-        run_id, url = submit.kfp_submit(kubeflow, compiled(args, "local"), values, caching, args.experiment)
+        with compiled(args, "local") as spec:
+            run_id, url = submit.kfp_submit(kubeflow, spec, values, caching, args.experiment)
         print(f"submitted run {run_id}\n{url}")
         return 0
     target = target_from(args)
     values = run_params(args, target)
-    job, url = submit.submit(target, compiled(args, "vertex"), values, caching, labels=labels)
+    with compiled(args, "vertex") as spec:
+        job, url = submit.submit(target, spec, values, caching, labels=labels)
     print(f"submitted {job.resource_name}\nDAG: {url}")
     if not args.wait:
         return 0

@@ -46,14 +46,16 @@ def _cmd_create(args: argparse.Namespace) -> int:
         if args.timezone != "UTC":
             raise UsageError("Kubeflow recurring runs read cron in UTC", "convert the time and leave out --timezone")
         values = cloud.run_params(args, None, recurring=True)
-        run = submit.kfp_schedule(cloud.kubeflow_from(args), cloud.compiled(args, "local"), values, args.cron,
-                                  args.max_concurrent, caching, args.experiment)  # fmt: skip
+        with cloud.compiled(args, "local") as spec:
+            run = submit.kfp_schedule(cloud.kubeflow_from(args), spec, values, args.cron, args.max_concurrent, caching,
+                                      args.experiment)  # fmt: skip
         print(f"created recurring run {getattr(run, 'recurring_run_id', run)} on {args.host}")
         return 0
     target = cloud.target_from(args)
     values = cloud.run_params(args, target, recurring=True)
-    schedule = submit.create_schedule(target, cloud.compiled(args, "vertex"), values, args.cron, args.timezone,
-                                      args.max_concurrent, args.max_runs, caching)  # fmt: skip
+    with cloud.compiled(args, "vertex") as spec:
+        schedule = submit.create_schedule(target, spec, values, args.cron, args.timezone, args.max_concurrent,
+                                          args.max_runs, caching)  # fmt: skip
     print(f"created {schedule.resource_name}: '{args.cron}' ({args.timezone})")
     return 0
 

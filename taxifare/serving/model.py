@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,18 +75,20 @@ def configure_tensorflow(threads: int) -> None:
         log.debug("TensorFlow threads already fixed; --tf-threads ignored")
 
 
-def fetch(model_uri: str) -> str:
-    """A local directory holding the model: the path itself, or a copy of a gs:// prefix."""
+@contextlib.contextmanager
+def fetched(model_uri: str) -> Iterator[str]:
+    """A local directory holding the model while the block runs: the path itself, or a copy of a
+    gs:// prefix, removed after (a loaded SavedModel keeps nothing open; each start or reload
+    would otherwise leave a copy behind)."""
     if not model_uri.startswith("gs://"):
-        return model_uri
-    import tempfile
-
+        yield model_uri
+        return
     from trainer import gcs
 
-    local = tempfile.mkdtemp(prefix="taxifare-model-")
-    if not gcs.download_dir(model_uri, local):
-        raise FileNotFoundError(f"no files under {model_uri}: is it the model's artifact folder?")
-    return local
+    with tempfile.TemporaryDirectory(prefix="taxifare-model-") as local:
+        if not gcs.download_dir(model_uri, local):
+            raise FileNotFoundError(f"no files under {model_uri}: is it the model's artifact folder?")
+        yield local
 
 
 def load_model(
@@ -96,15 +100,18 @@ def load_model(
     """
     if version is None and model_dir.startswith("gs://"):
         version = model_dir.rstrip("/").rsplit("/", 1)[-1]
-    model_dir = fetch(model_dir)
-    predictor = Predictor(model_dir)
-    path = predictor.model_dir
-    probe = np.array([[CENTER_LON, CENTER_LAT, CENTER_LON + 0.02, CENTER_LAT + 0.02, 1.0]], np.float32)
-    fares = predictor.predict(probe)
-    if fares.shape != (1,) or not np.isfinite(fares).all():
-        raise ValueError(f"{path}: the signature should give one finite fare per instance, gave {fares!r}")
-    if metadata is None:
-        metadata = _trainer_metrics(model_dir, path)
+    with fetched(model_dir) as local:
+        predictor = Predictor(local)
+        path = predictor.model_dir
+        if local != model_dir:  # where it came from, as the user named it (not the temporary copy)
+            inside = os.path.relpath(path, local)
+            path = model_dir.rstrip("/") + ("" if inside == "." else "/" + inside)
+        probe = np.array([[CENTER_LON, CENTER_LAT, CENTER_LON + 0.02, CENTER_LAT + 0.02, 1.0]], np.float32)
+        fares = predictor.predict(probe)
+        if fares.shape != (1,) or not np.isfinite(fares).all():
+            raise ValueError(f"{path}: the signature should give one finite fare per instance, gave {fares!r}")
+        if metadata is None:
+            metadata = _trainer_metrics(local, predictor.model_dir)
     return LoadedModel(
         version=version or os.path.basename(os.path.normpath(path)),
         model_dir=path,
