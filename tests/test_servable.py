@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 
+from taxifare.errors import NotServable
 from taxifare.registry import vertex
 from trainer import features as F
 from trainer import servable
@@ -121,3 +123,21 @@ def test_export_serves_in_the_prebuilt_containers_tensorflow(trained, tmp_path):
     ).stdout.strip()  # fmt: skip
     assert version.startswith(PREBUILT_TF + "."), version
     assert_serves(str(venv / "bin" / "saved_model_cli"), trained["export_dir"], tmp_path)
+
+
+DAMAGE = {
+    "truncated graph": lambda d: (d / "saved_model.pb").write_bytes((d / "saved_model.pb").read_bytes()[:100]),
+    "garbage graph": lambda d: (d / "saved_model.pb").write_bytes(b"\x00not a protobuf" * 50),
+    "no variables": lambda d: [p.unlink() for p in (d / "variables").iterdir()],
+    "no graph": lambda d: (d / "saved_model.pb").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_a_damaged_export_is_not_servable_with_a_reason(trained, tmp_path, damage):
+    """What a half-copied or corrupted export raises on loading is one NotServable naming the folder."""
+    copy = tmp_path / "export"
+    shutil.copytree(trained["export_dir"], copy)
+    damage(copy)
+    with pytest.raises(NotServable, match=re.escape("does not load and predict with tf.saved_model.load")):
+        servable.python_loader_fares(str(copy))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from taxifare.errors import NotServable
+from taxifare.errors import NotServable, TaxifareError
 from trainer import features as F
 
 # A few trips across the city (Midtown hop, to JFK, from LaGuardia, to Newark): the probe
@@ -55,11 +55,16 @@ def session_run(export_dir: str, signature: str, feeds: Mapping[str, np.ndarray]
 
 def python_loader_fares(export_dir: str) -> np.ndarray:
     """PROBE through `tf.saved_model.load` (what evaluate scored with); NotServable if it fails."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
     from trainer.predict import Predictor
 
     try:
         return Predictor(export_dir).predict(PROBE).astype(np.float64)
-    except Exception as err:  # any load or run failure means the same thing here
+    # What a missing, truncated or foreign export raises on the way in, or a broken graph when run;
+    # anything else is a bug and keeps its traceback.
+    except (TaxifareError, OSError, ValueError, KeyError, DecodeError, tf.errors.OpError) as err:
         first = _reason(str(getattr(err, "message", "")) or str(err))
         raise NotServable(f"{export_dir}: does not load and predict with tf.saved_model.load: {first}") from err
 
