@@ -414,3 +414,13 @@ def test_kubeflow_pipeline_root_volume_namespace_and_token(server, capsys):
     assert cli.main(argv) == 0
     assert "the cluster's default" in capsys.readouterr().out
     assert not server.one("POST", r"/apis/v2beta1/runs$").body["runtime_config"].get("pipeline_root")
+
+
+def test_debug_among_the_global_options_keeps_the_traceback(tmp_path, capsys):
+    argv = ["runs", "show", "nope", "--runs-root", str(tmp_path)]
+    assert cli.main(argv) == 2 and "error: no run 'nope' under" in capsys.readouterr().err
+    for options in (["--debug"], ["--verbose", "--debug"], ["--debug", "--verbose"]):
+        with pytest.raises(UsageError, match="no run 'nope' under"):
+            cli.main([*options, *argv])
+    # After the command it is no global option: refused as such, with what to do.
+    assert cli.main([*argv, "--debug"]) == 2

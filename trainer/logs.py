@@ -3,7 +3,8 @@
 The entry points that load TensorFlow (`python -m trainer.task`, `taxifare train|serve|predict`)
 call `quiet_tensorflow` first. TensorFlow 2.21 logs its oneDNN and CPU-feature banners from C++
 before absl's logging is set up, which TF_CPP_MIN_LOG_LEVEL does not reach: standard error is
-pointed at /dev/null for the import alone (an import error is still raised, and shown, after).
+held in a temporary file for the import alone, and shown only if the import fails (with
+the error itself, raised after).
 Task processes the CLI starts inherit TF_CPP_MIN_LOG_LEVEL. Errors always show.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 
 NOISY = ("tensorflow", "absl", "h5py")
 
@@ -26,11 +28,16 @@ def quiet_tensorflow(verbose: bool = False, load: bool = True) -> None:
     if not load or "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401 - imported here, quietly, for the caller
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:  # what the import writes, shown only if it fails
+        try:
+            os.dup2(held.fileno(), 2)
+            import tensorflow  # noqa: F401 - imported here, quietly, for the caller
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read()[-65536:])  # TensorFlow's own account of why, before the exception
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -30,9 +30,9 @@ def build_parser() -> args.Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv[:2]
+    first = next((a for a in argv if not a.startswith("--")), "")
+    debug = "--debug" in (argv[: argv.index(first)] if first else argv)  # a global option: before the command
     try:  # argparse exits on bad flags and --help; a plain function returns the status instead
-        first = next((a for a in argv if not a.startswith("--")), "")
         if first == "train":
             # The trainer owns its flags (the lab's); argparse's REMAINDER would swallow them.
             from trainer import task
