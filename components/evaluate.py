@@ -189,15 +189,7 @@ def evaluate_model(
     report: Output[HTML],
     summary: Output[Markdown],
 ) -> bool:
-    """Score the candidate, the distance baseline and the champion on the test split and its slices; gate.
-
-    Args:
-        deploy_target: where the champion lives: local or vertex.
-        registry: the local registry directory holding the champion; for vertex, the parent model id.
-        tolerance: how much worse than the champion (relative RMSE) a candidate may be.
-        project: for vertex, the Google Cloud project of the Model Registry.
-        region: for vertex, the region of the Model Registry.
-    """
+    """Score the candidate, the distance baseline and the champion on the test split and its slices; gate."""
     from components.evaluate import Gate, assess, figures, record, score, write_visuals
     from trainer import settings
 
@@ -241,4 +233,9 @@ def write_visuals(result: dict, svgs: list[str], html_path: str, markdown_path: 
 
 
 def component(image: str) -> "PythonComponent":
+    from pipeline import params
+    from trainer import settings
+
+    # Each input's description in the compiled pipeline comes from its setting's help.
+    settings.describe(evaluate_model, params.all_settings())
     return dsl.component(evaluate_model, base_image=image, install_kfp_package=False)

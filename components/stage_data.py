@@ -187,21 +187,7 @@ def stage_data(
     test: Output[Dataset],
     metrics: Output[Metrics],
 ):
-    """Validate the source rows and split them by a hash of their key.
-
-    Args:
-        source: CSV file, glob or comma-separated list (local, gs://, https://) to split by key.
-        train_source: instead of source, the training rows as given.
-        valid_source: with train_source, the validation rows.
-        test_source: with train_source, the test rows.
-        valid_fraction: share of keys that go to the validation split.
-        test_fraction: share of keys that go to the test split.
-        max_bad_fraction: fail when a file has a larger share of invalid rows.
-        bq_table: instead of files, a BigQuery trips table, e.g. bigquery-public-data.new_york.tlc_yellow_trips_2015.
-        bq_query: instead of files, BigQuery SQL returning the schema's columns.
-        bq_sample: with bq_table/bq_query, keep one trip in N by a repeatable hash (0: all).
-        project: the Google Cloud project that runs (and pays for) the BigQuery job.
-    """
+    """Validate the source rows and split them by a hash of their key."""
     import os
 
     from components.stage_data import Source, record, stage
@@ -230,4 +216,9 @@ def record(result: dict, outputs: dict, metrics: Metrics) -> None:
 
 
 def component(image: str) -> "PythonComponent":
+    from pipeline import params
+    from trainer import settings
+
+    # Each input's description in the compiled pipeline comes from its setting's help.
+    settings.describe(stage_data, params.all_settings())
     return dsl.component(stage_data, base_image=image, install_kfp_package=False)

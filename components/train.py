@@ -44,17 +44,7 @@ def train_model(
     metrics: Output[Metrics],
     tensorboard: Output[Artifact],
 ):
-    """Train the taxi-fare model on the staged data and export it.
-
-    Args:
-        train_steps: optimizer steps.
-        train_batch_size: examples per step.
-        hidden_units: sizes of the hidden layers.
-        learning_rate: AdamW peak learning rate.
-        weight_decay: AdamW decoupled weight decay.
-        huber_delta: fare error past which the loss grows linearly.
-        seed: seed for initialisation and shuffling.
-    """
+    """Train the taxi-fare model on the staged data and export it."""
     import os
 
     from components.train import record, run
@@ -87,4 +77,9 @@ def record(result: dict, model: Model, metrics: Metrics, tensorboard: Artifact) 
 
 
 def component(image: str) -> "PythonComponent":
+    from pipeline import params
+    from trainer import settings
+
+    # Each input's description in the compiled pipeline comes from its setting's help.
+    settings.describe(train_model, params.all_settings())
     return dsl.component(train_model, base_image=image, install_kfp_package=False)

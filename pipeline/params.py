@@ -110,6 +110,4 @@ def check(values: Mapping[str, Any], target: str = "local") -> dict[str, Any]:
 
 def docstring(description: str) -> str:
     """The pipeline's docstring: kfp compiles its Args into the parameters' descriptions."""
-    lines = [description, "", "Args:"]
-    lines += [f"    {s.name}: {s.help}" for s in all_settings()]
-    return "\n".join(lines)
+    return settings.docstring(description, {s.name: s.help for s in all_settings()})

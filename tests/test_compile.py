@@ -60,6 +60,21 @@ def test_every_parameter_is_defined_once_in_the_steps_settings(tmp_path):
         assert described[s.name]["description"] == s.help  # what the Vertex AI console shows
 
 
+def test_each_steps_inputs_are_described_by_the_same_settings(tmp_path):
+    """A step's parameter inputs carry their setting's help (written once), and none goes undescribed."""
+    from pipeline import params
+
+    helps = {s.name: s.help for s in params.all_settings()}
+    components = _spec(tmp_path, target="local")["components"]  # (on vertex, training is gcpc's job component)
+    steps = [c for c in components.values() if "executorLabel" in c]
+    assert len(steps) == 4
+    for step in steps:
+        for name, given in step["inputDefinitions"].get("parameters", {}).items():
+            assert given.get("description"), f"{name} has no description"
+            if name in helps:
+                assert given["description"] == helps[name], name
+
+
 def test_vertex_target_trains_in_a_custom_job_on_the_chosen_machines(tmp_path):
     from pipeline.machines import TrainingMachines
 

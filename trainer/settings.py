@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import math
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -104,6 +105,20 @@ def settings_of(cls: type) -> list[Setting]:
         for f in dataclasses.fields(cls)
         if "help" in f.metadata
     ]
+
+
+def docstring(summary: str, described: Mapping[str, str]) -> str:
+    """A Google-style docstring: kfp compiles its Args into the inputs' descriptions."""
+    return "\n".join([summary, "", "Args:", *(f"    {name}: {text}" for name, text in described.items())])
+
+
+def describe(func: Callable[..., Any], known: Iterable[Setting], **extra: str) -> None:
+    """Give a component function its Args from the settings (and `extra`) naming its parameters, so
+    each parameter's description is written once, by its setting; the summary is the function's own."""
+    helps = {s.name: s.help for s in known} | extra
+    summary = (func.__doc__ or "").strip().split("\n\n")[0]
+    names = [n for n in inspect.signature(func).parameters if n in helps]
+    func.__doc__ = docstring(summary, {n: helps[n] for n in names})
 
 
 def problems(obj: Any) -> list[str]:
