@@ -190,13 +190,4 @@ def deploy_model(
 
 
 def component(image: str) -> "PythonComponent":
-    from pipeline import params
-    from trainer import settings
-
-    # Each input's description in the compiled pipeline comes from its setting's help.
-    settings.describe(
-        deploy_model, params.all_settings(),
-        job_name="the pipeline job's name (the run id when run_id is not given)",
-        serving_image="the image that serves the version on Vertex AI with serving_container=custom",
-    )  # fmt: skip
     return dsl.component(deploy_model, base_image=image, install_kfp_package=False)

@@ -233,9 +233,4 @@ def write_visuals(result: dict, svgs: list[str], html_path: str, markdown_path: 
 
 
 def component(image: str) -> "PythonComponent":
-    from pipeline import params
-    from trainer import settings
-
-    # Each input's description in the compiled pipeline comes from its setting's help.
-    settings.describe(evaluate_model, params.all_settings())
     return dsl.component(evaluate_model, base_image=image, install_kfp_package=False)

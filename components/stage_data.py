@@ -216,9 +216,4 @@ def record(result: dict, outputs: dict, metrics: Metrics) -> None:
 
 
 def component(image: str) -> "PythonComponent":
-    from pipeline import params
-    from trainer import settings
-
-    # Each input's description in the compiled pipeline comes from its setting's help.
-    settings.describe(stage_data, params.all_settings())
     return dsl.component(stage_data, base_image=image, install_kfp_package=False)

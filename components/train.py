@@ -77,9 +77,4 @@ def record(result: dict, model: Model, metrics: Metrics, tensorboard: Artifact) 
 
 
 def component(image: str) -> "PythonComponent":
-    from pipeline import params
-    from trainer import settings
-
-    # Each input's description in the compiled pipeline comes from its setting's help.
-    settings.describe(train_model, params.all_settings())
     return dsl.component(train_model, base_image=image, install_kfp_package=False)

@@ -174,40 +174,25 @@ def run(
         raise UsageError(f"--runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
     before = _registry_state(params["registry"])  # a damaged registry stops the run before it starts
     clean_leftovers(runs_root, params["registry"])
-    run_id, run_dir = new_run_dir(runs_root)
-    params = {**params, "deploy_target": "local", "run_id": run_id}
-    record: dict[str, Any] = {
-        "run_id": run_id,
-        "run_dir": run_dir,
-        "status": "running",
-        "started": time.time(),
-        "params": params,
-        "runner": runner,
-        "image": image if runner == "container" else None,
-        "tasks": {},
-        "process": {**_this_process(), "token": watchdog.new_token()},
-    }
+    record = _new_record(runs_root, params, runner, image)
+    run_dir, shown = record["run_dir"], _Shown(watcher)
     tasks: dict[str, TaskRecord] = {}
 
     def changed(task: TaskRecord) -> None:
         record["tasks"] = {name: dataclasses.asdict(t) for name, t in tasks.items()}
         _save(run_dir, record)
-        if watcher:
-            watcher.task(task)
+        shown.call("task", task)
 
     def line(text: str) -> None:
-        if watcher and (found := training_progress.parse(ANSI.sub("", text))):
-            watcher.training(found)
+        if found := training_progress.parse(ANSI.sub("", text)):
+            shown.call("training", found)
 
-    _save(run_dir, record)
-    pipeline_root = os.path.join(run_dir, "pipeline-root")
     log_path = os.path.join(run_dir, "pipeline.log")
-    if watcher:
-        watcher.started(record, log_path)
-    events = _TaskEvents(tasks, changed)
-    token = record["process"]["token"]
+    shown.call("started", record, log_path)
+    events, token = _TaskEvents(tasks, changed), record["process"]["token"]
+    pipeline_root = os.path.join(run_dir, "pipeline-root")
     try:
-        status, error = _run_pipeline(params, pipeline_root, log_path, events, line, runner, image, token)
+        status, error = _run_pipeline(record["params"], pipeline_root, log_path, events, line, runner, image, token)
     except TaxifareError as err:  # the run could not start (no engine, no image): recorded, then said
         _finish(record, tasks, "failed", str(err), before)
         _save(run_dir, record)
@@ -219,6 +204,43 @@ def run(
     _finish(record, tasks, status, error, before)
     _save(run_dir, record)
     return record
+
+
+def _new_record(runs_root: str, params: dict[str, Any], runner: str, image: str) -> dict[str, Any]:
+    """A new run's folder and its record, saved: status running, with this process (for `interrupted`)."""
+    run_id, run_dir = new_run_dir(runs_root)
+    record = {
+        "run_id": run_id,
+        "run_dir": run_dir,
+        "status": "running",
+        "started": time.time(),
+        "params": {**params, "deploy_target": "local", "run_id": run_id},
+        "runner": runner,
+        "image": image if runner == "container" else None,
+        "tasks": {},
+        "process": {**_this_process(), "token": watchdog.new_token()},
+    }
+    _save(run_dir, record)
+    return record
+
+
+class _Shown:
+    """The watcher, kept from the run: its calls happen inside kfp's logging and output, where an
+    error (a closed pipe, a terminal gone) would fail the run. The first one turns it off."""
+
+    def __init__(self, watcher: Watcher | None):
+        self.watcher = watcher
+
+    def call(self, method: str, *args: Any) -> None:
+        if self.watcher is None:
+            return
+        try:
+            getattr(self.watcher, method)(*args)
+        except Exception as err:
+            self.watcher = None
+            logging.getLogger(__name__).warning(
+                "the live display stopped (%s: %s); the run goes on", type(err).__name__, err
+            )
 
 
 def _finish(

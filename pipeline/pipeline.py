@@ -36,11 +36,29 @@ def _custom_job(train_op, machines: TrainingMachines):
     )
 
 
+# The inputs this DAG wires itself (not pipeline parameters), described where they are wired.
+WIRED_INPUTS = {
+    "job_name": "the pipeline job's name (the run id when run_id is not given)",
+    "serving_image": "the image that serves the version on Vertex AI with serving_container=custom",
+}
+
+
+def _describe_steps() -> None:
+    """Each step's inputs described by their settings (written once, in pipeline/params.py's steps):
+    kfp compiles a component function's Args into its inputs' descriptions."""
+    from trainer import settings
+
+    known = params.all_settings()
+    for func in (stage_data.stage_data, train.train_model, evaluate.evaluate_model, deploy.deploy_model):
+        settings.describe(func, known, **WIRED_INPUTS)
+
+
 def _ops(image: str, target: str, machines: TrainingMachines | None) -> dict[str, tuple[Any, set[str]]]:
     """Each step's component and the inputs of our own function (what pipeline parameters feed);
     on vertex, training runs as a custom job, whose wrapper adds inputs of its own (project, ...)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
+    _describe_steps()
     ops = {
         "stage": stage_data.component(image),
         "train": train.component(image),

@@ -52,13 +52,17 @@ def test_plain_lines_name_the_run_first_and_throttle_training_progress():
     assert lines[-1].startswith("  ✔ train-model") and "12.0s" in lines[-1]
 
 
-def test_the_display_follows_the_stream():
+def test_the_display_follows_the_stream(monkeypatch):
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
 
+    monkeypatch.setenv("TERM", "xterm")
     assert isinstance(live.watcher(io.StringIO()), live.PlainLines)
     assert isinstance(live.watcher(Tty()), live.LiveBar)
+    # A terminal that cannot redraw in place gets the plain lines (rich would draw nothing there).
+    monkeypatch.setenv("TERM", "dumb")
+    assert isinstance(live.watcher(Tty()), live.PlainLines)
 
 
 def _read_pty(fd: int, proc: subprocess.Popen, limit: float) -> bytes:
@@ -88,7 +92,9 @@ def test_on_a_terminal_training_is_one_updating_bar_and_the_log_keeps_every_line
     argv = [sys.executable, "-m", "taxifare.cli", "run", "--runs-root", str(runs), "--registry", str(tmp_path / "reg"),
             "--train-steps", "600", *data]  # progress every 100 steps (a tenth, at least 100)  # fmt: skip
     parent, child = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env={**os.environ, "COLUMNS": "160"})
+    # 80 columns: the step count and time left must survive a narrow terminal.
+    env = {**os.environ, "COLUMNS": "80", "TERM": "xterm"}
+    proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env)
     os.close(child)
     try:
         shown = _read_pty(parent, proc, limit=600).decode(errors="replace")
@@ -103,6 +109,8 @@ def test_on_a_terminal_training_is_one_updating_bar_and_the_log_keeps_every_line
     # The bar: drawn more than once, each redraw starting with a carriage return, never as new lines.
     redraws = [line for line in text.split("\r") if line.lstrip().startswith("training")]
     assert len(redraws) >= 2 and any("eval rmse" in r for r in redraws), text[-3000:]
+    assert any(re.search(r" [1-6]00/600 .*\d:\d\d:\d\d", r) for r in redraws), redraws  # steps and time left
+    assert all(len(r.rstrip()) <= 80 for r in redraws)
     assert not re.search(r"^\s*step \d+/600", text, re.M), "progress lines leaked past the bar"
     with open(runs / run_id / "pipeline.log") as f:
         logged = re.findall(r"step (\d+)/600: train loss", f.read())

@@ -130,6 +130,7 @@ DAMAGE = {
     "garbage graph": lambda d: (d / "saved_model.pb").write_bytes(b"\x00not a protobuf" * 50),
     "no variables": lambda d: [p.unlink() for p in (d / "variables").iterdir()],
     "no graph": lambda d: (d / "saved_model.pb").unlink(),
+    "zeroed variables": lambda d: (d / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 64),
 }
 
 

@@ -424,3 +424,16 @@ def test_debug_among_the_global_options_keeps_the_traceback(tmp_path, capsys):
             cli.main([*options, *argv])
     # After the command it is no global option: refused as such, with what to do.
     assert cli.main([*argv, "--debug"]) == 2
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`taxifare params | head -1`: the pipe closes under the command, which stops quietly."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "taxifare.cli", "params"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before it has printed a line (it is still starting)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -62,9 +62,10 @@ def python_loader_fares(export_dir: str) -> np.ndarray:
 
     try:
         return Predictor(export_dir).predict(PROBE).astype(np.float64)
-    # What a missing, truncated or foreign export raises on the way in, or a broken graph when run;
+    # What a missing, truncated or foreign export raises on the way in (a short checkpoint is an
+    # IndexError from its reader), or a broken graph when run;
     # anything else is a bug and keeps its traceback.
-    except (TaxifareError, OSError, ValueError, KeyError, DecodeError, tf.errors.OpError) as err:
+    except (TaxifareError, OSError, ValueError, LookupError, DecodeError, tf.errors.OpError) as err:
         first = _reason(str(getattr(err, "message", "")) or str(err))
         raise NotServable(f"{export_dir}: does not load and predict with tf.saved_model.load: {first}") from err
 

@@ -9,6 +9,7 @@ host is one line; anything else is a bug and keeps its traceback (`--debug` show
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `taxifare ... | head`: the reader has gone; nothing more to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush is quiet too
+        return 141
     except Exception as err:
         message = cloud.service_error(err)
         if message is None or debug:

@@ -16,14 +16,23 @@ from trainer.progress import Progress
 
 
 def watcher(stream: IO[str], every: float = 30.0) -> PlainLines | LiveBar:
-    """The display for `stream`: a live bar on a terminal, plain lines elsewhere."""
-    isatty = getattr(stream, "isatty", None)
-    return LiveBar(stream) if isatty and isatty() else PlainLines(stream, every)
+    """The display for `stream`: a live bar on a terminal that can redraw (not TERM=dumb), plain
+    lines elsewhere."""
+    from rich.console import Console
+
+    console = Console(file=stream, highlight=False)
+    return LiveBar(console) if console.is_interactive else PlainLines(stream, every)
 
 
 def _details(p: Progress) -> str:
     rate = f"{p.examples_per_sec:,.0f} ex/s" if p.examples_per_sec else "warming up"
     return f"loss {p.loss:.3f}  train rmse {p.rmse:.3f}  eval rmse {p.eval_rmse:.3f}  {rate}"
+
+
+def _short(p: Progress) -> str:
+    """The bar's text, most useful first: a narrow terminal cuts it from the right."""
+    rate = f"{p.examples_per_sec / 1000:,.0f}k ex/s" if p.examples_per_sec else "warming up"
+    return f"eval rmse {p.eval_rmse:.3f} · loss {p.loss:.3f} · {rate}"
 
 
 def _eta(p: Progress) -> str:
@@ -65,18 +74,19 @@ class PlainLines:
 class LiveBar:
     """Task lines scroll; while training runs, one bar below them updates in place."""
 
-    def __init__(self, stream: IO[str]):
-        from rich.console import Console
+    def __init__(self, console: Any):
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as Bar
+        from rich.table import Column
 
-        self.console = Console(file=stream, highlight=False)
+        self.console = console
         self.bar = Bar(
             TextColumn("    training"),
-            BarColumn(),
+            BarColumn(bar_width=16),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[details]}"),
+            # Step count and time left stay whole at 80 columns; this text is what gets cut.
+            TextColumn("{task.fields[details]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
             console=self.console,
             # The run's stdout is the log file (pipeline.local_run): rich must not swap it for its own.
             redirect_stdout=False,
@@ -100,7 +110,7 @@ class LiveBar:
         if self.bar_task is None:
             self.bar.start()
             self.bar_task = self.bar.add_task("training", total=p.total, details="")
-        self.bar.update(self.bar_task, completed=p.step, total=p.total, details=_details(p))
+        self.bar.update(self.bar_task, completed=p.step, total=p.total, details=_short(p))
 
     def _stop_bar(self) -> None:
         self.bar.stop()
