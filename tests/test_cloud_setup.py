@@ -244,27 +244,76 @@ def test_without_caller_act_as_is_asked_as_the_credentials_and_the_fix_is_runnab
     assert not google.server.find("POST", r".*:testIamPermissions$")
 
 
-def test_a_new_projects_missing_vertex_agent_is_named_with_the_fix(google, capsys):
-    """GCS refuses a bucket binding naming an agent that does not exist yet (400 "Service account ...
-    does not exist."); the real storage client against a recorded GCS that answers so."""
+def _gcs_refusing_the_agent(refusals: int | None) -> tuple[Capture, list]:
+    """A recorded GCS that refuses the binding naming the agent `refusals` times (None: always)."""
+    api = Capture()
+    api.route("GET", r"/storage/v1/b/my-proj$", (200, {"name": "my-proj", "location": "US-CENTRAL1"}))
+    api.route("GET", r"/storage/v1/b/my-proj/iam", (200, {"bindings": [], "etag": "CAE=", "version": 3}))
+    message = f"Service account {AGENT.removeprefix('serviceAccount:')} does not exist."
+    puts: list = []
+
+    def put(req, m):
+        puts.append(req.json())
+        if refusals is None or len(puts) <= refusals:
+            return 400, {"error": {"code": 400, "message": message, "errors": [{"reason": "invalid"}]}}
+        return 200, {**req.json(), "etag": "CAI="}
+
+    api.route("PUT", r"/storage/v1/b/my-proj/iam", put)
+    return api, puts
+
+
+def _storage_client(api: Capture):
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    with Capture() as gcs_api:
-        gcs_api.route("GET", r"/storage/v1/b/my-proj$", (200, {"name": "my-proj", "location": "US-CENTRAL1"}))
-        gcs_api.route("GET", r"/storage/v1/b/my-proj/iam", (200, {"bindings": [], "etag": "CAE=", "version": 3}))
-        message = f"Service account {AGENT.removeprefix('serviceAccount:')} does not exist."
-        refusal = {"error": {"code": 400, "message": message, "errors": [{"reason": "invalid"}]}}
-        gcs_api.route("PUT", r"/storage/v1/b/my-proj/iam", (400, refusal))
-        client = storage.Client(project="my-proj", credentials=AnonymousCredentials(),
-                                client_options=ClientOptions(api_endpoint=gcs_api.url))  # fmt: skip
-        with pytest.raises(CloudError) as err:
-            _setup(google, storage_client=client)
+    return storage.Client(project="my-proj", credentials=AnonymousCredentials(),
+                          client_options=ClientOptions(api_endpoint=api.url))  # fmt: skip
+
+
+def test_a_new_projects_missing_vertex_agent_is_named_with_the_fix(google, capsys):
+    """GCS refuses a bucket binding naming an agent that does not exist yet (400 "Service account ...
+    does not exist."); the real storage client against a recorded GCS that answers so."""
+    api, _ = _gcs_refusing_the_agent(refusals=None)
+    with api, pytest.raises(CloudError) as err:
+        _setup(google, storage_client=_storage_client(api))
     assert f"the Vertex AI service agent {AGENT.removeprefix('serviceAccount:')} does not exist yet" in str(err.value)
     assert "rerun with --grant" in err.value.fix
     assert "gcloud beta services identity create --service=aiplatform.googleapis.com --project=my-proj" in err.value.fix
     assert not google.agent_created  # never without --grant
+
+
+def test_a_just_created_vertex_agent_is_waited_for_until_cloud_storage_knows_it(google):
+    """Creating the agent is not the end of it: Cloud Storage refuses bindings naming it for a while.
+    --grant writes the same policy again after doubling pauses, and the grant lands."""
+    api, puts = _gcs_refusing_the_agent(refusals=3)
+    pauses: list[float] = []
+    with api:
+        report = _setup(google, storage_client=_storage_client(api), grant=True, sleep=pauses.append)
+    assert google.agent_created and pauses == [2.0, 4.0, 8.0] and len(puts) == 4
+    assert all(p == puts[0] for p in puts)  # the same policy each time (its etag too): nothing lost or doubled
+    assert f"granted roles/storage.objectUser to {AGENT} on gs://my-proj" in report.changed
+
+
+def test_an_agent_cloud_storage_never_learns_of_ends_the_wait_with_what_to_do(google):
+    api, puts = _gcs_refusing_the_agent(refusals=None)
+    pauses: list[float] = []
+    with api, pytest.raises(CloudError) as err:
+        _setup(google, storage_client=_storage_client(api), grant=True, sleep=pauses.append)
+    assert sum(pauses) == setup.AGENT_PATIENCE_S and pauses[:3] == [2.0, 4.0, 8.0]
+    assert "was created, but Cloud Storage still does not know it after 120 s" in str(err.value)
+    assert "wait a minute and rerun the same `taxifare setup` command" in err.value.fix
+    assert len(puts) == len(pauses) + 1
+
+
+def test_without_a_service_account_nothing_needs_to_act_as_itself(google, capsys):
+    """The training job then runs as Vertex AI's Custom Code Service Agent: no self-actAs is asked for."""
+    argv = ["setup", "--project", "my-proj", "--region", "us-central1", "--api-endpoint", google.server.url,
+            "--caller", CALLER, "--grant"]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr()
+    assert "on itself" not in capsys.readouterr().out
+    compute = google.account_policies["123-compute@developer.gserviceaccount.com"]
+    assert [b["members"] for b in compute["bindings"] if b["role"] == access.ACT_AS_ROLE] == [[CALLER]]
 
 
 def test_a_concurrent_policy_change_fails_the_grant_instead_of_being_lost(google, capsys, monkeypatch):

@@ -8,6 +8,8 @@ get object read/write on this one bucket. Running it again changes nothing.
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from typing import Any
 
 from taxifare.cloud import access, names, reach
@@ -85,10 +87,22 @@ def ensure_bucket(client: Any, name: str, location: str, report: Report) -> Any:
     return bucket
 
 
-def ensure_access(bucket: Any, members: list[str], report: Report, project: str = "PROJECT") -> None:
-    """Add each member to each of BUCKET_ROLES on this bucket; one policy write at most."""
-    from google.api_core import exceptions
+# Cloud Storage may refuse a binding that names a service agent for a while after the agent is
+# created; a first `setup --grant` waits this long (doubling pauses) before saying to rerun.
+AGENT_PATIENCE_S = 120.0
 
+
+def ensure_access(
+    bucket: Any,
+    members: list[str],
+    report: Report,
+    project: str = "PROJECT",
+    *,
+    new_agent: str = "",
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Add each member to each of BUCKET_ROLES on this bucket; one policy write at most (more only
+    while Cloud Storage does not know `new_agent`, just created, yet)."""
     policy = bucket.get_iam_policy(requested_policy_version=3)
     missing: list[tuple[str, str]] = []
     for role in BUCKET_ROLES:
@@ -110,18 +124,40 @@ def ensure_access(bucket: Any, members: list[str], report: Report, project: str 
             policy.bindings.append({"role": role, "members": set(new)})
         else:
             binding["members"] = set(binding["members"]) | set(new)
-    # The policy carries its etag: a concurrent change makes this write fail rather than lose it.
-    try:
-        bucket.set_iam_policy(policy)
-    except exceptions.BadRequest as err:
-        agent = next((who for _, who in missing if "gcp-sa-aiplatform" in who), "")
-        if agent and "does not exist" in str(err):  # a new project: Vertex AI's agent appears at first use
-            raise CloudError(
-                f"the Vertex AI service agent {agent.removeprefix('serviceAccount:')} does not exist yet",
-                "rerun with --grant (it creates it), or: " + access.SERVICE_AGENT_FIX.format(project=project),
-            ) from err
-        raise
+    agent = next((who for _, who in missing if "gcp-sa-aiplatform" in who), "")
+    _set_policy(bucket, policy, agent, project, waiting=agent == new_agent and bool(agent), sleep=sleep)
     report.changed.extend(f"granted {role} to {who} on gs://{bucket.name}" for role, who in missing)
+
+
+def _set_policy(bucket: Any, policy: Any, agent: str, project: str, *, waiting: bool,
+                sleep: Callable[[float], None]) -> None:  # fmt: skip
+    """Write the policy; the policy carries its etag, so a concurrent change fails this write
+    rather than being lost. A refusal naming the agent is waited out only if it was just created."""
+    from google.api_core import exceptions
+
+    email = agent.removeprefix("serviceAccount:")
+    waited, pause = 0.0, 2.0
+    while True:
+        try:
+            bucket.set_iam_policy(policy)
+            return
+        except exceptions.BadRequest as err:
+            if not (agent and "does not exist" in str(err)):
+                raise
+            if not waiting:  # a new project: Vertex AI's agent appears at first use
+                raise CloudError(
+                    f"the Vertex AI service agent {email} does not exist yet",
+                    "rerun with --grant (it creates it), or: " + access.SERVICE_AGENT_FIX.format(project=project),
+                ) from err
+            if waited >= AGENT_PATIENCE_S:
+                raise CloudError(
+                    f"the Vertex AI service agent {email} was created, but Cloud Storage still does not know it "
+                    f"after {waited:.0f} s",
+                    "wait a minute and rerun the same `taxifare setup` command: nothing is lost",
+                ) from err
+            pause = min(pause, AGENT_PATIENCE_S - waited)
+            sleep(pause)
+            waited, pause = waited + pause, pause * 2
 
 
 def setup(
@@ -137,6 +173,7 @@ def setup(
     storage_client: Any = None,
     endpoints: access.Endpoints | None = None,
     credentials: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
     """Everything a first run needs, idempotently; return what changed, what was there and what is missing.
 
@@ -173,9 +210,12 @@ def setup(
     agent = vertex_service_agent(number)
     if grant:
         report.findings.append(checks.create_service_agent(agent))
-    ensure_access(handle, [agent, account], report, project)
+    ensure_access(handle, [agent, account], report, project, new_agent=agent if grant else "", sleep=sleep)
     roles = [access.PIPELINE_ROLE, *([access.BIGQUERY_ROLE] if bigquery else [])]
     report.findings += checks.project_roles(account, roles, grant)
     report.findings.append(checks.act_as(account, caller, access.caller_identity(credentials), grant))
-    report.findings.append(checks.self_act_as(account, grant))
+    # gcpc's custom job runs as the account it is given; with none given it runs as Vertex AI's
+    # Custom Code Service Agent (which reads and writes the project's buckets), and needs no actAs.
+    if service_account:
+        report.findings.append(checks.self_act_as(account, grant))
     return report
