@@ -117,7 +117,11 @@ def _podman_service(podman: str) -> Iterator[str]:
     env = {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF") or podman_conf()}
     log = open(os.path.join(folder, "service.log"), "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [podman, "system", "service", "--time=0", f"unix://{sock}"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [podman, "system", "service", "--time=0", f"unix://{sock}"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches the run, which then stops the service itself
     )
     try:
         deadline = time.monotonic() + 30
@@ -262,7 +266,7 @@ def docker_runner(image: str, pipeline_root: str, registry: str) -> Iterator[Any
             else:
                 os.environ["DOCKER_HOST"] = previous
             if os.getuid() != 0:  # root can remove anything; anyone else gets their files back
-                hand_back(eng, image, [pipeline_root, registry], *host_owner(eng))
+                hand_back(eng, image, pipeline_root, registry)
 
 
 def host_owner(eng: Engine) -> tuple[int, int]:
@@ -280,36 +284,48 @@ def host_owner(eng: Engine) -> tuple[int, int]:
     return os.getuid(), os.getgid()
 
 
-def hand_back(eng: Engine, image: str, paths: list[str], uid: int, gid: int) -> None:
-    """What the image's user wrote under `paths`, owned by uid:gid again.
+# Run as root inside the engine, the one user there who may change any file on the mounts.
+# The run's own folder changes hands. The registry is shared by the runs to come, which write as
+# uid 10001 again: its files keep their owner, and what 10001 made is opened to everyone instead
+# (its folders, to add and delete versions in; the lock, which every deploy opens for writing).
+_HAND_BACK = """
+set -e
+if [ -d "$1" ]; then find "$1" -uid "$4" -exec chown -h "$3" {} +; fi
+if [ -d "$2" ]; then
+    find "$2" -uid "$4" -type d -exec chmod a+rwx {} +
+    find "$2" -uid "$4" -type f -name .lock -exec chmod a+rw {} +
+fi
+"""
+
+
+def hand_back(eng: Engine, image: str, pipeline_root: str, registry: str, owner: tuple[int, int] | None = None) -> None:
+    """What the image's user wrote, usable again by the user who ran `taxifare run` (`owner`, by
+    default the host user as the engine sees it); a failure here is a warning, never the run's outcome.
 
     Files a step writes belong to uid 10001 (or, rootless, to one of the user's sub-uids), which
-    the user running `taxifare run` could then neither delete (`rm -rf runs/`) nor replace. Only
-    the image's user's files change hands: a shared registry's other files keep their owners.
+    the user could then neither delete (`rm -rf runs/`) nor replace.
     """
     import docker
+    import requests
 
-    client = docker.DockerClient(base_url=eng.host)
-    mounts = [docker.types.Mount(target=p, source=p, type="bind") for p in paths if os.path.isdir(p)]
     try:
-        client.containers.run(
-            image,
-            entrypoint=["find", *[m["Target"] for m in mounts], "-uid", str(IMAGE_UID)],
-            command=["-exec", "chown", "-h", f"{uid}:{gid}", "{}", "+"],
-            user="0",
-            mounts=mounts,
-            network_mode="none",
-            remove=True,
-        )
-    except docker.errors.DockerException as err:  # the run's outcome stands; say how to fix ownership
-        where = " ".join(paths)
-        print(f"warning: could not give {where} back to uid {uid}: {err}; fix: sudo chown -R {uid} {where}",
-              file=sys.stderr)  # fmt: skip
-    finally:
-        client.close()
-
-
-if __name__ == "__main__":  # scripts/podman.sh: `python3 -m pipeline.containers podman-conf`
-    if sys.argv[1:] != ["podman-conf"]:
-        sys.exit("usage: python3 -m pipeline.containers podman-conf")
-    print(podman_conf())
+        uid, gid = owner or host_owner(eng)
+        mounts = [docker.types.Mount(target=p, source=p, type="bind") for p in (pipeline_root, registry)
+                  if os.path.isdir(p)]  # fmt: skip
+        script = ["sh", "-c", _HAND_BACK, "hand-back", pipeline_root, registry, f"{uid}:{gid}", str(IMAGE_UID)]
+        client = docker.DockerClient(base_url=eng.host)
+        try:
+            client.containers.run(
+                image,
+                entrypoint=script,
+                user="0",
+                mounts=mounts,
+                network_mode="none",
+                remove=True,
+            )
+        finally:
+            client.close()
+    # An engine gone or refusing (its API, its socket, the connection): say how to fix ownership.
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as err:
+        print(f"warning: could not give {pipeline_root} and {registry} back to you: {err}; fix: "
+              f"sudo chown -R $(id -u) {pipeline_root} && sudo chmod -R a+rwX {registry}", file=sys.stderr)  # fmt: skip

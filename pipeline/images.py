@@ -37,8 +37,9 @@ def check_pullable(image: str, where: str) -> None:
 
 
 def accelerator(image: str) -> str | None:
-    """The image's io.taxifare.accelerator label, read from podman or docker on this machine; None if
-    no engine here has the image (or answers sensibly: a hung or broken engine is not a verdict)."""
+    """The image's io.taxifare.accelerator label, read from podman or docker on this machine: "" if
+    the image is here without one (built elsewhere), None if no engine here has the image (or
+    answers sensibly: a hung or broken engine is not a verdict)."""
     for engine in ("podman", "docker"):
         if shutil.which(engine) is None:
             continue
@@ -47,13 +48,17 @@ def accelerator(image: str) -> str | None:
                 [engine, "image", "inspect", "--format", "{{json .Config.Labels}}", image],
                 capture_output=True, text=True, timeout=INSPECT_TIMEOUT, check=False,
             )  # fmt: skip
-            labels = json.loads(proc.stdout.strip() or "null") if proc.returncode == 0 else None
+            if proc.returncode != 0:
+                continue
+            labels = json.loads(proc.stdout.strip() or "null") or {}
         except (OSError, subprocess.TimeoutExpired, ValueError):
             continue
-        if isinstance(labels, dict) and labels.get(ACCELERATOR_LABEL) in ACCELERATORS:
+        if not isinstance(labels, dict):
+            continue
+        if ACCELERATOR_LABEL not in labels:
+            return ""
+        if labels[ACCELERATOR_LABEL] in ACCELERATORS:
             return str(labels[ACCELERATOR_LABEL])
-        if proc.returncode == 0:
-            return None  # the image is here, without the label: built elsewhere, unknown
     return None
 
 
@@ -78,8 +83,11 @@ def check_accelerators(image: str, accelerator_type: str, declared: str = "") ->
     if found == "cpu" or declared == "cpu":
         what, extra = "is a CPU-only image", ""
     else:
-        what = "cannot be checked here (neither podman nor docker on this machine has it)"
-        extra = "; if it was built with GPU=1 elsewhere, say so with --image-accelerator gpu"
+        if found == "":
+            what = f"is here without an {ACCELERATOR_LABEL} label (not built by make image)"
+        else:
+            what = "cannot be checked here (neither podman nor docker on this machine has it)"
+        extra = "; if it was built with TensorFlow's CUDA build, say so with --image-accelerator gpu"
     raise UsageError(
         f"--accelerator-type {accelerator_type} with --image {image}, which {what}: the GPUs would be paid for "
         "and unused",

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from pipeline import compiler
@@ -60,15 +61,21 @@ def test_every_parameter_is_defined_once_in_the_steps_settings(tmp_path):
         assert described[s.name]["description"] == s.help  # what the Vertex AI console shows
 
 
-def test_each_steps_inputs_are_described_by_the_same_settings(tmp_path):
-    """A step's parameter inputs carry their setting's help (written once), and none goes undescribed."""
+@pytest.mark.parametrize("target", ["local", "vertex"])
+def test_each_steps_inputs_are_described_by_the_same_settings(tmp_path, target):
+    """A step's parameter inputs carry their setting's help (written once), and none goes undescribed.
+
+    On vertex, training is gcpc's custom-job component, which rebuilds the inputs without their
+    descriptions: that step alone is not described in pipeline.yaml (said in the README)."""
     from pipeline import params
 
     helps = {s.name: s.help for s in params.all_settings()}
-    components = _spec(tmp_path, target="local")["components"]  # (on vertex, training is gcpc's job component)
-    steps = [c for c in components.values() if "executorLabel" in c]
+    components = _spec(tmp_path, target=target)["components"]
+    steps = {name: c for name, c in components.items() if "executorLabel" in c}
     assert len(steps) == 4
-    for step in steps:
+    if target == "vertex":
+        assert "worker_pool_specs" in steps.pop("comp-train-model")["inputDefinitions"]["parameters"]
+    for step in steps.values():
         for name, given in step["inputDefinitions"].get("parameters", {}).items():
             assert given.get("description"), f"{name} has no description"
             if name in helps:

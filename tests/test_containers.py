@@ -62,3 +62,14 @@ def test_a_runner_failure_that_is_no_tasks_is_recorded_with_its_traceback_logged
     assert _only_record(runs)["status"] == "failed"
     log = pathlib.Path(record["run_dir"], "pipeline.log").read_text()
     assert "Traceback" in log and "No space left on device" in log
+
+
+def test_an_engine_gone_before_the_hand_back_is_a_warning_not_the_runs_outcome(tmp_path, capsys):
+    """The run's outcome stands when giving files back fails: one warning with the commands that fix it."""
+    gone = containers.Engine(f"unix://{tmp_path / 'no-engine.sock'}", "docker")
+    run, registry = tmp_path / "run", tmp_path / "registry"
+    run.mkdir()
+    containers.hand_back(gone, "localhost/taxifare:latest", str(run), str(registry))
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: could not give {run} and {registry} back to you: ")
+    assert f"sudo chown -R $(id -u) {run}" in err and "Traceback" not in err

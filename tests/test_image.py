@@ -315,34 +315,60 @@ def test_the_whole_pipeline_runs_in_a_docker_engine(
 
 
 def test_a_container_run_gives_the_image_users_files_back(image: str, docker_engine: str, tmp_path) -> None:
-    """A user who is not root would otherwise be left with a run folder they cannot delete: files the
-    image's user wrote change hands, through the engine; other owners' files in a shared registry keep
-    theirs."""
+    """A user who is not root would otherwise be left with a run folder they cannot delete: the run's
+    files change hands, through the engine. The registry stays writable by both: the next run's steps
+    (uid 10001 again) add versions and take the lock, and the user deletes and adds too; other owners'
+    files keep theirs."""
     from pipeline import containers
 
     eng = containers.Engine(docker_engine, "docker")
     assert containers.host_owner(eng) == (os.getuid(), os.getgid())  # a rootful engine: the user's own ids
-    written, shared = tmp_path / "run" / "out" / "model.pb", tmp_path / "run" / "someone-elses.txt"
-    written.parent.mkdir(parents=True)
-    written.write_text("x")
-    shared.write_text("y")
-    for path in (written, written.parent):
-        os.chown(path, containers.IMAGE_UID, containers.IMAGE_UID)  # as the step inside the container leaves them
-    os.chown(shared, 4242, 4242)
-    containers.hand_back(eng, image, [str(tmp_path / "run")], 1234, 1235)
-    assert [(p.stat().st_uid, p.stat().st_gid) for p in (written, written.parent, shared)] == [
-        (1234, 1235), (1234, 1235), (4242, 4242)
+    run, registry = tmp_path / "run", tmp_path / "registry"
+    written, others = run / "out" / "model.pb", run / "someone-elses.txt"
+    model, lock, theirs = registry / "versions" / "v0001" / "saved_model.pb", registry / ".lock", registry / "mine"
+    for folder in (written.parent, model.parent, theirs):
+        folder.mkdir(parents=True)
+    registry.chmod(0o777)  # as `prepare` makes a new one
+    for path in (written, others, model, lock):
+        path.write_text("x")
+    ids = containers.IMAGE_UID
+    for path in (written, written.parent, model, model.parent, model.parent.parent, lock):
+        os.chown(path, ids, ids)  # as the steps inside the container leave them (0644 files, 0755 folders)
+    for path in (others, theirs):
+        os.chown(path, 4242, 4242)
+
+    containers.hand_back(eng, image, str(run), str(registry), (1234, 1235))
+
+    def owner_mode(*paths: pathlib.Path) -> list[tuple[int, int, str]]:
+        return [(p.stat().st_uid, p.stat().st_gid, oct(p.stat().st_mode & 0o777)) for p in paths]
+
+    assert owner_mode(written, written.parent, others) == [
+        (1234, 1235, "0o644"), (1234, 1235, "0o755"), (4242, 4242, "0o644")
     ]  # fmt: skip
+    assert owner_mode(model.parent.parent, model.parent, model, lock, theirs) == [
+        (ids, ids, "0o777"), (ids, ids, "0o777"), (ids, ids, "0o644"), (ids, ids, "0o666"), (4242, 4242, "0o755")
+    ]  # fmt: skip
+    mount = f"{registry}:/registry"
+    next_step = "cd /registry && mkdir versions/v0002 && echo >> .lock && echo {} > aliases.json"
+    _ok(_run("docker", "-H", docker_engine, "run", "--rm", "--network=none", "-v", mount, image, "sh", "-c", next_step))
+    user = "cd /registry && rm -r versions/v0001 && echo >> .lock && mkdir versions/v0003 && mv aliases.json a.json"
+    _ok(_run("docker", "-H", docker_engine, "run", "--rm", "--network=none", "--user", "1234:1235", "-v", mount,
+             image, "sh", "-c", user))  # fmt: skip
+    assert sorted(p.name for p in (registry / "versions").iterdir()) == ["v0002", "v0003"]
 
 
 def test_a_registry_volume_the_image_user_cannot_write_is_said_before_deploying(image: str, tmp_path) -> None:
     """A Kubeflow claim mounted root-owned: evaluate's check, as the image's user on that mount, is
     one line naming the folder and the fix (before the gate), not a PermissionError from deploy."""
-    locked, unlocked = tmp_path / "locked", tmp_path / "unlocked"
+    locked, unlocked, lock_held = tmp_path / "locked", tmp_path / "unlocked", tmp_path / "lock-held"
     (locked / "versions").mkdir(parents=True)
     unlocked.mkdir()
-    for folder, mode in ((locked, 0o755), (locked / "versions", 0o755), (unlocked, 0o777)):
-        folder.chmod(mode)
+    (lock_held / "versions").mkdir(parents=True)
+    (lock_held / ".lock").write_text("")  # left by a run as root: open folders, a lock only root may open
+    modes = {locked: 0o755, locked / "versions": 0o755, unlocked: 0o777,
+             lock_held: 0o777, lock_held / "versions": 0o777, lock_held / ".lock": 0o644}  # fmt: skip
+    for path, mode in modes.items():
+        path.chmod(mode)
     check = textwrap.dedent("""
         import sys
         from taxifare.errors import TaxifareError
@@ -352,7 +378,7 @@ def test_a_registry_volume_the_image_user_cannot_write_is_said_before_deploying(
         except TaxifareError as err:
             sys.exit(str(err))
     """)
-    mounts = ["-v", f"{locked}:/mnt/locked", "-v", f"{unlocked}:/mnt/unlocked"]
+    mounts = ["-v", f"{locked}:/mnt/locked", "-v", f"{unlocked}:/mnt/unlocked", "-v", f"{lock_held}:/mnt/lock-held"]
 
     def as_image_user(path: str) -> subprocess.CompletedProcess[str]:
         return _podman_run(*mounts, "--entrypoint", "python", image, "-c", check, path)
@@ -363,4 +389,5 @@ def test_a_registry_volume_the_image_user_cannot_write_is_said_before_deploying(
     assert "chmod -R a+rwX /mnt/locked" in refused.stderr and "fsGroup" in refused.stderr
     # Not there yet: its nearest existing parent decides.
     assert "/mnt/locked/versions is not writable" in as_image_user("/mnt/locked/versions/new/registry").stderr
+    assert "/mnt/lock-held/.lock is not writable by uid 10001" in as_image_user("/mnt/lock-held").stderr
     assert as_image_user("/mnt/unlocked/registry").returncode == 0

@@ -48,6 +48,14 @@ def test_a_successful_import_says_nothing(tmp_path):
     assert after.stderr == "later\n"
 
 
+def test_no_temporary_directory_still_imports_quietly(tmp_path):
+    """A read-only or missing temporary directory is no reason to stop the run: the noise goes nowhere."""
+    stand_in = "import os\nos.write(2, b'oneDNN custom operations are on.\\n')\n"
+    code = f"import tempfile; tempfile.tempdir = {str(tmp_path / 'gone')!r}; " + QUIET_IMPORT
+    proc = _python(code, stand_in, tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "imported\n" and proc.stderr == ""
+
+
 @pytest.mark.slow
 def test_the_real_tensorflow_starts_without_its_banners(tmp_path):
     proc = _python(QUIET_IMPORT, None, tmp_path)

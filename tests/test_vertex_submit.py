@@ -303,7 +303,14 @@ def test_an_image_the_cloud_cannot_pull_is_refused_in_seconds_without_credential
     assert code == 2 and "a Kubeflow cluster cannot pull" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("label", "message"), [("cpu", "is a CPU-only image"), (None, "cannot be checked here")])
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ("cpu", "is a CPU-only image"),
+        (None, "cannot be checked here"),
+        ("", "is here without an io.taxifare.accelerator label"),
+    ],
+)
 def test_gpus_are_refused_with_an_image_without_cudas_tensorflow(server, capsys, monkeypatch, label, message):
     monkeypatch.setattr(images, "accelerator", lambda image: label)
     code = cli.main(["submit", *_cloud(server), "--data", DATA, "--accelerator-type", "NVIDIA_TESLA_T4",
@@ -346,6 +353,19 @@ def test_a_broken_engine_is_no_verdict_on_the_image(tmp_path, monkeypatch, engin
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(images, "INSPECT_TIMEOUT", 1.0)
     assert images.accelerator(IMAGE) is None
+
+
+@pytest.mark.parametrize("labels", ["null", "{}", '{"maintainer": "someone"}'])
+def test_an_image_here_without_the_label_is_told_apart_from_one_not_here(tmp_path, monkeypatch, labels):
+    """Pulled from elsewhere or built by another Dockerfile: present, but nothing says what it holds."""
+    fake = tmp_path / "podman"
+    fake.write_text(f"#!/bin/sh\necho '{labels}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert images.accelerator(IMAGE) == ""
+    with pytest.raises(UsageError, match=re.escape("is here without an io.taxifare.accelerator label")):
+        images.check_accelerators(IMAGE, "NVIDIA_TESLA_T4")
+    images.check_accelerators(IMAGE, "NVIDIA_TESLA_T4", "gpu")  # vouched for: accepted
 
 
 def _resolved_payload(job: dict, task: str) -> dict:

@@ -4,7 +4,8 @@ The entry points that load TensorFlow (`python -m trainer.task`, `taxifare train
 call `quiet_tensorflow` first. TensorFlow 2.21 logs its oneDNN and CPU-feature banners from C++
 before absl's logging is set up, which TF_CPP_MIN_LOG_LEVEL does not reach: standard error is
 held in a temporary file for the import alone, and shown only if the import fails (with
-the error itself, raised after).
+the error itself, raised after). A C++ abort during the import (no Python exception) takes
+what was held with it: `--debug` (or `verbose`) shows everything as it is written.
 Task processes the CLI starts inherit TF_CPP_MIN_LOG_LEVEL. Errors always show.
 """
 
@@ -28,8 +29,12 @@ def quiet_tensorflow(verbose: bool = False, load: bool = True) -> None:
     if not load or "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
+    try:
+        held = tempfile.TemporaryFile()  # noqa: SIM115 - closed below; what the import writes
+    except OSError:  # no writable temporary directory: the banners go nowhere rather than stop the run
+        held = open(os.devnull, "w+b")  # noqa: SIM115
     saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:  # what the import writes, shown only if it fails
+    with held:
         try:
             os.dup2(held.fileno(), 2)
             import tensorflow  # noqa: F401 - imported here, quietly, for the caller

@@ -139,18 +139,21 @@ class LocalRegistry:
     # writing
 
     def check_writable(self) -> None:
-        """Deploying writes versions/ and aliases.json: a registry this process cannot write is said
+        """Deploying writes versions/ and aliases.json under the lock: a registry this process cannot write is said
         before the run gets that far (evaluate calls this), not after a model was blessed."""
-        folders = [self.versions_dir, self.root] if os.path.isdir(self.versions_dir) else [self.root]
+        paths = [self.versions_dir, self.root] if os.path.isdir(self.versions_dir) else [self.root]
         if not os.path.isdir(self.root):  # created by the first deploy: its nearest existing parent must allow it
             parent = os.path.dirname(self.root)
             while parent != os.path.dirname(parent) and not os.path.isdir(parent):
                 parent = os.path.dirname(parent)
-            folders = [parent]
-        for folder in folders:
-            if not os.access(folder, os.W_OK | os.X_OK):
+            paths = [parent]
+        lock = os.path.join(self.root, ".lock")  # every deploy opens it for writing
+        if os.path.isfile(lock):
+            paths.append(lock)
+        for path in paths:
+            if not os.access(path, os.W_OK | (0 if path == lock else os.X_OK)):
                 raise RegistryError(
-                    f"the registry cannot be written here: {folder} is not writable by uid {os.getuid()}",
+                    f"the registry cannot be written here: {path} is not writable by uid {os.getuid()}",
                     f"make it writable by that user (chmod -R a+rwX {self.root}, or chown); on Kubeflow the "
                     f"claim's volume must be writable by the image's user: kfp cannot set the pod's fsGroup, "
                     f"so use a storage class that does, or chown it once",
