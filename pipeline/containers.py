@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import os
 import resource
+import shlex
 import shutil
 import socket
 import subprocess
@@ -121,7 +122,9 @@ def _podman_service(podman: str) -> Iterator[str]:
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=True,  # Ctrl-C reaches the run, which then stops the service itself
+        # Ctrl-C reaches the run, which then stops the service itself; if the run dies instead,
+        # the run's watchdog kills the service (it carries the run's token in its environment).
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -286,15 +289,20 @@ def host_owner(eng: Engine) -> tuple[int, int]:
 
 # Run as root inside the engine, the one user there who may change any file on the mounts.
 # The run's own folder changes hands. The registry is shared by the runs to come, which write as
-# uid 10001 again: its files keep their owner, and what 10001 made is opened to everyone instead
-# (its folders, to add and delete versions in; the lock, which every deploy opens for writing).
+# uid 10001 again: its files keep their owner, and what 10001 made joins the user's group
+# instead (its folders group-writable and setgid, for adding and deleting versions; the lock,
+# which every deploy opens for writing), never opened to every user of the machine.
+# Arguments: run folder, registry, user:group, the image's uid. Each step is tried; the status
+# says whether all went through.
 _HAND_BACK = """
-set -e
-if [ -d "$1" ]; then find "$1" -uid "$4" -exec chown -h "$3" {} +; fi
+rc=0
+if [ -d "$1" ]; then find "$1" -uid "$4" -exec chown -h "$3" {} + || rc=1; fi
 if [ -d "$2" ]; then
-    find "$2" -uid "$4" -type d -exec chmod a+rwx {} +
-    find "$2" -uid "$4" -type f -name .lock -exec chmod a+rw {} +
+    group=${3#*:}
+    find "$2" -uid "$4" -type d -exec chgrp "$group" {} + -exec chmod g+rwxs {} + || rc=1
+    find "$2" -uid "$4" -type f -name .lock -exec chgrp "$group" {} + -exec chmod g+rw {} + || rc=1
 fi
+exit $rc
 """
 
 
@@ -327,5 +335,13 @@ def hand_back(eng: Engine, image: str, pipeline_root: str, registry: str, owner:
             client.close()
     # An engine gone or refusing (its API, its socket, the connection): say how to fix ownership.
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as err:
+        run, reg = shlex.quote(pipeline_root), shlex.quote(registry)
         print(f"warning: could not give {pipeline_root} and {registry} back to you: {err}; fix: "
-              f"sudo chown -R $(id -u) {pipeline_root} && sudo chmod -R a+rwX {registry}", file=sys.stderr)  # fmt: skip
+              f"sudo chown -R $(id -u) {run} && sudo chgrp -R $(id -g) {reg} && sudo chmod -R g+rwX {reg}",
+              file=sys.stderr)  # fmt: skip
+
+
+if __name__ == "__main__":  # scripts/podman.sh: `python3 -m pipeline.containers podman-conf`
+    if sys.argv[1:] != ["podman-conf"]:
+        sys.exit("usage: python3 -m pipeline.containers podman-conf")
+    print(podman_conf())

@@ -38,8 +38,8 @@ def check_pullable(image: str, where: str) -> None:
 
 def accelerator(image: str) -> str | None:
     """The image's io.taxifare.accelerator label, read from podman or docker on this machine: "" if
-    the image is here without one (built elsewhere), None if no engine here has the image (or
-    answers sensibly: a hung or broken engine is not a verdict)."""
+    the image is here without a cpu or gpu one (built elsewhere), None if no engine here has the
+    image (or answers sensibly: a hung or broken engine is not a verdict)."""
     for engine in ("podman", "docker"):
         if shutil.which(engine) is None:
             continue
@@ -55,10 +55,8 @@ def accelerator(image: str) -> str | None:
             continue
         if not isinstance(labels, dict):
             continue
-        if ACCELERATOR_LABEL not in labels:
-            return ""
-        if labels[ACCELERATOR_LABEL] in ACCELERATORS:
-            return str(labels[ACCELERATOR_LABEL])
+        value = labels.get(ACCELERATOR_LABEL)
+        return str(value) if value in ACCELERATORS else ""  # here, but nothing says what it holds
     return None
 
 
@@ -84,7 +82,7 @@ def check_accelerators(image: str, accelerator_type: str, declared: str = "") ->
         what, extra = "is a CPU-only image", ""
     else:
         if found == "":
-            what = f"is here without an {ACCELERATOR_LABEL} label (not built by make image)"
+            what = f"is here without a cpu or gpu {ACCELERATOR_LABEL} label (not built by make image)"
         else:
             what = "cannot be checked here (neither podman nor docker on this machine has it)"
         extra = "; if it was built with TensorFlow's CUDA build, say so with --image-accelerator gpu"

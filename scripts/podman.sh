@@ -9,6 +9,10 @@ set -euo pipefail
 
 if [[ -z "${CONTAINERS_CONF:-}" ]]; then
     CONTAINERS_CONF=$(cd "$(dirname "$0")/.." && python3 -m pipeline.containers podman-conf)
+    if [[ ! -f "$CONTAINERS_CONF" ]]; then
+        echo "podman.sh: pipeline.containers wrote no containers.conf (got '$CONTAINERS_CONF')" >&2
+        exit 1
+    fi
     export CONTAINERS_CONF
 fi
 exec podman "$@"

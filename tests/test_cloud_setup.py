@@ -244,12 +244,12 @@ def test_without_caller_act_as_is_asked_as_the_credentials_and_the_fix_is_runnab
     assert not google.server.find("POST", r".*:testIamPermissions$")
 
 
-def _gcs_refusing_the_agent(refusals: int | None) -> tuple[Capture, list]:
-    """A recorded GCS that refuses the binding naming the agent `refusals` times (None: always)."""
+def _gcs_refusing_the_agent(refusals: int | None, unknown: str = AGENT) -> tuple[Capture, list]:
+    """A recorded GCS that refuses the binding naming `unknown` `refusals` times (None: always)."""
     api = Capture()
     api.route("GET", r"/storage/v1/b/my-proj$", (200, {"name": "my-proj", "location": "US-CENTRAL1"}))
     api.route("GET", r"/storage/v1/b/my-proj/iam", (200, {"bindings": [], "etag": "CAE=", "version": 3}))
-    message = f"Service account {AGENT.removeprefix('serviceAccount:')} does not exist."
+    message = f"Service account {unknown.removeprefix('serviceAccount:')} does not exist."
     puts: list = []
 
     def put(req, m):
@@ -304,6 +304,21 @@ def test_an_agent_cloud_storage_never_learns_of_ends_the_wait_with_what_to_do(go
     assert "was created, but Cloud Storage still does not know it after 120 s" in str(err.value)
     assert "wait a minute and rerun the same `taxifare setup` command" in err.value.fix
     assert len(puts) == len(pauses) + 1
+
+
+def test_a_mistyped_service_account_is_not_waited_for_as_if_it_were_the_agent(google, capsys):
+    """GCS refuses an unknown --service-account with the same words: that refusal is said at once, naming it."""
+    from google.api_core import exceptions
+
+    typo = "runer@my-proj.iam.gserviceaccount.com"
+    api, puts = _gcs_refusing_the_agent(refusals=None, unknown=f"serviceAccount:{typo}")
+    pauses: list[float] = []
+    with api, pytest.raises(exceptions.BadRequest, match=f"Service account {typo} does not exist") as err:
+        _setup(google, storage_client=_storage_client(api), grant=True, service_account=typo, sleep=pauses.append)
+    assert pauses == [] and len(puts) == 1
+    from taxifare.cli import cloud
+
+    assert typo in (cloud.service_error(err.value) or "")  # what the CLI prints, one line
 
 
 def test_without_a_service_account_nothing_needs_to_act_as_itself(google, capsys):

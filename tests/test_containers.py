@@ -73,3 +73,21 @@ def test_an_engine_gone_before_the_hand_back_is_a_warning_not_the_runs_outcome(t
     err = capsys.readouterr().err
     assert err.startswith(f"warning: could not give {run} and {registry} back to you: ")
     assert f"sudo chown -R $(id -u) {run}" in err and "Traceback" not in err
+
+
+def test_scripts_podman_sh_runs_podman_with_this_machines_containers_conf(tmp_path):
+    """`make image` and the image tests go through scripts/podman.sh: it must hand podman a real file."""
+    import subprocess
+
+    stand_in = tmp_path / "bin" / "podman"
+    stand_in.parent.mkdir()
+    stand_in.write_text('#!/bin/sh\necho "$CONTAINERS_CONF" "$@"\n')
+    stand_in.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CONTAINERS_CONF"}
+    env.update(PATH=f"{stand_in.parent}{os.pathsep}{env['PATH']}", TAXIFARE_IMAGE_CACHE=str(tmp_path / "cache"))
+    script = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "podman.sh"
+    proc = subprocess.run([str(script), "info"], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    conf, arg = proc.stdout.split()
+    assert arg == "info" and conf == str(tmp_path / "cache" / "containers.conf")
+    assert 'runtime = "runc"' in pathlib.Path(conf).read_text()

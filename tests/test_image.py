@@ -317,8 +317,8 @@ def test_the_whole_pipeline_runs_in_a_docker_engine(
 def test_a_container_run_gives_the_image_users_files_back(image: str, docker_engine: str, tmp_path) -> None:
     """A user who is not root would otherwise be left with a run folder they cannot delete: the run's
     files change hands, through the engine. The registry stays writable by both: the next run's steps
-    (uid 10001 again) add versions and take the lock, and the user deletes and adds too; other owners'
-    files keep theirs."""
+    (uid 10001 again) add versions and take the lock, and the user (through their group) deletes and
+    adds too; other owners' files keep theirs."""
     from pipeline import containers
 
     eng = containers.Engine(docker_engine, "docker")
@@ -332,21 +332,24 @@ def test_a_container_run_gives_the_image_users_files_back(image: str, docker_eng
     for path in (written, others, model, lock):
         path.write_text("x")
     ids = containers.IMAGE_UID
+    for path in (written, written.parent, model, model.parent, model.parent.parent, lock, others, theirs):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # as the steps' umask leaves them
     for path in (written, written.parent, model, model.parent, model.parent.parent, lock):
-        os.chown(path, ids, ids)  # as the steps inside the container leave them (0644 files, 0755 folders)
+        os.chown(path, ids, ids)  # as the steps inside the container leave them
     for path in (others, theirs):
         os.chown(path, 4242, 4242)
 
     containers.hand_back(eng, image, str(run), str(registry), (1234, 1235))
 
     def owner_mode(*paths: pathlib.Path) -> list[tuple[int, int, str]]:
-        return [(p.stat().st_uid, p.stat().st_gid, oct(p.stat().st_mode & 0o777)) for p in paths]
+        return [(p.stat().st_uid, p.stat().st_gid, oct(p.stat().st_mode & 0o7777)) for p in paths]
 
     assert owner_mode(written, written.parent, others) == [
         (1234, 1235, "0o644"), (1234, 1235, "0o755"), (4242, 4242, "0o644")
     ]  # fmt: skip
+    # The user's group may write (new folders inherit it), other users may not.
     assert owner_mode(model.parent.parent, model.parent, model, lock, theirs) == [
-        (ids, ids, "0o777"), (ids, ids, "0o777"), (ids, ids, "0o644"), (ids, ids, "0o666"), (4242, 4242, "0o755")
+        (ids, 1235, "0o2775"), (ids, 1235, "0o2775"), (ids, ids, "0o644"), (ids, 1235, "0o664"), (4242, 4242, "0o755")
     ]  # fmt: skip
     mount = f"{registry}:/registry"
     next_step = "cd /registry && mkdir versions/v0002 && echo >> .lock && echo {} > aliases.json"
@@ -355,6 +358,9 @@ def test_a_container_run_gives_the_image_users_files_back(image: str, docker_eng
     _ok(_run("docker", "-H", docker_engine, "run", "--rm", "--network=none", "--user", "1234:1235", "-v", mount,
              image, "sh", "-c", user))  # fmt: skip
     assert sorted(p.name for p in (registry / "versions").iterdir()) == ["v0002", "v0003"]
+    stranger = _run("docker", "-H", docker_engine, "run", "--rm", "--network=none", "--user", "4321:4321", "-v", mount,
+                    image, "sh", "-c", "rm -r /registry/versions/v0002")  # fmt: skip
+    assert stranger.returncode != 0 and (registry / "versions" / "v0002").is_dir()
 
 
 def test_a_registry_volume_the_image_user_cannot_write_is_said_before_deploying(image: str, tmp_path) -> None:

@@ -5,7 +5,8 @@ call `quiet_tensorflow` first. TensorFlow 2.21 logs its oneDNN and CPU-feature b
 before absl's logging is set up, which TF_CPP_MIN_LOG_LEVEL does not reach: standard error is
 held in a temporary file for the import alone, and shown only if the import fails (with
 the error itself, raised after). A C++ abort during the import (no Python exception) takes
-what was held with it: `--debug` (or `verbose`) shows everything as it is written.
+what was held with it: `--debug` (or `verbose`) shows everything as it is written, as does
+a machine with no writable temporary directory.
 Task processes the CLI starts inherit TF_CPP_MIN_LOG_LEVEL. Errors always show.
 """
 
@@ -31,8 +32,10 @@ def quiet_tensorflow(verbose: bool = False, load: bool = True) -> None:
     sys.stderr.flush()
     try:
         held = tempfile.TemporaryFile()  # noqa: SIM115 - closed below; what the import writes
-    except OSError:  # no writable temporary directory: the banners go nowhere rather than stop the run
-        held = open(os.devnull, "w+b")  # noqa: SIM115
+    except OSError:  # no writable temporary directory: better the banners than losing why an import failed
+        import tensorflow  # imported here for the caller, unquietly
+
+        return
     saved = os.dup(2)
     with held:
         try:

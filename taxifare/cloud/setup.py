@@ -142,7 +142,9 @@ def _set_policy(bucket: Any, policy: Any, agent: str, project: str, *, waiting: 
             bucket.set_iam_policy(policy)
             return
         except exceptions.BadRequest as err:
-            if not (agent and "does not exist" in str(err)):
+            # GCS names the member it does not know: only a refusal naming the agent is about it
+            # (a mistyped --service-account is refused the same way, and is not waited for).
+            if not (agent and "does not exist" in str(err) and email in str(err)):
                 raise
             if not waiting:  # a new project: Vertex AI's agent appears at first use
                 raise CloudError(
