@@ -256,5 +256,9 @@ def test_tensorboard_is_one_command_away_with_train_and_eval_rmse(history):
     finally:
         proc.terminate()
         proc.wait(30)
+    # Stopping the command stops TensorBoard: nothing serving these logs is left behind.
+    left = subprocess.run(["pgrep", "-f", f"tensorboard.main --logdir {history['first']['run_dir']}"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert left.stdout == "", left.stdout
     # kfp's per-task temporary folders went under the run's folder, and are gone with the run.
     assert not os.path.exists(os.path.join(history["first"]["run_dir"], "tmp"))

@@ -208,12 +208,24 @@ class Predictor:
             "inputs": {n: _spec(s) for n, s in sorted(inputs.items())},
             "outputs": {n: _spec(s) for n, s in sorted(self._fn.structured_outputs.items())},
         }
+        self._rows = self._rows_function(tf)
+
+    def _rows_function(self, tf: Any) -> Any:
+        """The signature behind one [N, 5] input, as a concrete function: calling the signature
+        itself binds and converts five keyword arrays per call, which costs more than the model
+        at one row (about 900 against 480 µs a call here); the same graph, the same fares."""
+        signature, output = self._fn, self._output
+
+        def rows(raw: Any) -> Any:
+            return signature(**{name: raw[:, i] for i, name in enumerate(FEATURES)})[output]
+
+        spec = tf.TensorSpec([None, len(FEATURES)], tf.float32)
+        return tf.function(rows, input_signature=[spec]).get_concrete_function()
 
     def predict(self, raw: np.ndarray) -> np.ndarray:
         if len(raw) == 0:
             return np.zeros(0, np.float32)
-        columns = np.ascontiguousarray(np.asarray(raw, np.float32).T)
-        return self._fn(**{name: columns[i] for i, name in enumerate(FEATURES)})[self._output].numpy()
+        return self._rows(np.ascontiguousarray(raw, np.float32)).numpy()
 
     def predict_instances(self, instances: Sequence[Any]) -> list[dict[str, Any]]:
         raw, keys = check_instances(instances)

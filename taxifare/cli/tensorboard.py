@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import subprocess
+import os
 import sys
 
 from taxifare.cli import args as cli_args
@@ -38,7 +38,10 @@ def _cmd_tensorboard(args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
     ]
-    return subprocess.call(command)
+    # TensorBoard takes this process's place: a signal to it (SIGTERM, a closed terminal) stops
+    # TensorBoard itself, where a child would outlive a parent killed that way.
+    os.execv(sys.executable, command)
+    return 0  # not reached
 
 
 def register(sub: argparse._SubParsersAction) -> None:
