@@ -110,8 +110,9 @@ def slice_metrics(scored: Scored) -> list[dict]:
     """Each slice of trainer/slices.py: its row count and every model's RMSE and MAE on it."""
     truth = scored.test[LABEL]
     out = []
+    masks = slices.masks(scored.test)
     for s in slices.SLICES:
-        rows = np.asarray(s.mask(scored.test), dtype=bool)
+        rows = masks[s.name]
         entry: dict = {"name": s.name, "description": s.description, "rows": int(rows.sum()), "champion": None}
         for who, pred in scored.predictions.items():
             entry[who] = baseline.regression_metrics(truth[rows], pred[rows]) if rows.any() else None

@@ -8,6 +8,7 @@ about (the screenshot is not blank; the text holds the tasks, the slices, the de
 from __future__ import annotations
 
 import os
+import pathlib
 import re
 
 import pytest
@@ -47,6 +48,21 @@ def test_the_markdown_twin_has_the_same_tables(evaluation):
     text = (out / "summary.md").read_text()
     assert text.startswith("**blessed**") and "| candidate |" in text and "### By kind of trip" in text
     assert all(s.name in text for s in slices.SLICES)
+
+
+def test_a_test_split_with_empty_slices_still_gets_its_visuals(trained, sample_dir, tmp_path):
+    """A small test split has kinds of trip it holds none of: those slices have no metrics, and
+    the artifacts show them blank instead of failing the evaluate step."""
+    few = tmp_path / "few.csv"
+    few.write_text("".join((pathlib.Path(sample_dir) / "test.csv").read_text().splitlines(keepends=True)[:4]))
+    scored = evaluate.score(str(few), os.path.join(sample_dir, "train.csv"), trained["export_dir"], "local",
+                            str(tmp_path / "registry"))  # fmt: skip
+    result = evaluate.assess(scored, 0.02)
+    empty = [s["name"] for s in result["slices"] if s["rows"] == 0]
+    assert empty and all(s["candidate"] is None for s in result["slices"] if s["rows"] == 0)
+    evaluate.write_visuals(result, evaluate.figures(scored), str(tmp_path / "r.html"), str(tmp_path / "s.md"))
+    text = (tmp_path / "s.md").read_text()
+    assert all(name in text for name in empty) and "None" not in text
 
 
 def test_the_run_report_draws_every_task_with_its_state(tmp_path):

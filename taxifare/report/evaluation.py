@@ -31,7 +31,8 @@ def _comparison_rows(result: dict[str, Any]) -> list[list[Any]]:
 def _slice_rows(result: dict[str, Any]) -> list[list[Any]]:
     rows = []
     for s in result.get("slices", []):
-        rows.append([s["name"], s["rows"], *(s.get(m, {}).get("rmse") for m in _models(result))])
+        # A slice with no trips in the test split has no metrics (None): shown as a blank.
+        rows.append([s["name"], s["rows"], *((s.get(m) or {}).get("rmse") for m in _models(result))])
     return rows
 
 
