@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from pipeline import environ, watchdog
 from taxifare.errors import UsageError
 
 IMAGE_UID = 10001  # the Dockerfile's USER
@@ -137,12 +138,7 @@ def _podman_service(podman: str) -> Iterator[str]:
             time.sleep(0.05)
         yield f"unix://{sock}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        watchdog.stop(proc, 15)
         log.close()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -258,16 +254,11 @@ def docker_runner(image: str, pipeline_root: str, registry: str) -> Iterator[Any
         # A module attribute that DockerTaskHandler.run looks up at call time: no installed file changes.
         original = docker_task_handler.run_docker_container
         docker_task_handler.run_docker_container = run_docker_container
-        previous = os.environ.get("DOCKER_HOST")
-        os.environ["DOCKER_HOST"] = eng.host  # kfp's handler calls docker.from_env()
         try:
-            yield local.DockerRunner(mounts=mounts, network_mode="host")
+            with environ.overridden(DOCKER_HOST=eng.host):  # kfp's handler calls docker.from_env()
+                yield local.DockerRunner(mounts=mounts, network_mode="host")
         finally:
             docker_task_handler.run_docker_container = original
-            if previous is None:
-                os.environ.pop("DOCKER_HOST", None)
-            else:
-                os.environ["DOCKER_HOST"] = previous
             if os.getuid() != 0:  # root can remove anything; anyone else gets their files back
                 hand_back(eng, image, pipeline_root, registry)
 

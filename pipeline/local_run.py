@@ -26,8 +26,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import IO, Any, Protocol
 
+from pipeline import environ, watchdog
 from pipeline import pipeline as pipeline_lib
-from pipeline import watchdog
 from pipeline.images import DEFAULT_IMAGE
 from taxifare.errors import TaxifareError, UsageError
 from trainer import progress as training_progress
@@ -342,7 +342,7 @@ def _run_pipeline(
         with (
             open(log_path, "w") as log,
             _capture(log, on_line),
-            _environ(**({"TMPDIR": tmp} if runner == "subprocess" else {})),
+            environ.overridden(**({"TMPDIR": tmp} if runner == "subprocess" else {})),
             watchdog.guarded(token),
             _kfp_runner(runner, image, pipeline_root, params) as chosen,
         ):
@@ -356,21 +356,6 @@ def _run_pipeline(
     finally:
         root_logger.removeFilter(events)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Set environment variables for the processes started within; restore them after."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -468,31 +453,25 @@ def _decision(tasks: dict[str, TaskRecord]) -> dict[str, Any]:
     return {}
 
 
-def resolve(runs_root: str, run_id: str) -> str:
-    """A run id from what a user typed: the id, `latest`, a unique prefix, or kfp's job name for it."""
+def load(runs_root: str, run_id: str) -> dict[str, Any]:
+    """A run's record from what a user typed: the id, `latest`, a unique prefix, or kfp's job name for it."""
     runs = list_runs(runs_root)
     if run_id == "latest":
         if not runs:
             raise UsageError(f"no runs under {runs_root} yet", "`taxifare run` starts one")
-        return str(runs[0]["run_id"])
-    ids = [str(r["run_id"]) for r in runs]
-    if run_id in ids:
-        return run_id
-    by_job = [str(r["run_id"]) for r in runs if r.get("kfp_job_name") == run_id]
-    matches = by_job or [i for i in ids if i.startswith(run_id)]
+        return runs[0]
+    exact = [r for r in runs if str(r["run_id"]) == run_id]
+    matches = exact or [r for r in runs if r.get("kfp_job_name") == run_id]
+    matches = matches or [r for r in runs if str(r["run_id"]).startswith(run_id)]
     if len(matches) == 1:
         return matches[0]
-    recent = ", ".join(ids[:5])
     if matches:
-        raise UsageError(f"{run_id!r} matches {len(matches)} runs ({', '.join(matches[:5])})", "type more of the id")
+        found = ", ".join(str(r["run_id"]) for r in matches[:5])
+        raise UsageError(f"{run_id!r} matches {len(matches)} runs ({found})", "type more of the id")
+    recent = ", ".join(str(r["run_id"]) for r in runs[:5])
     raise UsageError(
         f"no run {run_id!r} under {runs_root}", f"recent: {recent}" if recent else "`taxifare run` starts one"
     )
-
-
-def load(runs_root: str, run_id: str) -> dict[str, Any]:
-    wanted = resolve(runs_root, run_id)
-    return next(r for r in list_runs(runs_root) if str(r["run_id"]) == wanted)
 
 
 def list_runs(runs_root: str) -> list[dict[str, Any]]:

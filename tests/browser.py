@@ -23,6 +23,8 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+from pipeline import watchdog
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # As the machine notes say: without these, Chromium reaches for Google's hosts at every start.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -61,11 +63,7 @@ def _browser() -> Iterator[str]:
         else:
             raise AssertionError("chromium opened no page")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        watchdog.stop(proc, 20)
         shutil.rmtree(profile, ignore_errors=True)
 
 

@@ -15,6 +15,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 
+from pipeline import watchdog
+
 
 @contextlib.contextmanager
 def dockerd(timeout: float = 60) -> Iterator[str]:
@@ -40,13 +42,8 @@ def dockerd(timeout: float = 60) -> Iterator[str]:
                 raise RuntimeError(f"dockerd did not start:\n{f.read()[-3000:]}")
         yield f"unix://{sock}"
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            watchdog.stop(proc, 30)
         subprocess.run(["umount", os.path.join(exec_root, "netns", "default")], capture_output=True, check=False)
         log.close()
         shutil.rmtree(root, ignore_errors=True)

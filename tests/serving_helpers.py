@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from pipeline import watchdog
+
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 # One valid trip, inside the schema's ranges.
 TRIP: dict[str, Any] = {
@@ -109,13 +111,7 @@ class ServerProcess:
             return b"".join(chunks)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        watchdog.stop(self.proc, 15)
         self.log.close()
 
 

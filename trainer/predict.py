@@ -162,11 +162,6 @@ def iter_json_lines(lines: Iterable[str], batch: int = BATCH_LINES) -> Iterator[
         raise InstanceError(0, None, "no instances: the file is empty", "line")
 
 
-def read_json_lines(lines: Iterable[str]) -> list[Any]:
-    """Parse a file of one JSON instance per line (blank lines skipped); line numbers from 1."""
-    return [instance for chunk in iter_json_lines(lines) for instance in chunk]
-
-
 def resolve_model_dir(path: str) -> str:
     """An export directory, or an --output_dir / export root (then its newest export)."""
     if _is_saved_model(path):

@@ -39,7 +39,7 @@ def predict(
     Args:
         endpoint: http(s)://host:port[/path] of `taxifare serve` (the path defaults to /predict),
             or projects/P/locations/R/endpoints/ID of a Vertex AI endpoint.
-        instances: the instances, as `trainer.predict.read_json_lines` returns them.
+        instances: the instances, e.g. one chunk of `trainer.predict.iter_json_lines`.
         timeout: seconds to wait for each request.
         api_endpoint: Vertex AI only: the API host, by default R-aiplatform.googleapis.com.
         credentials: Vertex AI only: google.auth credentials, by default the application default ones.
