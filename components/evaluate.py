@@ -156,13 +156,30 @@ def evaluate(
     region: str = "",
     api_endpoint: str = "",
 ) -> dict:
+    """The decision record for a candidate (what evaluate_model gates on, without its artifacts)."""
+    scored = checked_score(test_path, train_path, candidate_dir, deploy_target, registry, tolerance, project, region,
+                           api_endpoint)  # fmt: skip
+    return assess(scored, tolerance)
+
+
+def checked_score(
+    test_path: str,
+    train_path: str,
+    candidate_dir: str,
+    deploy_target: str,
+    registry: str,
+    tolerance: float,
+    project: str = "",
+    region: str = "",
+    api_endpoint: str = "",
+) -> Scored:
+    """`score`, once the gate's settings are valid and the registry deploy will write is writable."""
     settings.check(Gate(tolerance))
     if deploy_target == "local":  # deploy will write it: say so now if it cannot, not after the gate
         from taxifare.registry.local import LocalRegistry
 
         LocalRegistry(registry).check_writable()
-    scored = score(test_path, train_path, candidate_dir, deploy_target, registry, project, region, api_endpoint)
-    return assess(scored, tolerance)
+    return score(test_path, train_path, candidate_dir, deploy_target, registry, project, region, api_endpoint)
 
 
 def figures(scored: Scored) -> list[str]:
@@ -191,15 +208,10 @@ def evaluate_model(
     summary: Output[Markdown],
 ) -> bool:
     """Score the candidate, the distance baseline and the champion on the test split and its slices; gate."""
-    from components.evaluate import Gate, assess, figures, record, score, write_visuals
-    from trainer import settings
+    from components.evaluate import assess, checked_score, figures, record, write_visuals
 
-    settings.check(Gate(tolerance))
-    if deploy_target == "local":  # deploy will write it: say so now if it cannot, not after the gate
-        from taxifare.registry.local import LocalRegistry
-
-        LocalRegistry(registry).check_writable()
-    scored = score(test_data.path, train_data.path, candidate.path, deploy_target, registry, project, region)
+    scored = checked_score(test_data.path, train_data.path, candidate.path, deploy_target, registry, tolerance,
+                           project, region)  # fmt: skip
     result = assess(scored, tolerance)
     record(result, metrics, decision)
     write_visuals(result, figures(scored), report.path, summary.path)
