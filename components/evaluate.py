@@ -145,23 +145,6 @@ def assess(scored: Scored, tolerance: float) -> dict:
     }
 
 
-def evaluate(
-    test_path: str,
-    train_path: str,
-    candidate_dir: str,
-    deploy_target: str,
-    registry: str,
-    tolerance: float,
-    project: str = "",
-    region: str = "",
-    api_endpoint: str = "",
-) -> dict:
-    """The decision record for a candidate (what evaluate_model gates on, without its artifacts)."""
-    scored = checked_score(test_path, train_path, candidate_dir, deploy_target, registry, tolerance, project, region,
-                           api_endpoint)  # fmt: skip
-    return assess(scored, tolerance)
-
-
 def checked_score(
     test_path: str,
     train_path: str,

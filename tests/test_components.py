@@ -82,8 +82,9 @@ def test_gate_decisions():
 def test_evaluation_breaks_errors_down_by_kind_of_trip(trained, sample_dir, tmp_path):
     from trainer import slices
 
-    result = evaluate.evaluate(os.path.join(sample_dir, "test.csv"), os.path.join(sample_dir, "train.csv"),
-                               trained["export_dir"], "local", str(tmp_path / "reg"), 0.02)  # fmt: skip
+    scored = evaluate.checked_score(os.path.join(sample_dir, "test.csv"), os.path.join(sample_dir, "train.csv"),
+                                    trained["export_dir"], "local", str(tmp_path / "reg"), 0.02)  # fmt: skip
+    result = evaluate.assess(scored, 0.02)
     by_name = {s["name"]: s for s in result["slices"]}
     assert list(by_name) == [s.name for s in slices.SLICES]
     bands = [by_name[s.name]["rows"] for s in slices.SLICES if s.name.startswith("distance")]
@@ -118,11 +119,11 @@ def test_slices_geometry():
 def test_evaluate_scores_candidate_baseline_and_champion(trained, sample_dir, tmp_path):
     reg = LocalRegistry(str(tmp_path / "reg"))
     args = (os.path.join(sample_dir, "test.csv"), os.path.join(sample_dir, "train.csv"), trained["export_dir"], "local")
-    first = evaluate.evaluate(*args, reg.root, 0.02)
+    first = evaluate.assess(evaluate.checked_score(*args, reg.root, 0.02), 0.02)
     assert first["champion"] is None and first["blessed"]
     assert first["candidate"]["rmse"] < first["baseline"]["rmse"]
     reg.promote(reg.register(trained["export_dir"], {"run_id": "r0"}).name)
-    second = evaluate.evaluate(*args, reg.root, 0.02)
+    second = evaluate.assess(evaluate.checked_score(*args, reg.root, 0.02), 0.02)
     assert second["champion_version"] == "v0001"
     assert second["champion"]["rmse"] == pytest.approx(second["candidate"]["rmse"], rel=1e-6)
     assert second["blessed"]

@@ -391,13 +391,13 @@ def test_a_local_model_path_is_refused_with_the_fix(fake, tmp_path, trained):
 def test_evaluate_compares_against_the_vertex_champion(fake, trained, sample_dir, tmp_path, monkeypatch):
     args = (os.path.join(sample_dir, "test.csv"), os.path.join(sample_dir, "train.csv"), trained["export_dir"])
     where = {"project": "my-proj", "region": "us-central1", "api_endpoint": fake.server.url}
-    first = evaluate.evaluate(*args, "vertex", "", 0.02, **where)
+    first = evaluate.assess(evaluate.checked_score(*args, "vertex", "", 0.02, **where), 0.02)
     assert first["champion"] is None and first["champion_version"] is None
     with gcs_emulator(monkeypatch):
         bucket = gcs.client().create_bucket("models")
         upload_dir(bucket, trained["export_dir"], "run1/model")
         _deploy(fake, tmp_path, "gs://models/run1/model", "run-1", trained["export_dir"])
-        second = evaluate.evaluate(*args, "vertex", "", 0.02, **where)
+        second = evaluate.assess(evaluate.checked_score(*args, "vertex", "", 0.02, **where), 0.02)
     assert second["champion_version"] == f"{MODEL}@1"
     assert second["champion"]["rmse"] == pytest.approx(second["candidate"]["rmse"], rel=1e-6)
     assert fake.server.sent("GET", r".*/models/taxifare@champion")
