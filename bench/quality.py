@@ -27,7 +27,8 @@ from bench import LAB_TRAIN, LAB_VALID, Context, Settings, gbm
 from bench.report import Section, Target, markdown_table, spread
 from bench.trainer import train_run
 from trainer import baseline, sources
-from trainer.features import DEFAULTS, KEY, LABEL
+from trainer.config import DEFAULTS
+from trainer.features import KEY, LABEL
 
 FOLDS = 5
 VALID = "taxi-valid.csv"

@@ -244,6 +244,27 @@ def busy_note(*loads: tuple[float, float, float] | None) -> list[str]:
 # --- the markdown -----------------------------------------------------------------------------
 
 
+def _targets(sections: Sequence[Section]) -> list[str]:
+    """Every figure that has a target, with its verdict, in one table."""
+    targeted = [(s, f) for s in sections for f in s.figures if f.target]
+    if not targeted:
+        return []
+    lines = [
+        "",
+        "## Targets",
+        "",
+        "| section | figure | target | measured (median) | |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for section, figure in targeted:
+        assert figure.target is not None
+        lines.append(
+            f"| {section.title} | {figure.name} | {figure.target.describe(figure.unit)} | "
+            f"{fmt(figure.median, figure.unit)} | **{figure.verdict}** |"
+        )
+    return lines
+
+
 def render(
     sections: Sequence[Section],
     machine: dict[str, str],
@@ -279,21 +300,7 @@ def render(
     ]
     lines += [f"\n> {note}" for note in notes]
 
-    targeted = [(s, f) for s in sections for f in s.figures if f.target]
-    if targeted:
-        lines += [
-            "",
-            "## Targets",
-            "",
-            "| section | figure | target | measured (median) | |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for section, figure in targeted:
-            assert figure.target is not None
-            lines.append(
-                f"| {section.title} | {figure.name} | {figure.target.describe(figure.unit)} | "
-                f"{fmt(figure.median, figure.unit)} | **{figure.verdict}** |"
-            )
+    lines += _targets(sections)
     for section in sections:
         number = f"{SECTION_ORDER.index(section.key) + 1}. " if section.key in SECTION_ORDER else ""
         lines += ["", f"## {number}{section.title}", ""]

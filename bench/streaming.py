@@ -18,7 +18,7 @@ from bench import Context
 from bench.report import Section, Target, ratio
 from bench.trainer import train_run
 from trainer import sample_data
-from trainer.features import DEFAULTS
+from trainer.config import DEFAULTS
 
 TARGET_EXAMPLES_PER_SEC = 300_000
 MAX_RSS_RATIO = 1.10
@@ -74,6 +74,12 @@ def measure(ctx: Context) -> Section:
             out = ctx.path("streaming", "runs", f"{_label(rows)}-{i}")
             results[rows].append(train_run(ctx, out, data[rows][0], eval_csv, extra, timeout=3600))
 
+    _figures(section, sizes, results)
+    return section
+
+
+def _figures(section: Section, sizes: tuple[int, ...], results: dict[int, list[dict]]) -> None:
+    """Each size's throughput, memory and time, and the largest against the smallest."""
     commands: dict[int, str] = {}
     for rows in sizes:
         runs = results[rows]
@@ -107,4 +113,3 @@ def measure(ctx: Context) -> Section:
         "ratio",
         pair_commands,
     )
-    return section

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import Context, run_process
 from bench.report import Section, Target, median, ratio
-from trainer.features import DEFAULTS
+from trainer.config import DEFAULTS
 
 LAB_EXAMPLES_PER_SEC = 25_000  # the lab's estimator (tf.estimator + CsvDataset) on this machine class
 TARGET_EXAMPLES_PER_SEC = 400_000

@@ -1,10 +1,10 @@
-"""Compile the DAG to YAML: no cloud account, no environment reads."""
+"""Compile a pipeline to YAML: no cloud account, no environment reads."""
 
 from __future__ import annotations
 
 from kfp import compiler
 
-from pipeline import pipeline
+from pipeline import get
 from pipeline.images import DEFAULT_IMAGE
 from pipeline.machines import TrainingMachines
 
@@ -15,8 +15,9 @@ def compile_pipeline(
     image: str = DEFAULT_IMAGE,
     machines: TrainingMachines | None = None,
     registry_pvc: str = "",
+    pipeline: str = "training",
 ) -> str:
-    """Write the pipeline spec; the committed pipeline.yaml is the default (vertex) one."""
-    dag = pipeline.build(image=image, target=target, machines=machines, registry_pvc=registry_pvc)
+    """Write the pipeline spec; the committed pipeline.yaml is the default (training, vertex) one."""
+    dag = get(pipeline).build(image=image, target=target, machines=machines, registry_pvc=registry_pvc)
     compiler.Compiler().compile(dag, package_path=out)
     return out

@@ -54,3 +54,8 @@ class NotServable(TaxifareError):
 
 class CloudError(TaxifareError):
     """Google Cloud or a Kubeflow host refused, could not be reached, or is in a state we cannot go on from."""
+
+
+class RecordError(TaxifareError):
+    """A local run's record that cannot be read or trusted (damaged, hostile, from another version);
+    names the file and the fix."""

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline import watchdog
+from taxifare.runs import watchdog
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # As the machine notes say: without these, Chromium reaches for Google's hosts at every start.

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from pipeline import watchdog
+from taxifare.runs import watchdog
 
 
 @contextlib.contextmanager

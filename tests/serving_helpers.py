@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from pipeline import watchdog
+from taxifare.runs import watchdog
 
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 # One valid trip, inside the schema's ranges.

@@ -15,10 +15,11 @@ import pyarrow.csv as pacsv
 import pytest
 from cloud_fakes import Capture, gcs_emulator
 
-from components import stage_data
+from taxifare import staging
 from taxifare.cloud import bigquery
 from taxifare.errors import UsageError
 from trainer import gcs, sample_data, sources
+from trainer.config import Source
 
 ROWS = 3000
 
@@ -102,9 +103,9 @@ def test_export_to_cloud_storage_then_stage_validates_the_shards(monkeypatch, tm
     with gcs_emulator(monkeypatch), Capture() as server:
         gcs.client().create_bucket("root")
         _fake_bigquery(server, table)
-        out = {s: str(tmp_path / f"{s}.csv") for s in stage_data.SPLITS}
-        src = stage_data.Source(bq_table=bigquery.PUBLIC_TABLE, bq_sample=100)
-        result = stage_data.stage(out, src, project="my-proj", bq_client=_client(server),
+        out = {s: str(tmp_path / f"{s}.csv") for s in staging.SPLITS}
+        src = Source(bq_table=bigquery.PUBLIC_TABLE, bq_sample=100)
+        result = staging.stage(out, src, project="my-proj", bq_client=_client(server),
                                   export_dir="gs://root/pipeline-root/run/stage-data/bq-export")  # fmt: skip
     (sql,) = _sql(server)
     assert sql.startswith(
@@ -121,9 +122,9 @@ def test_export_to_a_local_root_fetches_rows_through_the_api(tmp_path):
     table = _rows()
     with Capture() as server:
         _fake_bigquery(server, table)
-        out = {s: str(tmp_path / f"{s}.csv") for s in stage_data.SPLITS}
-        src = stage_data.Source(bq_query="SELECT * FROM `my-proj.taxi.trips`")
-        result = stage_data.stage(out, src, project="my-proj", export_dir=str(tmp_path / "bq-export"),
+        out = {s: str(tmp_path / f"{s}.csv") for s in staging.SPLITS}
+        src = Source(bq_query="SELECT * FROM `my-proj.taxi.trips`")
+        result = staging.stage(out, src, project="my-proj", export_dir=str(tmp_path / "bq-export"),
                                   bq_client=_client(server))  # fmt: skip
     assert _sql(server) == ["SELECT * FROM `my-proj.taxi.trips`"]
     assert result["rows_read"] == ROWS
@@ -133,8 +134,8 @@ def test_export_to_a_local_root_fetches_rows_through_the_api(tmp_path):
 
 def test_bigquery_and_file_sources_do_not_mix(tmp_path):
     with pytest.raises(UsageError, match="not both"):
-        stage_data.stage({s: str(tmp_path / s) for s in stage_data.SPLITS},
-                         stage_data.Source(source="x.csv", bq_table="p.d.t"), export_dir=str(tmp_path))  # fmt: skip
+        staging.stage({s: str(tmp_path / s) for s in staging.SPLITS},
+                         Source(source="x.csv", bq_table="p.d.t"), export_dir=str(tmp_path))  # fmt: skip
 
 
 @pytest.mark.gcp
@@ -142,7 +143,7 @@ def test_public_table_sample_against_real_bigquery(tmp_path):
     project = os.environ.get("TAXIFARE_TEST_PROJECT")
     if not project:
         pytest.skip("set TAXIFARE_TEST_PROJECT (and credentials) to run")
-    out = {s: str(tmp_path / f"{s}.csv") for s in stage_data.SPLITS}
-    src = stage_data.Source(bq_table=bigquery.PUBLIC_TABLE, bq_sample=200_000)
-    result = stage_data.stage(out, src, project=project, export_dir=str(tmp_path / "bq-export"))
+    out = {s: str(tmp_path / f"{s}.csv") for s in staging.SPLITS}
+    src = Source(bq_table=bigquery.PUBLIC_TABLE, bq_sample=200_000)
+    result = staging.stage(out, src, project=project, export_dir=str(tmp_path / "bq-export"))
     assert result["rows_kept"] > 100

@@ -316,9 +316,9 @@ def test_a_mistyped_service_account_is_not_waited_for_as_if_it_were_the_agent(go
     with api, pytest.raises(exceptions.BadRequest, match=f"Service account {typo} does not exist") as err:
         _setup(google, storage_client=_storage_client(api), grant=True, service_account=typo, sleep=pauses.append)
     assert pauses == [] and len(puts) == 1
-    from taxifare.cli import cloud
+    from taxifare.cli import targets
 
-    assert typo in (cloud.service_error(err.value) or "")  # what the CLI prints, one line
+    assert typo in (targets.service_error(err.value) or "")  # what the CLI prints, one line
 
 
 def test_without_a_service_account_nothing_needs_to_act_as_itself(google, capsys):

@@ -47,17 +47,17 @@ def test_every_local_step_runs_in_the_one_image_without_installing_packages(tmp_
 
 
 def test_every_parameter_is_defined_once_in_the_steps_settings(tmp_path):
-    """The compiled pipeline's parameters are exactly pipeline/params.py's, with its defaults and help."""
-    from pipeline import params
+    """The compiled pipeline's parameters are exactly the settings the pipeline takes, with their defaults and help."""
+    from pipeline import training
 
     for target in ("local", "vertex"):
         compiled = _spec(tmp_path, target=target)["root"]["inputDefinitions"]["parameters"]
-        expected = params.defaults(target)
+        expected = training.defaults(target)
         assert sorted(compiled) == sorted(expected)
         for name, value in expected.items():
             assert compiled[name].get("defaultValue", "") == value, name
     described = _spec(tmp_path)["root"]["inputDefinitions"]["parameters"]
-    for s in params.all_settings():
+    for s in training.parameters():
         assert described[s.name]["description"] == s.help  # what the Vertex AI console shows
 
 
@@ -67,9 +67,9 @@ def test_each_steps_inputs_are_described_by_the_same_settings(tmp_path, target):
 
     On vertex, training is gcpc's custom-job component, which rebuilds the inputs without their
     descriptions: that step alone is not described in pipeline.yaml (said in the README)."""
-    from pipeline import params
+    from pipeline import training
 
-    helps = {s.name: s.help for s in params.all_settings()}
+    helps = {s.name: s.help for s in training.parameters()}
     components = _spec(tmp_path, target=target)["components"]
     steps = {name: c for name, c in components.items() if "executorLabel" in c}
     assert len(steps) == 4

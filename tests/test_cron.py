@@ -5,8 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline import cron, scheduler
 from taxifare.errors import UsageError
+from taxifare.runs import cron, scheduler
 
 UTC = ZoneInfo("UTC")
 

@@ -319,7 +319,7 @@ def test_a_container_run_gives_the_image_users_files_back(image: str, docker_eng
     files change hands, through the engine. The registry stays writable by both: the next run's steps
     (uid 10001 again) add versions and take the lock, and the user (through their group) deletes and
     adds too; other owners' files keep theirs."""
-    from pipeline import containers
+    from taxifare.runs import containers
 
     eng = containers.Engine(docker_engine, "docker")
     assert containers.host_owner(eng) == (os.getuid(), os.getgid())  # a rootful engine: the user's own ids

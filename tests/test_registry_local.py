@@ -181,7 +181,7 @@ def test_the_servers_watch_survives_a_damaged_registry(trained, tmp_path) -> Non
 def test_a_run_on_a_damaged_registry_stops_before_it_starts(reg: LocalRegistry, tmp_path) -> None:
     with open(reg.aliases_path, "w") as f:
         f.write('{"champion": ')
-    from pipeline import local_run
+    from taxifare.runs import local
 
     data = tmp_path / "trips.csv"
     data.write_text("12.0,-73.98,40.75,-73.97,40.78,1,k0\n" * 20)
@@ -189,5 +189,27 @@ def test_a_run_on_a_damaged_registry_stops_before_it_starts(reg: LocalRegistry, 
     assert code == 1 and "aliases.json is not valid JSON" in err and len(err.strip().splitlines()) == 1
 
     with pytest.raises(RegistryError, match=r"aliases\.json is not valid JSON.*models promote"):
-        local_run.run(str(tmp_path / "runs"), {"registry": reg.root})
+        local.run(str(tmp_path / "runs"), {"registry": reg.root})
     assert not (tmp_path / "runs").exists() or not os.listdir(tmp_path / "runs")
+
+
+def test_registry_versions_are_immutable_and_champion_moves_atomically(trained, tmp_path):
+    reg = LocalRegistry(str(tmp_path / "reg"))
+    assert reg.champion() is None and reg.versions() == []
+    v1 = reg.register(trained["export_dir"], {"run_id": "a"})
+    v2 = reg.register(trained["export_dir"], {"run_id": "b"})
+    assert [v.name for v in reg.versions()] == ["v0001", "v0002"]
+    assert reg.champion() is None  # registering does not promote
+    reg.promote(v2.name)
+    assert reg.champion().name == "v0002"
+    reg.promote(v1.name)  # rollback
+    assert reg.champion().name == "v0001" and os.path.isfile(os.path.join(v2.model_dir, "saved_model.pb"))
+    assert v1.metadata["run_id"] == "a" and "created" in v1.metadata
+    with pytest.raises(RegistryError, match=r"no version 'v0009'.*known: v0001, v0002"):
+        reg.promote("v0009")
+    assert not [n for n in os.listdir(reg.versions_dir) if n.startswith(".incoming")]
+
+
+def test_version_names_cannot_escape_the_registry(tmp_path):
+    with pytest.raises(RegistryError, match="not a version name"):
+        LocalRegistry(str(tmp_path)).promote("../../etc/v0001")

@@ -11,9 +11,10 @@ import threading
 import pytest
 from cloud_fakes import gcs_emulator
 
-from components import stage_data
+from taxifare import staging
 from taxifare.errors import DataError, UsageError
 from trainer import gcs, sample_data, sources
+from trainer.config import Source
 
 
 def test_gs_glob_is_read_and_validated_through_cloud_storage(monkeypatch, tmp_path):
@@ -66,8 +67,8 @@ def http_dir(tmp_path):
 def test_stage_data_reads_a_url(http_dir, tmp_path):
     folder, url = http_dir
     sample_data.write_splits(str(folder), rows=4000, seed=9)
-    out = {s: str(tmp_path / f"staged-{s}.csv") for s in stage_data.SPLITS}
-    result = stage_data.stage(out, stage_data.Source(source=f"{url}/train.csv"))
+    out = {s: str(tmp_path / f"staged-{s}.csv") for s in staging.SPLITS}
+    result = staging.stage(out, Source(source=f"{url}/train.csv"))
     _, local = sources.read_columns(str(folder / "train.csv"))
     assert result["rows_kept"] == local.kept and result["rows_read"] == local.rows
     assert sum(result["split_rows"].values()) == local.kept

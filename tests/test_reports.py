@@ -14,7 +14,8 @@ import re
 import pytest
 from browser import CHROMIUM, not_blank, render
 
-from components import evaluate
+from taxifare.evaluation import gate, scoring
+from taxifare.report import evaluation as evaluation_page
 from taxifare.report import run as run_report
 from trainer import slices
 
@@ -24,10 +25,10 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chr
 @pytest.fixture(scope="module")
 def evaluation(trained, sample_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation")
-    scored = evaluate.score(os.path.join(sample_dir, "test.csv"), os.path.join(sample_dir, "train.csv"),
+    scored = scoring.score(os.path.join(sample_dir, "test.csv"), os.path.join(sample_dir, "train.csv"),
                             trained["export_dir"], "local", str(out / "registry"))  # fmt: skip
-    result = evaluate.assess(scored, 0.02)
-    evaluate.write_visuals(result, evaluate.figures(scored), str(out / "report.html"), str(out / "summary.md"))
+    result = gate.assess(scored, 0.02)
+    evaluation_page.write(result, scoring.figures(scored), str(out / "report.html"), str(out / "summary.md"))
     return out, result
 
 
@@ -55,29 +56,34 @@ def test_a_test_split_with_empty_slices_still_gets_its_visuals(trained, sample_d
     the artifacts show them blank instead of failing the evaluate step."""
     few = tmp_path / "few.csv"
     few.write_text("".join((pathlib.Path(sample_dir) / "test.csv").read_text().splitlines(keepends=True)[:4]))
-    scored = evaluate.score(str(few), os.path.join(sample_dir, "train.csv"), trained["export_dir"], "local",
+    scored = scoring.score(str(few), os.path.join(sample_dir, "train.csv"), trained["export_dir"], "local",
                             str(tmp_path / "registry"))  # fmt: skip
-    result = evaluate.assess(scored, 0.02)
+    result = gate.assess(scored, 0.02)
     empty = [s["name"] for s in result["slices"] if s["rows"] == 0]
     assert empty and all(s["candidate"] is None for s in result["slices"] if s["rows"] == 0)
-    evaluate.write_visuals(result, evaluate.figures(scored), str(tmp_path / "r.html"), str(tmp_path / "s.md"))
+    evaluation_page.write(result, scoring.figures(scored), str(tmp_path / "r.html"), str(tmp_path / "s.md"))
     text = (tmp_path / "s.md").read_text()
     assert all(name in text for name in empty) and "None" not in text
 
 
 def test_the_run_report_draws_every_task_with_its_state(tmp_path):
-    record = {
-        "run_id": "20261201-000000-abcdef", "run_dir": str(tmp_path), "status": "succeeded", "started": 0.0,
-        "seconds": 12.5, "params": {"source": "/data/trips.csv", "train_steps": 300}, "deployed_version": None,
-        "decision": {"candidate": {"rmse": 3.1}, "baseline": {"rmse": 3.0}, "blessed": False},
-        "tasks": {"stage-data": {"state": "succeeded", "seconds": 1.0, "outputs": {}},
-                  "train-model": {"state": "succeeded", "seconds": 5.0, "outputs": {}},
-                  "evaluate-model": {"state": "succeeded", "seconds": 2.0, "outputs": {}},
-                  "deploy-model": {"state": "skipped", "seconds": None, "outputs": {}}},
-    }  # fmt: skip
+    from pipeline import training
+    from taxifare.runs import dag
+    from taxifare.runs.records import RunRecord, TaskRecord
+
+    verdict = "not blessed: candidate RMSE 3.100 does not beat the distance baseline 3.000"
+    tasks = {
+        "stage-data": TaskRecord(name="stage-data", state="succeeded", seconds=1.0),
+        "train-model": TaskRecord(name="train-model", state="succeeded", seconds=5.0),
+        "evaluate-model": TaskRecord(name="evaluate-model", state="succeeded", seconds=2.0, summary=[verdict]),
+        "deploy-model": TaskRecord(name="deploy-model", state="skipped", error=f"skipped: {verdict}"),
+    }
+    record = RunRecord(version=2, run_id="20261201-000000-abcdef", status="succeeded", started=0.0, seconds=12.5,
+                       params={"source": "/data/trips.csv", "train_steps": 300}, tasks=tasks,
+                       dag=dag.of_pipeline(training.build())).at(str(tmp_path))  # fmt: skip
     html = run_report.html_page(record)
     states = dict(re.findall(r'data-task="([^"]+)" data-state="([^"]+)"', html))
     assert states == {"stage-data": "succeeded", "train-model": "succeeded", "evaluate-model": "succeeded",
                       "deploy-model": "skipped"}  # fmt: skip
-    assert "if blessed (not blessed)" in html and "skipped: not blessed" in html
+    assert "if blessed (not blessed)" in html and "skipped: not blessed" in html and ">evaluate<" in html
     assert "evaluate did not run" in html  # no artifact file for this made-up record: said, not crashed

@@ -1,81 +1,60 @@
-"""Staging local CSVs to Cloud Storage, against the GCS emulator."""
+"""stage_data's work (taxifare/staging.py): validate, split by key hash, count rejects."""
 
 from __future__ import annotations
 
 import os
-import shutil
 
+import numpy as np
 import pytest
-from cloud_fakes import gcs_emulator
 
-from taxifare.cloud import staging
-from taxifare.errors import TaxifareError
-from trainer import gcs, sources
-
-
-@pytest.fixture
-def bucket(monkeypatch):
-    with gcs_emulator(monkeypatch):
-        gcs.client().create_bucket("data-bucket")
-        yield "data-bucket"
+from taxifare import staging
+from taxifare.errors import UsageError
+from trainer import sources
+from trainer.config import Source
 
 
-@pytest.fixture
-def files(tmp_path, sample_dir):
-    out = tmp_path / "local"
-    out.mkdir()
-    for split in ("train", "valid", "test"):
-        shutil.copy(os.path.join(sample_dir, f"{split}.csv"), out / f"{split}.csv")
-    return out
+def test_split_by_key_hash_is_stable_and_close_to_the_fractions():
+    keys = [f"trip-{i}" for i in range(20000)]
+    first = staging.split_index(keys, 0.1, 0.2)
+    assert np.array_equal(first, staging.split_index(list(reversed(keys)), 0.1, 0.2)[::-1])
+    shares = np.bincount(first, minlength=3) / len(keys)
+    assert shares == pytest.approx([0.7, 0.1, 0.2], abs=0.015)
 
 
-def _objects(bucket: str) -> dict[str, int]:
-    return {b.name: b.size for b in gcs.client().list_blobs(bucket)}
+def test_stage_splits_one_source_by_key_and_counts_rejects(tmp_path, sample_dir):
+    out = {s: str(tmp_path / f"{s}.csv") for s in staging.SPLITS}
+    source = os.path.join(sample_dir, "*.csv")
+    result = staging.stage(out, Source(source=source, valid_fraction=0.2, test_fraction=0.2))
+    assert result["rows_kept"] == sum(result["split_rows"].values())
+    assert result["rows_read"] - result["rows_kept"] == sum(result["rejected"].values()) > 0
+    keys = {}
+    for split, path in out.items():
+        cols, stats = sources.read_columns(path, max_bad_fraction=0.0)  # staged files are clean
+        assert stats.kept == result["split_rows"][split]
+        keys[split] = set(cols["key"])
+    assert not keys["train"] & keys["test"] and not keys["valid"] & keys["test"]
+    again_out = {s: str(tmp_path / f"again-{s}.csv") for s in staging.SPLITS}
+    again = staging.stage(again_out, Source(source=source, valid_fraction=0.2, test_fraction=0.2))
+    assert again["fingerprint"] == result["fingerprint"]
 
 
-def test_upload_once_under_a_content_hash_then_skip(bucket, files):
-    first = staging.stage([str(files / "*.csv")], bucket)
-    assert len(first.uploaded) == 3 and first.skipped == []
-    assert first.uri.startswith(f"gs://{bucket}/{staging.DATA_PREFIX}/") and first.uri.endswith("/*")
-    objects = _objects(bucket)
-    assert {os.path.basename(n) for n in objects} == {"train.csv", "valid.csv", "test.csv"}
-    assert objects[first.prefix[len(f"gs://{bucket}/") :] + "train.csv"] == os.path.getsize(files / "train.csv")
-
-    again = staging.stage([str(files / "*.csv")], bucket)
-    assert again.uri == first.uri and again.uploaded == [] and len(again.skipped) == 3
-
-    # The URI is what the pipeline reads: same rows as the local files.
-    remote, _ = sources.read_columns(first.uri)
-    local, _ = sources.read_columns(str(files / "*.csv"))
-    assert sorted(remote["key"]) == sorted(local["key"])
+def test_stage_with_separate_sources_keeps_them_apart(tmp_path, sample_dir):
+    out = {s: str(tmp_path / f"{s}.csv") for s in staging.SPLITS}
+    given = {f"{s}_source": os.path.join(sample_dir, f"{s}.csv") for s in staging.SPLITS}
+    result = staging.stage(out, Source(**given))
+    for split in staging.SPLITS:
+        _, stats = sources.read_columns(os.path.join(sample_dir, f"{split}.csv"))
+        assert result["split_rows"][split] == stats.kept
 
 
-def test_an_interrupted_upload_resumes_with_the_missing_files_only(bucket, files):
-    full = staging.stage([str(files / "*.csv")], bucket)
-    gcs.client().bucket(bucket).blob(full.prefix[len(f"gs://{bucket}/") :] + "valid.csv").delete()
-    resumed = staging.stage([str(files / "*.csv")], bucket)
-    assert [os.path.basename(p) for p in resumed.uploaded] == ["valid.csv"]
-    assert sorted(os.path.basename(p) for p in resumed.skipped) == ["test.csv", "train.csv"]
-
-
-def test_changed_content_or_name_goes_to_a_new_folder(bucket, files):
-    first = staging.stage([str(files / "train.csv")], bucket)
-    assert first.uri.endswith("/train.csv")
-    with open(files / "train.csv", "a") as f:
-        f.write("9.5,-73.98,40.75,-73.97,40.76,1,extra\n")
-    changed = staging.stage([str(files / "train.csv")], bucket)
-    os.rename(files / "train.csv", files / "other.csv")  # the same bytes under another name
-    renamed = staging.stage([str(files / "other.csv")], bucket)
-    assert len({first.prefix, changed.prefix, renamed.prefix}) == 3
-
-
-def test_stage_local_data_passes_gs_paths_through_and_checks_input(bucket, files):
-    uri = staging.stage_local_data(f"{files / 'train.csv'},gs://elsewhere/x.csv", bucket)
-    first, second = uri.split(",")
-    assert first.startswith(f"gs://{bucket}/taxifare/data/") and second == "gs://elsewhere/x.csv"
-    with pytest.raises(TaxifareError, match="no file matches"):
-        staging.stage_local_data([str(files / "*.parquet")], bucket)
-    (files / "sub").mkdir()
-    (files / "sub" / "train.csv").write_text("x")
-    with pytest.raises(TaxifareError, match=r"both named 'train\.csv'"):
-        staging.stage_local_data([str(files / "train.csv"), str(files / "sub" / "*.csv")], bucket)
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "no data"),
+        ({"source": "x.csv", "train_source": "y.csv"}, "not both"),
+        ({"source": "x.csv", "valid_fraction": 0.6, "test_fraction": 0.5}, "sum to less than 1"),
+    ],
+)
+def test_stage_rejects_bad_parameters(tmp_path, kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        staging.stage({s: str(tmp_path / s) for s in staging.SPLITS}, Source(**kwargs))

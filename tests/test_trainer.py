@@ -237,10 +237,21 @@ def test_taxifare_train_takes_the_lab_flags(tmp_path, sample_dir, capsys):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--checkpoint_every", "-5"], "checkpoint_every must be 0 or more, got -5"),
-        (["--hidden_units", "0"], "hidden_units must be one or more positive integers"),
+        (["--checkpoint_every", "-5"], "checkpoint_every must be a whole number from 0 to 1,000,000,000, got -5"),
+        (["--hidden_units", "0"], "hidden_units must be 1 to 16 whole numbers from 1 to 8192"),
+        # Sane sizes: a typo is said, not tried (a 100M-unit layer, a 1e20-step run).
+        (
+            ["--hidden_units", "100000000"],
+            "hidden_units must be 1 to 16 whole numbers from 1 to 8192, e.g. 64 16 4, got 100000000",
+        ),
+        (["--train_steps", "1e20"], "'1e20' is not an integer"),
+        (["--train_steps", str(10**20)], "train_steps must be a whole number from 1 to 1,000,000,000"),
+        (["--learning_rate", "50"], "learning_rate must be a number above 0 and at most 10, got 50"),
         (["--max_bad_fraction", "1.5"], "max_bad_fraction must be between 0 and 1, got 1.5"),
-        (["--train-steps", "0", "--seed", "-1"], "train_steps must be a positive number, got 0; seed must be"),
+        (
+            ["--train-steps", "0", "--seed", "-1"],
+            "train_steps must be a whole number from 1 to 1,000,000,000, got 0; seed",
+        ),
         (["--input_mode", "disk"], "invalid choice: 'disk'"),
         (["--learning_rate", "nan"], "'nan' is not a finite number"),
         (["--weight-decay", "inf"], "'inf' is not a finite number"),
@@ -275,18 +286,19 @@ def test_resuming_with_other_settings_says_so(tmp_path, sample_dir, capsys):
     assert "cannot resume" in capsys.readouterr().err
 
 
-def test_progress_lines_are_written_and_read_back_the_same():
+def test_progress_events_are_written_and_read_back_the_same():
     from trainer import progress
 
-    line = progress.Progress(300, 3000, 12.3456, 3.21, 3.05, 812345.6, 4.25).line()
-    assert line == "step 300/3000: train loss 12.346, train rmse 3.210, eval rmse 3.050, 812,346 examples/s, 4.2s"
-    back = progress.parse("[KFP Executor 11:04:20 INFO]: " + line)
-    assert back is not None and (back.step, back.total, back.examples_per_sec) == (300, 3000, 812346.0)
-    assert back.eta == pytest.approx(4.2 * 9)
+    sent = progress.Progress(300, 3000, 12.3456, 3.21, 3.05, 812345.6, 4.25)
     assert (
-        progress.parse(
-            "step 100/3000: train loss 1.0, train rmse 1.0, eval rmse 1.0, - examples/s, 1.0s"
-        ).examples_per_sec
-        is None
+        sent.line() == "step 300/3000: train loss 12.346, train rmse 3.210, eval rmse 3.050, 812,346 examples/s, 4.2s"
     )
-    assert progress.parse("exported /tmp/x: eval rmse 3.0") is None
+    back = progress.parse("    [KFP Executor 11:04:20 INFO]: " + sent.event())  # kfp may indent or prefix it
+    assert back == sent and back.eta == pytest.approx(4.25 * 9)
+    first = progress.Progress(100, 3000, 1.0, 1.0, 1.0, None, 1.0)
+    assert progress.parse(first.event()).examples_per_sec is None
+    # Free text is never read back, a damaged event is no event, and other events are not progress.
+    assert progress.parse(sent.line()) is None and progress.parse("exported /tmp/x: eval rmse 3.0") is None
+    assert progress.parse(sent.event()[:-5]) is None
+    assert progress.parse('{"taxifare_event":"progress","step":"x"}') is None
+    assert progress.parse('{"taxifare_event":"summary","lines":["a"]}') is None

@@ -14,10 +14,12 @@ import shutil
 import pytest
 from cloud_fakes import Capture, gcs_emulator, upload_dir
 
-from components import deploy, evaluate
+from taxifare import deployment
 from taxifare.errors import ChampionMoved, CloudError, UsageError
+from taxifare.evaluation import gate, scoring
 from taxifare.registry import vertex
 from trainer import gcs
+from trainer.config import DeployTarget
 
 PARENT = "projects/my-proj/locations/us-central1"
 MODEL = f"{PARENT}/models/taxifare"
@@ -159,8 +161,8 @@ IMAGE = "us-central1-docker.pkg.dev/my-proj/taxifare/taxifare:1"
 def _deploy(
     fake: FakeVertex, tmp_path, uri: str, run_id: str, model_dir: str, replaced: str | None = None, **serving
 ) -> str:
-    target = deploy.DeployTarget(deploy_target="vertex", project="my-proj", region="us-central1", **serving)
-    return deploy.deploy(model_dir, _decision(tmp_path, replaced), "fp123", target, run_id, model_uri=uri,
+    target = DeployTarget(deploy_target="vertex", project="my-proj", region="us-central1", **serving)
+    return deployment.deploy(model_dir, _decision(tmp_path, replaced), "fp123", target, run_id, model_uri=uri,
                          image=IMAGE, api_endpoint=fake.server.url)  # fmt: skip
 
 
@@ -366,19 +368,19 @@ def test_a_model_that_cannot_serve_is_never_uploaded(fake, tmp_path, trained, co
     [
         ({"serving_container": "docker"}, "serving_container must be one of custom, prebuilt"),
         ({"serving_min_replicas": 3, "serving_max_replicas": 2}, r"serving_min_replicas \(3\) must not exceed"),
-        ({"serving_min_replicas": 0}, "serving_min_replicas must be a positive number"),
-        ({"deploy_timeout": 0}, "deploy_timeout must be a positive number"),
-        ({"deploy_timeout": float("nan")}, "deploy_timeout must be a positive number"),
+        ({"serving_min_replicas": 0}, "serving_min_replicas must be a whole number from 1 to 1,000"),
+        ({"deploy_timeout": 0}, "deploy_timeout must be a number above 0"),
+        ({"deploy_timeout": float("nan")}, "deploy_timeout must be a number above 0"),
         ({"project": ""}, "deploy_target=vertex needs the project and region"),
     ],
 )
 def test_serving_settings_are_checked(fake, tmp_path, trained, settings, problem):
     target = {"deploy_target": "vertex", "project": "my-proj", "region": "us-central1", **settings}
     with pytest.raises(UsageError, match=problem):
-        deploy.deploy(trained["export_dir"], _decision(tmp_path), "fp", deploy.DeployTarget(**target), "run-1",
+        deployment.deploy(trained["export_dir"], _decision(tmp_path), "fp", DeployTarget(**target), "run-1",
                       image=IMAGE, api_endpoint=fake.server.url)  # fmt: skip
     with pytest.raises(UsageError, match="needs the pipeline image"):
-        deploy.DeployTarget(deploy_target="vertex", project="p", region="r").serving(image="")
+        deployment.serving(DeployTarget(deploy_target="vertex", project="p", region="r"), image="")
     assert not fake.server.requests
 
 
@@ -391,13 +393,13 @@ def test_a_local_model_path_is_refused_with_the_fix(fake, tmp_path, trained):
 def test_evaluate_compares_against_the_vertex_champion(fake, trained, sample_dir, tmp_path, monkeypatch):
     args = (os.path.join(sample_dir, "test.csv"), os.path.join(sample_dir, "train.csv"), trained["export_dir"])
     where = {"project": "my-proj", "region": "us-central1", "api_endpoint": fake.server.url}
-    first = evaluate.assess(evaluate.checked_score(*args, "vertex", "", 0.02, **where), 0.02)
+    first = gate.assess(scoring.checked_score(*args, "vertex", "", 0.02, **where), 0.02)
     assert first["champion"] is None and first["champion_version"] is None
     with gcs_emulator(monkeypatch):
         bucket = gcs.client().create_bucket("models")
         upload_dir(bucket, trained["export_dir"], "run1/model")
         _deploy(fake, tmp_path, "gs://models/run1/model", "run-1", trained["export_dir"])
-        second = evaluate.assess(evaluate.checked_score(*args, "vertex", "", 0.02, **where), 0.02)
+        second = gate.assess(scoring.checked_score(*args, "vertex", "", 0.02, **where), 0.02)
     assert second["champion_version"] == f"{MODEL}@1"
     assert second["champion"]["rmse"] == pytest.approx(second["candidate"]["rmse"], rel=1e-6)
     assert fake.server.sent("GET", r".*/models/taxifare@champion")

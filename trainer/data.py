@@ -6,7 +6,10 @@ pyarrow's (millions of rows/s), not tf.data's CsvDataset (~0.3M rows/s here).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -15,8 +18,13 @@ from taxifare.errors import DataError, UsageError
 from trainer import sources
 from trainer.features import FEATURES, LABEL
 
+if TYPE_CHECKING:
+    from trainer.train import TrainConfig
+
 STREAM_CHUNK_BYTES = 16 << 20
 EVAL_BATCH = 8192
+STATS_SAMPLE_ROWS = 200_000  # rows the normalisation and saturation constants come from
+MEMORY_LIMIT_BYTES = 2 << 30  # input_mode auto: hold training data in memory up to this
 
 
 def to_arrays(columns: sources.Columns) -> tuple[np.ndarray, np.ndarray]:
@@ -90,3 +98,72 @@ def stream_dataset(
 
 def eval_batches(raw: np.ndarray, fares: np.ndarray, batch_size: int = EVAL_BATCH) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((raw, fares)).batch(batch_size).with_options(_options())
+
+
+def _total_bytes(paths: list[str]) -> int | None:
+    """Bytes in all the files, or None where a size cannot be known up front (https://)."""
+    total = 0
+    for path in paths:
+        if path.startswith("gs://"):
+            from trainer import gcs
+
+            total += gcs.size(path)
+        elif "://" in path:
+            return None
+        else:
+            total += os.path.getsize(path)
+    return total
+
+
+def _use_memory(cfg: TrainConfig, paths: list[str]) -> bool:
+    if cfg.input_mode != "auto":
+        return cfg.input_mode == "memory"
+    total = _total_bytes(paths)
+    # Unknown sizes stream: memory use then stays flat whatever the download turns out to be.
+    return total is not None and total <= MEMORY_LIMIT_BYTES
+
+
+@dataclasses.dataclass
+class Inputs:
+    """What training reads: the batches, a sample for normalisation constants, the eval split."""
+
+    dataset: tf.data.Dataset
+    train_rows: int  # -1 when streaming (not counted up front)
+    train_stats: sources.ReadStats
+    sample_raw: np.ndarray
+    sample_fares: np.ndarray
+    eval_raw: np.ndarray
+    eval_fares: np.ndarray
+    eval_stats: sources.ReadStats
+
+
+def read_inputs(cfg: TrainConfig, index: int, workers: int, say: Callable[[str], None]) -> Inputs:
+    worker_batch = cfg.train_batch_size // workers
+    train_paths = sources.expand_paths(cfg.train_data_paths)
+    eval_paths = sources.expand_paths(cfg.eval_data_paths)
+    train_stats = sources.ReadStats()
+    if _use_memory(cfg, train_paths):
+        columns, train_stats = sources.read_columns(train_paths, max_bad_fraction=cfg.max_bad_fraction)
+        raw, fares = to_arrays(columns)
+        sample_raw, sample_fares = raw[:STATS_SAMPLE_ROWS], fares[:STATS_SAMPLE_ROWS]
+        if workers > 1:  # each worker trains on every n-th row
+            raw, fares = raw[index::workers], fares[index::workers]
+        dataset = memory_dataset(raw, fares, worker_batch, cfg.seed)
+        train_rows = len(fares)
+        say(f"loaded {train_rows} training rows into memory ({train_stats.rows - train_stats.kept} rejected)")
+    else:
+        sample: list[sources.Columns] = []
+        for chunk in sources.iter_chunks(train_paths, max_bad_fraction=cfg.max_bad_fraction):
+            sample.append(chunk)
+            if sum(len(c[sources.KEY]) for c in sample) >= STATS_SAMPLE_ROWS:
+                break
+        sample_raw, sample_fares = to_arrays(sources.concat(sample))
+        dataset = stream_dataset(train_paths, worker_batch, cfg.seed, cfg.max_bad_fraction, shard=(index, workers))
+        train_rows = -1
+        say(f"streaming {len(train_paths)} training file(s)")
+    eval_columns, eval_stats = sources.read_columns(eval_paths, max_bad_fraction=cfg.max_bad_fraction)
+    eval_raw, eval_fares = to_arrays(eval_columns)
+    if cfg.eval_steps > 0:
+        rows = cfg.eval_steps * EVAL_BATCH
+        eval_raw, eval_fares = eval_raw[:rows], eval_fares[:rows]
+    return Inputs(dataset, train_rows, train_stats, sample_raw, sample_fares, eval_raw, eval_fares, eval_stats)

@@ -1,7 +1,11 @@
-"""The one schema: columns, valid ranges, geography and hyperparameter defaults.
+"""The one feature table: every input field written once, with its type, range, aliases and meaning.
 
-Everything that reads, validates, trains on or serves taxi trips imports its names and
-limits from here. No TensorFlow import, so data staging and the CLI stay fast to start.
+Everything that reads, validates, trains on, serves or queries taxi trips takes its names and
+limits from `SCHEMA`: the CSV layout and header aliases (trainer/sources.py), row validation
+and its reject reasons (`Schema.validate`), prediction-instance checks (trainer/predict.py), the
+server's request struct (`Schema.request_struct`), the SavedModel's signatures
+(trainer/model.py), the BigQuery select list (`Schema.bq_select`) and the sample data. A new
+field is one `Field` here. No TensorFlow and no pyarrow, so data staging and the CLI stay fast.
 """
 
 from __future__ import annotations
@@ -10,36 +14,252 @@ import dataclasses
 import math
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-
-from trainer.settings import fraction, non_negative, positive, positive_sizes, setting
-from trainer.settings import seed as seed_check
-
-LABEL = "fare_amount"
-KEY = "key"
-# The five fields a prediction request carries, in the order the model stacks them.
-FEATURES: tuple[str, ...] = ("pickuplon", "pickuplat", "dropofflon", "dropofflat", "passengers")
-# The lab's headerless CSV layout.
-CSV_COLUMNS: tuple[str, ...] = (LABEL, *FEATURES, KEY)
-# Header aliases seen in the public NYC taxi tables and in the course's BigQuery queries.
-COLUMN_ALIASES: Mapping[str, str] = {
-    "pickup_longitude": "pickuplon",
-    "pickup_latitude": "pickuplat",
-    "dropoff_longitude": "dropofflon",
-    "dropoff_latitude": "dropofflat",
-    "passenger_count": "passengers",
-}
 
 # Sane ranges: a trip starts and ends in the NYC area, pays at least the flag fare.
 NYC_LON = (-74.5, -72.8)
 NYC_LAT = (40.2, 41.7)
 FARE_RANGE = (2.5, 500.0)
 PASSENGERS_RANGE = (1, 6)
-DEFAULT_MAX_BAD_FRACTION = 0.10
+_DEGREES = "degrees (the NYC area the model knows)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One column of a trip: what it is, what values it may take, and where it comes from."""
+
+    name: str
+    role: str  # "label", "feature" (a model input, in table order) or "key"
+    description: str
+    range: tuple[float, float] | None = None  # inclusive; None: any value
+    whole: bool = False  # only whole numbers (counts)
+    unit: str = ""  # how an out-of-range message names the values
+    aliases: tuple[str, ...] = ()  # other header names that mean this field
+    bq: str = ""  # its expression over the course's BigQuery trips table ("" : the field's name)
+    reject: str = ""  # the reason a row outside the range counts under ("" : <name>_out_of_range)
+
+    @property
+    def reject_reason(self) -> str:
+        return self.reject or f"{self.name}_out_of_range"
+
+
+# The course's trip key: the pickup time and place, which identifies a trip well enough.
+_BQ_TRIP_KEY = (
+    "CONCAT(CAST(pickup_datetime AS STRING), '_', CAST(pickup_longitude AS STRING), '_', "
+    "CAST(pickup_latitude AS STRING), '_', CAST(dropoff_latitude AS STRING), '_', CAST(dropoff_longitude AS STRING))"
+)
+
+# fmt: off
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "fare_amount",
+        "label",
+        "the fare with tolls, in dollars",
+        FARE_RANGE,
+        bq="(tolls_amount + fare_amount)",
+        reject="fare_out_of_range",
+    ),
+    Field(
+        "pickuplon",
+        "feature",
+        "pickup longitude",
+        NYC_LON,
+        unit=_DEGREES,
+        aliases=("pickup_longitude",),
+        bq="pickup_longitude",
+        reject="pickup_outside_nyc",
+    ),
+    Field(
+        "pickuplat",
+        "feature",
+        "pickup latitude",
+        NYC_LAT,
+        unit=_DEGREES,
+        aliases=("pickup_latitude",),
+        bq="pickup_latitude",
+        reject="pickup_outside_nyc",
+    ),
+    Field(
+        "dropofflon",
+        "feature",
+        "dropoff longitude",
+        NYC_LON,
+        unit=_DEGREES,
+        aliases=("dropoff_longitude",),
+        bq="dropoff_longitude",
+        reject="dropoff_outside_nyc",
+    ),
+    Field(
+        "dropofflat",
+        "feature",
+        "dropoff latitude",
+        NYC_LAT,
+        unit=_DEGREES,
+        aliases=("dropoff_latitude",),
+        bq="dropoff_latitude",
+        reject="dropoff_outside_nyc",
+    ),
+    Field(
+        "passengers",
+        "feature",
+        "passengers in the cab",
+        (float(PASSENGERS_RANGE[0]), float(PASSENGERS_RANGE[1])),
+        whole=True,
+        unit="passengers",
+        aliases=("passenger_count",),
+        bq="passenger_count * 1.0",
+    ),
+    Field("key", "key", "an id for the trip, echoed with its prediction (split by its hash)", bq=_BQ_TRIP_KEY),
+)
+# fmt: on
+
+# Checked before any field's range, in this order; each row counts once, under the first it fails.
+BASIC_REASONS = ("malformed_row", "missing_value", "not_a_number")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """A feature table and everything derived from it."""
+
+    fields: tuple[Field, ...]
+
+    def __post_init__(self) -> None:
+        roles = Counter(f.role for f in self.fields)
+        names = [f.name for f in self.fields]
+        if roles["label"] != 1 or roles["key"] != 1 or not roles["feature"] or len(set(names)) != len(names):
+            raise ValueError(f"a schema needs one label, one key, features and unique names: {names}")
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+    @property
+    def label(self) -> str:
+        return next(f.name for f in self.fields if f.role == "label")
+
+    @property
+    def key(self) -> str:
+        return next(f.name for f in self.fields if f.role == "key")
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The fields a prediction request carries, in the order the model stacks them."""
+        return tuple(f.name for f in self.fields if f.role == "feature")
+
+    @property
+    def csv_columns(self) -> tuple[str, ...]:
+        """The headerless CSV layout: label, features, key."""
+        return (self.label, *self.features, self.key)
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        return {alias: f.name for f in self.fields for alias in f.aliases}
+
+    @property
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """Each feature's inclusive range (the rows the trainer keeps; what an instance must be inside)."""
+        return {f.name: f.range for f in self.fields if f.role == "feature" and f.range is not None}
+
+    @property
+    def reject_reasons(self) -> tuple[str, ...]:
+        ranged = [f.reject_reason for f in self.fields if f.range is not None]
+        return BASIC_REASONS + tuple(dict.fromkeys(ranged))
+
+    def canonical_name(self, column: str) -> str:
+        name = column.strip().lower()
+        return self.aliases.get(name, name)
+
+    def value_problem(self, name: str, number: float) -> str | None:
+        """Why a feature's value cannot be predicted on, or None when it is inside its range."""
+        if not math.isfinite(number):
+            return "must be a finite number (no NaN or Infinity)"
+        f = self.field(name)
+        if f.range is None:
+            return None
+        low, high = f.range
+        if f.whole and number != round(number):
+            return f"must be a whole number of {f.unit or name}, {low:g} to {high:g}: {number!r}"
+        if not low <= number <= high:
+            return f"{number!r} is outside {low:g} to {high:g} {f.unit}".rstrip()
+        return None
+
+    def with_fields(self, *extra: Field) -> Schema:
+        """A copy with more fields (a new feature goes before the key, keeping the CSV layout's order)."""
+        key = [f for f in self.fields if f.role == "key"]
+        return Schema(tuple(f for f in self.fields if f.role != "key") + extra + tuple(key))
+
+    def validate(
+        self, columns: Mapping[str, np.ndarray], unparsable: np.ndarray | None = None
+    ) -> tuple[np.ndarray, Counter[str]]:
+        """A keep-mask for the rows and the count of rejected rows by reason.
+
+        `columns` maps the label and features to float arrays in which NaN marks a missing
+        value; `unparsable` marks rows where a field held text that is not a number. The label
+        may be absent (prediction instances).
+        """
+        numeric = [f for f in self.fields if f.role != "key" and f.name in columns]
+        rejected = np.zeros(len(columns[numeric[0].name]), dtype=bool)
+        counts: Counter[str] = Counter()
+
+        def reject(reason: str, bad: np.ndarray) -> None:
+            new = bad & ~rejected
+            if hits := int(new.sum()):
+                counts[reason] += hits
+                rejected[new] = True
+
+        if unparsable is not None:
+            reject("not_a_number", unparsable)
+        reject("missing_value", np.logical_or.reduce([np.isnan(columns[f.name]) for f in numeric]))
+        reject("not_a_number", np.logical_or.reduce([np.isinf(columns[f.name]) for f in numeric]))
+        bad: dict[str, np.ndarray] = {}
+        with np.errstate(invalid="ignore"):
+            for f in numeric:
+                if f.range is not None:
+                    values = columns[f.name]
+                    out = (values < f.range[0]) | (values > f.range[1])
+                    if f.whole:
+                        out |= values != np.round(values)
+                    bad[f.reject_reason] = bad.get(f.reject_reason, False) | out
+        for reason, rows in bad.items():
+            reject(reason, rows)
+        return ~rejected, counts
+
+    def request_struct(self) -> Any:
+        """The msgspec struct a prediction instance decodes into: each feature a float, the key
+        optional (a string or an integer), and nothing else."""
+        import msgspec
+
+        fields: list[Any] = [(name, float) for name in self.features]
+        fields.append((self.key, str | int | None, None))
+        return msgspec.defstruct("Instance", fields, forbid_unknown_fields=True)
+
+    def bq_select(self) -> str:
+        """The SELECT list that reads the course's trips table as this schema's columns."""
+        return ",\n".join(f"  {f.bq or f.name} AS {f.name}" for f in self.fields)
+
+    def bq_where(self) -> str:
+        """Each ranged field's range as a condition: obviously broken trips stay in BigQuery."""
+        return "\n  AND ".join(
+            f"{f.bq or f.name} BETWEEN {f.range[0]:g} AND {f.range[1]:g}" for f in self.fields if f.range is not None
+        )
+
+
+SCHEMA = Schema(FIELDS)
+LABEL = SCHEMA.label
+KEY = SCHEMA.key
+FEATURES: tuple[str, ...] = SCHEMA.features
+CSV_COLUMNS: tuple[str, ...] = SCHEMA.csv_columns
+COLUMN_ALIASES: Mapping[str, str] = SCHEMA.aliases
+RANGES: Mapping[str, tuple[float, float]] = SCHEMA.ranges
+REJECT_REASONS: tuple[str, ...] = SCHEMA.reject_reasons
+canonical_name = SCHEMA.canonical_name
+validate = SCHEMA.validate
+
 # Staging splits by key hash into these shares (train gets the rest).
 VALID_FRACTION = 0.1
 TEST_FRACTION = 0.1
+DEFAULT_MAX_BAD_FRACTION = 0.10
 # A candidate may be this much worse (relative RMSE) than the champion and still deploy.
 CHAMPION_TOLERANCE = 0.02
 
@@ -60,97 +280,3 @@ AIRPORTS: Mapping[str, tuple[float, float]] = {
     "lga": (-73.8740, 40.7769),
     "ewr": (-74.1745, 40.6895),
 }
-
-# Why a row was rejected, in the order rows are checked; each row counts once.
-REJECT_REASONS: tuple[str, ...] = (
-    "malformed_row",
-    "missing_value",
-    "not_a_number",
-    "fare_out_of_range",
-    "pickup_outside_nyc",
-    "dropoff_outside_nyc",
-    "passengers_out_of_range",
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class HParams:
-    """The trainer's settings: its flags, the pipeline's parameters and the CLI's options come from here."""
-
-    train_steps: int = setting(3000, "optimizer steps in total (a rerun resumes up to this)", positive)
-    train_batch_size: int = setting(512, "examples per step", positive)
-    hidden_units: tuple[int, ...] = setting((64, 16, 4), "sizes of the hidden layers", positive_sizes)
-    learning_rate: float = setting(0.001, "AdamW peak learning rate (cosine-decayed to 0)", positive)
-    weight_decay: float = setting(0.1, "AdamW decoupled weight decay", non_negative)
-    # Fares past $10 of error count linearly: a few odd fares (tolls, flat rates keyed in
-    # wrong) otherwise pull the fit. Mean RMSE over 5 key-hash folds of the lab's data, with
-    # saturated features: delta 5 and 10 4.07, 20 4.09, 30 4.11, squared error 4.13.
-    huber_delta: float = setting(10.0, "fare error ($) past which the loss grows linearly", positive)
-    seed: int = setting(42, "seed for initialisation and shuffling: same seed, same model", seed_check)
-    eval_steps: int = setting(0, "evaluate on this many batches of 8192 rows; 0: the whole eval set", non_negative)
-    max_bad_fraction: float = setting(
-        DEFAULT_MAX_BAD_FRACTION, "fail when a file has a larger share of invalid rows", fraction
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """How the trainer runs (not what it learns): checkpoints and input."""
-
-    checkpoint_every: int = setting(0, "steps between checkpoints and evaluations; 0: about ten per run", non_negative)
-    input_mode: str = setting(
-        "auto",
-        "hold training data in memory, or stream it from the files (auto: stream above 2 GiB)",
-        choices=("auto", "memory", "stream"),
-    )
-
-
-DEFAULTS = HParams()
-
-
-def canonical_name(column: str) -> str:
-    name = column.strip().lower()
-    return COLUMN_ALIASES.get(name, name)
-
-
-def validate(
-    columns: Mapping[str, np.ndarray], unparsable: np.ndarray | None = None
-) -> tuple[np.ndarray, Counter[str]]:
-    """Return a keep-mask for the rows and the count of rejected rows by reason.
-
-    `columns` maps LABEL and FEATURES to float arrays in which NaN marks a missing value;
-    `unparsable` marks rows where a field held text that is not a number. The label may be
-    absent (prediction instances).
-    """
-    names = [n for n in (LABEL, *FEATURES) if n in columns]
-    n_rows = len(columns[names[0]])
-    rejected = np.zeros(n_rows, dtype=bool)
-    counts: Counter[str] = Counter()
-
-    def reject(reason: str, bad: np.ndarray) -> None:
-        new = bad & ~rejected
-        hits = int(new.sum())
-        if hits:
-            counts[reason] += hits
-            rejected[new] = True
-
-    if unparsable is not None:
-        reject("not_a_number", unparsable)
-    reject("missing_value", np.logical_or.reduce([np.isnan(columns[n]) for n in names]))
-    reject("not_a_number", np.logical_or.reduce([np.isinf(columns[n]) for n in names]))
-    with np.errstate(invalid="ignore"):
-        if LABEL in columns:
-            fare = columns[LABEL]
-            reject("fare_out_of_range", (fare < FARE_RANGE[0]) | (fare > FARE_RANGE[1]))
-        reject("pickup_outside_nyc", _outside_nyc(columns["pickuplon"], columns["pickuplat"]))
-        reject("dropoff_outside_nyc", _outside_nyc(columns["dropofflon"], columns["dropofflat"]))
-        pax = columns["passengers"]
-        reject(
-            "passengers_out_of_range",
-            (pax < PASSENGERS_RANGE[0]) | (pax > PASSENGERS_RANGE[1]) | (pax != np.round(pax)),
-        )
-    return ~rejected, counts
-
-
-def _outside_nyc(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    return (lon < NYC_LON[0]) | (lon > NYC_LON[1]) | (lat < NYC_LAT[0]) | (lat > NYC_LAT[1])

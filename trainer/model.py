@@ -144,20 +144,20 @@ def _serving_module(model: keras.Model) -> tf.Module:
     module = tf.Module()
     module.weights = [v.value for v in model.variables]
 
+    # The signatures' inputs are the feature table's fields, by name (TF Serving's request keys).
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name=n) for n in F.FEATURES])
-    def serve(pickuplon, pickuplat, dropofflon, dropofflat, passengers):
-        raw = tf.stack([pickuplon, pickuplat, dropofflon, dropofflat, passengers], axis=1)
-        return {OUTPUT: tf.reshape(model(raw, training=False), [-1])}
+    def serve(*fields):
+        return {OUTPUT: tf.reshape(model(tf.stack(fields, axis=1), training=False), [-1])}
 
-    @tf.function(
-        input_signature=[
-            *(tf.TensorSpec([None], tf.float32, name=n) for n in F.FEATURES),
-            tf.TensorSpec([None], tf.string, name=F.KEY),
-        ]
-    )
-    def serve_with_key(pickuplon, pickuplat, dropofflon, dropofflat, passengers, key):
-        out = serve(pickuplon, pickuplat, dropofflon, dropofflat, passengers)
-        return {OUTPUT: out[OUTPUT], F.KEY: tf.identity(key)}
+    keyed = [
+        *(tf.TensorSpec([None], tf.float32, name=n) for n in F.FEATURES),
+        tf.TensorSpec([None], tf.string, name=F.KEY),
+    ]
+
+    @tf.function(input_signature=keyed)
+    def serve_with_key(*fields):
+        out = serve(*fields[:-1])
+        return {OUTPUT: out[OUTPUT], F.KEY: tf.identity(fields[-1])}
 
     module.serve, module.serve_with_key = serve, serve_with_key
     return module

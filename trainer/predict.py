@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from taxifare.errors import InstanceError, NotServable, UsageError
-from trainer.features import FEATURES, KEY, NYC_LAT, NYC_LON, PASSENGERS_RANGE
+from trainer.features import FEATURES, KEY, RANGES, SCHEMA
 
 ALLOWED = frozenset((*FEATURES, KEY))
 # The export's contract (trainer/model.py writes it; serving, TF Serving and evaluate read it).
@@ -26,33 +27,18 @@ KEYED_SIGNATURE = "with_key"
 OUTPUT = "fare_amount"
 # In every export folder, written after the SavedModel: readers take only folders that have it.
 EXPORT_MARKER = "taxifare-export.json"
-# Each field's inclusive range, in FEATURES order (the rows the trainer keeps; features.validate).
-RANGES: dict[str, tuple[float, float]] = {
-    "pickuplon": NYC_LON,
-    "pickuplat": NYC_LAT,
-    "dropofflon": NYC_LON,
-    "dropofflat": NYC_LAT,
-    "passengers": (float(PASSENGERS_RANGE[0]), float(PASSENGERS_RANGE[1])),
-}
-_LOW = np.array([RANGES[n][0] for n in FEATURES])
-_HIGH = np.array([RANGES[n][1] for n in FEATURES])
-_PASSENGERS = FEATURES.index("passengers")
+# Each feature's inclusive range, in FEATURES order (the rows the trainer keeps; features.validate).
+# A feature without a range still takes finite numbers only.
+BOUNDS = [RANGES.get(n, (-sys.float_info.max, sys.float_info.max)) for n in FEATURES]
+_LOW = np.array([low for low, _ in BOUNDS])
+_HIGH = np.array([high for _, high in BOUNDS])
+_WHOLE = np.array([SCHEMA.field(n).whole for n in FEATURES])
 # Python refuses to turn integers of more digits into numbers; JSON allows them (they are huge).
 _MAX_INT_DIGITS = 4000
 BATCH_LINES = 10_000  # `taxifare predict` reads, predicts and prints this many instances at a time
 
 
-def value_problem(name: str, number: float) -> str | None:
-    """Why a field's value cannot be predicted on, or None when it is in the schema's range."""
-    if not math.isfinite(number):
-        return "must be a finite number (no NaN or Infinity)"
-    low, high = RANGES[name]
-    if name == "passengers" and number != round(number):
-        return f"must be a whole number of passengers, {int(low)} to {int(high)}: {number!r}"
-    if not low <= number <= high:
-        what = "passengers" if name == "passengers" else "degrees (the NYC area the model knows)"
-        return f"{number!r} is outside {low:g} to {high:g} {what}"
-    return None
+value_problem = SCHEMA.value_problem  # why a feature's value cannot be predicted on, or None
 
 
 def key_problem(key: Any) -> str | None:
@@ -108,8 +94,7 @@ def check_rows(rows: np.ndarray, first: int = 0, where: str = "instance") -> Non
     """The same rule as `check_instance`, on [N, 5] float64 rows at once (the server's fast path)."""
     with np.errstate(invalid="ignore"):
         bad = ~((rows >= _LOW) & (rows <= _HIGH))
-        pax = rows[:, _PASSENGERS]
-        bad[:, _PASSENGERS] |= pax != np.round(pax)
+        bad[:, _WHOLE] |= rows[:, _WHOLE] != np.round(rows[:, _WHOLE])
     if bad.any():
         i, j = np.argwhere(bad)[0]
         name = FEATURES[j]

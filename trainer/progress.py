@@ -1,15 +1,14 @@
-"""The trainer's progress line: written by train.py after each chunk of steps, read back by whoever
-watches the training task (`taxifare run`'s live progress). One format, defined here, TF-free."""
+"""The trainer's progress after each chunk of steps: sent as a structured event (trainer/events.py)
+by train.py and read back by whoever watches the training task (`taxifare run`'s live display,
+the local tuner's pruning). TF-free."""
 
 from __future__ import annotations
 
 import dataclasses
-import re
+import math
+from typing import Any
 
-LINE = re.compile(
-    r"step (?P<step>\d+)/(?P<total>\d+): train loss (?P<loss>[\d.]+|nan|inf), train rmse (?P<rmse>[\d.]+|nan|inf), "
-    r"eval rmse (?P<eval_rmse>[\d.]+|nan|inf), (?P<rate>[\d,]+|-) examples/s, (?P<elapsed>[\d.]+)s"
-)
+from trainer import events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,11 +22,16 @@ class Progress:
     elapsed: float  # seconds since training started
 
     def line(self) -> str:
+        """For a person: the trainer's log line."""
         rate = f"{self.examples_per_sec:,.0f}" if self.examples_per_sec else "-"
         return (
             f"step {self.step}/{self.total}: train loss {self.loss:.3f}, train rmse {self.rmse:.3f}, "
             f"eval rmse {self.eval_rmse:.3f}, {rate} examples/s, {self.elapsed:.1f}s"
         )
+
+    def event(self) -> str:
+        """For a program: the JSON line `parse` reads back."""
+        return events.line("progress", **dataclasses.asdict(self))
 
     @property
     def eta(self) -> float | None:
@@ -37,11 +41,25 @@ class Progress:
         return self.elapsed * (self.total - self.step) / self.step
 
 
+def emit(p: Progress) -> None:
+    print(p.event(), flush=True)
+
+
 def parse(text: str) -> Progress | None:
-    found = LINE.search(text)
-    if not found:
+    """The progress event on a line of task output, or None."""
+    found = events.parse(text)
+    return from_event(found.fields) if found and found.kind == "progress" else None
+
+
+def from_event(fields: dict[str, Any]) -> Progress | None:
+    try:
+        p = Progress(**fields)
+    except TypeError:
         return None
-    g = found.groupdict()
-    rate = None if g["rate"] == "-" else float(g["rate"].replace(",", ""))
-    return Progress(int(g["step"]), int(g["total"]), float(g["loss"]), float(g["rmse"]), float(g["eval_rmse"]), rate,
-                    float(g["elapsed"]))  # fmt: skip
+    numbers = (p.step, p.total, p.loss, p.rmse, p.eval_rmse, p.elapsed)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+        return None
+    if p.examples_per_sec is not None and not (isinstance(p.examples_per_sec, int | float) and
+                                               math.isfinite(p.examples_per_sec)):  # fmt: skip
+        return None
+    return p

@@ -65,7 +65,9 @@ def _near_airport(lon: np.ndarray, lat: np.ndarray, airport: str, km: float = 1.
     return np.hypot(x - ax, y - ay) < km
 
 
-def generate(rows: int, seed: int = 0, key_prefix: str = "") -> dict[str, np.ndarray]:
+def generate(
+    rows: int, seed: int = 0, key_prefix: str = "", schema: features.Schema = features.SCHEMA
+) -> dict[str, np.ndarray]:
     """Clean trips as columns (floats; keys as strings)."""
     rng = np.random.default_rng(seed)
     px, py = _places(rng, rows)
@@ -96,7 +98,7 @@ def generate(rows: int, seed: int = 0, key_prefix: str = "") -> dict[str, np.nda
     passengers = rng.choice(np.arange(1, 7), size=rows, p=[0.70, 0.14, 0.05, 0.03, 0.05, 0.03])
     # Keys stay unique across seeds so that generated sets can be mixed.
     keys = np.array([f"{key_prefix}{seed}-{i}" for i in range(rows)], dtype=object)
-    return {
+    columns = {
         LABEL: fare,
         "pickuplon": np.round(plon, 6),
         "pickuplat": np.round(plat, 6),
@@ -105,6 +107,21 @@ def generate(rows: int, seed: int = 0, key_prefix: str = "") -> dict[str, np.nda
         "passengers": passengers.astype(np.float64),
         KEY: keys,
     }
+    return {**_other_fields(schema, columns, rng, rows), **columns}
+
+
+def _other_fields(
+    schema: features.Schema, known: dict[str, np.ndarray], rng: np.random.Generator, rows: int
+) -> dict[str, np.ndarray]:
+    """A feature table's fields this generator does not model: uniform over their range (whole
+    numbers for counts), so a new field's data exists before its story does."""
+    out = {}
+    for f in schema.fields:
+        if f.name not in known:
+            low, high = f.range or (0.0, 1.0)
+            values = rng.uniform(low, high, rows)
+            out[f.name] = np.round(values) if f.whole else np.round(values, 6)
+    return out
 
 
 def _dirty_lines(rng: np.random.Generator, n: int, key_prefix: str) -> list[str]:
@@ -120,10 +137,12 @@ def _dirty_lines(rng: np.random.Generator, n: int, key_prefix: str) -> list[str]
     return [kinds[i % len(kinds)].format(k=f"{key_prefix}dirty-{i}") for i in range(n)]
 
 
-def write_csv(columns: dict[str, np.ndarray], path: str, dirty: list[str] | None = None) -> None:
-    """Write the lab's headerless 7-column layout, dirty lines spread through the file."""
+def write_csv(
+    columns: dict[str, np.ndarray], path: str, dirty: list[str] | None = None, schema: features.Schema = features.SCHEMA
+) -> None:
+    """Write the lab's headerless layout (the schema's CSV columns), dirty lines spread through the file."""
     table = pa.table(
-        {c: pa.array(columns[c], type=pa.string() if c == KEY else pa.float64()) for c in features.CSV_COLUMNS}
+        {c: pa.array(columns[c], type=pa.string() if c == KEY else pa.float64()) for c in schema.csv_columns}
     )
     buf = pa.BufferOutputStream()
     pacsv.write_csv(table, buf, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))

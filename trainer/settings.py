@@ -1,9 +1,9 @@
 """Settings defined once: a dataclass field carries its default, its help line and its check.
 
-`trainer.features.HParams` and the pipeline's other parameters (pipeline/params.py) are such
-dataclasses. From them come the trainer's flags, the `taxifare` CLI's options (both spellings:
-the lab's `--train_steps` and `--train-steps`), the pipeline's parameter defaults, and the one
-validation every entry point runs (`check`). No TensorFlow here.
+trainer/config.py declares every such dataclass (the trainer's `HParams`, each pipeline step's
+settings). From them come the trainer's flags, the `taxifare` CLI's options (both spellings:
+the lab's `--train_steps` and `--train-steps`), the pipelines' parameter defaults and
+descriptions, and the one validation every entry point runs (`check`). No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -56,8 +56,43 @@ def below_one(value: Any) -> str | None:
 
 
 def positive_sizes(value: Any) -> str | None:
-    ok = isinstance(value, list | tuple) and value and all(isinstance(v, int) and v > 0 for v in value)
+    ok = isinstance(value, list | tuple) and value and all(_integer(v) and v > 0 for v in value)
     return None if ok else "must be one or more positive integers, e.g. 64 16 4"
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def whole(low: int, high: int) -> Check:
+    """A whole number from `low` to `high`: a sane size, so a typo (1e20 steps) is said, not tried."""
+
+    def check(value: Any) -> str | None:
+        return None if _integer(value) and low <= value <= high else f"must be a whole number from {low} to {high:,}"
+
+    return check
+
+
+def between(low: float, high: float, low_open: bool = False) -> Check:
+    """A finite number from `low` (or above it, with `low_open`) up to `high`."""
+    wanted = f"must be a number above {low:g} and at most {high:g}" if low_open else f"must be from {low:g} to {high:g}"
+
+    def check(value: Any) -> str | None:
+        ok = _number(value) and (value > low if low_open else value >= low) and value <= high
+        return None if ok else wanted
+
+    return check
+
+
+def sizes(most: int, count: int) -> Check:
+    """Layer sizes: one to `count` whole numbers, each from 1 to `most`."""
+
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, list | tuple) and 0 < len(value) <= count
+        ok = ok and all(_integer(v) and 0 < v <= most for v in value)
+        return None if ok else f"must be 1 to {count} whole numbers from 1 to {most}, e.g. 64 16 4"
+
+    return check
 
 
 def seed(value: Any) -> str | None:
@@ -135,6 +170,13 @@ def check(obj: Any) -> Any:
     """`obj` when every setting is valid, else one UsageError naming each bad one."""
     found = problems(obj)
     if found:
+        raise UsageError("; ".join(found))
+    return obj
+
+
+def checked(obj: Any) -> Any:
+    """`obj` when its own `problems()` (its settings and how they go together) finds none."""
+    if found := obj.problems():
         raise UsageError("; ".join(found))
     return obj
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def build_parser(prog: str = "python -m trainer.task") -> argparse.ArgumentParser:
-    from trainer.features import HParams, RunOptions
+    from trainer.config import HParams, RunOptions
 
     p = argparse.ArgumentParser(
         prog=prog, description="Train the taxi-fare model and export a SavedModel (the lab's flags)."

@@ -19,13 +19,11 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from taxifare.errors import UsageError
-from trainer import data, distribute, model, settings, sources
-from trainer.features import HParams, RunOptions
+from trainer import data, distribute, model, settings
+from trainer.config import HParams, RunOptions
 from trainer.progress import Progress
 
 log = logging.getLogger(__name__)
-STATS_SAMPLE_ROWS = 200_000
-MEMORY_LIMIT_BYTES = 2 << 30
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,6 +44,16 @@ class TrainConfig(RunOptions, HParams):
         if os.path.isfile(self.output_dir):  # local paths; a gs:// "file" is only a prefix
             raise UsageError(f"output_dir {self.output_dir} is a file", "give a directory (it is created if missing)")
         return settings.check(self)
+
+    @classmethod
+    def of(
+        cls, hparams: HParams, train_path: str, valid_path: str, output_dir: str, model_dir: str, tensorboard_dir: str
+    ) -> TrainConfig:
+        """A pipeline step's run: its hyperparameters on the staged splits, exporting to `model_dir`."""
+        return cls(
+            train_data_paths=train_path, eval_data_paths=valid_path, output_dir=output_dir, model_dir=model_dir,
+            tensorboard_dir=tensorboard_dir, **dataclasses.asdict(hparams),
+        )  # fmt: skip
 
     @property
     def hparams(self) -> HParams:
@@ -69,29 +77,6 @@ def _scalar(name: str, value: float) -> None:
     metadata = summary_pb2.SummaryMetadata()
     metadata.plugin_data.plugin_name = "scalars"
     tf.summary.write(name, tf.constant(value, tf.float32), metadata=metadata)
-
-
-def _total_bytes(paths: list[str]) -> int | None:
-    """Bytes in all the files, or None where a size cannot be known up front (https://)."""
-    total = 0
-    for path in paths:
-        if path.startswith("gs://"):
-            from trainer import gcs
-
-            total += gcs.size(path)
-        elif "://" in path:
-            return None
-        else:
-            total += os.path.getsize(path)
-    return total
-
-
-def _use_memory(cfg: TrainConfig, paths: list[str]) -> bool:
-    if cfg.input_mode != "auto":
-        return cfg.input_mode == "memory"
-    total = _total_bytes(paths)
-    # Unknown sizes stream: memory use then stays flat whatever the download turns out to be.
-    return total is not None and total <= MEMORY_LIMIT_BYTES
 
 
 def _load_stats(cfg: TrainConfig, sample_raw: np.ndarray, sample_fares: np.ndarray, chief: bool = True) -> dict:
@@ -118,52 +103,6 @@ def _load_stats(cfg: TrainConfig, sample_raw: np.ndarray, sample_fares: np.ndarr
             json.dump(stats, f)
         tf.io.gfile.rename(tmp, path, overwrite=True)
     return stats
-
-
-@dataclasses.dataclass
-class _Inputs:
-    """What training reads: the batches, a sample for normalisation constants, the eval split."""
-
-    dataset: tf.data.Dataset
-    train_rows: int  # -1 when streaming (not counted up front)
-    train_stats: sources.ReadStats
-    sample_raw: np.ndarray
-    sample_fares: np.ndarray
-    eval_raw: np.ndarray
-    eval_fares: np.ndarray
-    eval_stats: sources.ReadStats
-
-
-def _read_inputs(cfg: TrainConfig, index: int, workers: int, say: Callable[[str], None]) -> _Inputs:
-    worker_batch = cfg.train_batch_size // workers
-    train_paths = sources.expand_paths(cfg.train_data_paths)
-    eval_paths = sources.expand_paths(cfg.eval_data_paths)
-    train_stats = sources.ReadStats()
-    if _use_memory(cfg, train_paths):
-        columns, train_stats = sources.read_columns(train_paths, max_bad_fraction=cfg.max_bad_fraction)
-        raw, fares = data.to_arrays(columns)
-        sample_raw, sample_fares = raw[:STATS_SAMPLE_ROWS], fares[:STATS_SAMPLE_ROWS]
-        if workers > 1:  # each worker trains on every n-th row
-            raw, fares = raw[index::workers], fares[index::workers]
-        dataset = data.memory_dataset(raw, fares, worker_batch, cfg.seed)
-        train_rows = len(fares)
-        say(f"loaded {train_rows} training rows into memory ({train_stats.rows - train_stats.kept} rejected)")
-    else:
-        sample: list[sources.Columns] = []
-        for chunk in sources.iter_chunks(train_paths, max_bad_fraction=cfg.max_bad_fraction):
-            sample.append(chunk)
-            if sum(len(c[sources.KEY]) for c in sample) >= STATS_SAMPLE_ROWS:
-                break
-        sample_raw, sample_fares = data.to_arrays(sources.concat(sample))
-        dataset = data.stream_dataset(train_paths, worker_batch, cfg.seed, cfg.max_bad_fraction, shard=(index, workers))
-        train_rows = -1
-        say(f"streaming {len(train_paths)} training file(s)")
-    eval_columns, eval_stats = sources.read_columns(eval_paths, max_bad_fraction=cfg.max_bad_fraction)
-    eval_raw, eval_fares = data.to_arrays(eval_columns)
-    if cfg.eval_steps > 0:
-        rows = cfg.eval_steps * data.EVAL_BATCH
-        eval_raw, eval_fares = eval_raw[:rows], eval_fares[:rows]
-    return _Inputs(dataset, train_rows, train_stats, sample_raw, sample_fares, eval_raw, eval_fares, eval_stats)
 
 
 def _restore(checkpoint: tf.train.Checkpoint, cfg: TrainConfig, step: tf.Variable, say: Callable[[str], None]) -> None:
@@ -260,7 +199,7 @@ def _train_loop(
     manager: tf.train.CheckpointManager,
     step: tf.Variable,
     chief: bool,
-    say: Callable[[str], None],
+    on_progress: Callable[[Progress], None],
 ) -> _Progress:
     """Train in chunks of `checkpoint_every` steps: after each, evaluate, log summaries, checkpoint."""
     every = cfg.checkpoint_every or max(100, -(-cfg.train_steps // 10))
@@ -290,7 +229,7 @@ def _train_loop(
         manager.save(checkpoint_number=now)
         rate = progress.timed_steps * cfg.train_batch_size / progress.timed_seconds if progress.timed_seconds else None
         done = Progress(now, cfg.train_steps, loss, math.sqrt(mse), metrics["rmse"], rate, time.perf_counter() - began)
-        say(done.line())
+        on_progress(done)
     train_writer.flush()
     eval_writer.flush()
     return progress
@@ -308,7 +247,7 @@ def _build(cfg: TrainConfig, stats: dict, strategy: Any) -> tuple[keras.Model, A
     return net, optimizer, step
 
 
-def _result(cfg: TrainConfig, inputs: _Inputs, loop: _Progress, final: dict, steps: int, **extra: Any) -> dict:
+def _result(cfg: TrainConfig, inputs: data.Inputs, loop: _Progress, final: dict, steps: int, **extra: Any) -> dict:
     """metrics.json: the final evaluation, what was read and skipped, the speed, the settings."""
     return {
         "rmse": final["rmse"],
@@ -326,10 +265,19 @@ def _result(cfg: TrainConfig, inputs: _Inputs, loop: _Progress, final: dict, ste
     }
 
 
-def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None = None) -> dict:
-    """Train, evaluate, export; write and return metrics. Resumes from the last checkpoint."""
+def train_and_evaluate(
+    cfg: TrainConfig,
+    progress: Callable[[str], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict:
+    """Train, evaluate, export; write and return metrics. Resumes from the last checkpoint.
+
+    `progress` gets the run's log lines; `on_progress` each chunk's Progress (default: its log
+    line). An exception from `on_progress` stops the run there (the tuner prunes so).
+    """
     started = time.perf_counter()
     say = progress or log.info
+    on_progress = on_progress or (lambda p: say(p.line()))
     cfg.check()
     cluster = cfg.cluster or distribute.from_environment(os.environ)
     # Created first: the collective ops of several workers must be set up before any other op.
@@ -345,7 +293,7 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
     tf.config.experimental.enable_op_determinism()
     tf.io.gfile.makedirs(cfg.output_dir)
 
-    inputs = _read_inputs(cfg, index, workers, say)
+    inputs = data.read_inputs(cfg, index, workers, say)
     stats = _load_stats(cfg, inputs.sample_raw, inputs.sample_fares, chief)
     net, optimizer, step = _build(cfg, stats, strategy)
     checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer, step=step)
@@ -356,7 +304,7 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
 
     run_steps = _step_function(net, optimizer, step, inputs.dataset, strategy, cfg, workers)
     evaluate = _evaluator(net, inputs.eval_raw, inputs.eval_fares)
-    loop = _train_loop(cfg, run_steps, evaluate, manager, step, chief, say)
+    loop = _train_loop(cfg, run_steps, evaluate, manager, step, chief, on_progress)
     final = loop.metrics or evaluate()  # the last chunk already evaluated the final weights
     # Saving may run collectives, so every worker saves; only the chief's copy is kept.
     export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
@@ -375,3 +323,16 @@ def train_and_evaluate(cfg: TrainConfig, progress: Callable[[str], None] | None 
         json.dump(result, f, indent=2, default=list)
     say(f"exported {export_path}: eval rmse {final['rmse']:.3f}, mae {final['mae']:.3f}")
     return result
+
+
+def metrics(result: dict) -> dict[str, float]:
+    """A run's figures as flat metrics (the pipeline's Metrics artifact)."""
+    names = {"rmse": "valid_rmse", "mae": "valid_mae", "steps": "steps", "examples_per_sec": "examples_per_sec",
+             "wall_seconds": "wall_seconds"}  # fmt: skip
+    return {shown: result[name] for name, shown in names.items() if result.get(name) is not None}
+
+
+def summary(result: dict) -> list[str]:
+    rate = result.get("examples_per_sec")
+    speed = f", {rate:,.0f} examples/s" if rate else ""
+    return [f"valid RMSE {result['rmse']:.3f}, {result['steps']} steps{speed}"]

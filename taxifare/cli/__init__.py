@@ -13,10 +13,40 @@ import os
 import sys
 from collections.abc import Sequence
 
-from taxifare.cli import args, cloud, local, models, runs, schedule, serve, setup, tensorboard, train
+from taxifare.cli import (
+    args,
+    compile,
+    models,
+    params,
+    predict,
+    run,
+    runs,
+    sample_data,
+    schedule,
+    serve,
+    setup,
+    submit,
+    targets,
+    tensorboard,
+    train,
+)
 from taxifare.errors import TaxifareError
 
-COMMANDS = (train, local, runs, models, tensorboard, cloud, schedule, serve, setup)
+COMMANDS = (
+    train,
+    predict,
+    sample_data,
+    compile,
+    run,
+    params,
+    runs,
+    models,
+    tensorboard,
+    submit,
+    schedule,
+    serve,
+    setup,
+)
 
 
 def build_parser() -> args.Parser:
@@ -60,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush is quiet too
         return 141
     except Exception as err:
-        message = cloud.service_error(err)
+        message = targets.service_error(err)
         if message is None or debug:
             raise
         print(f"error: {message}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The options the commands share, each defined once, and a parser that suggests what was meant.
 
 Groups: data (`--data` or `--train-data/--valid-data/--test-data`), hyperparameters (from
-trainer.features.HParams), the gate, the registry and runs folders, the cloud target, the
+trainer.config.HParams), the gate, the registry and runs folders, the cloud target, the
 training machines, serving and `--param`. Paths are normalised one way (`path`).
 """
 
@@ -86,18 +86,22 @@ def add_data(p: argparse.ArgumentParser, local_only: bool = False) -> None:
         )
 
 
-def add_hparams(p: argparse.ArgumentParser) -> None:
-    from pipeline.params import PIPELINE_HPARAMS
-    from trainer import settings
-    from trainer.features import HParams
+def add_pipeline(p: argparse._ActionsContainer) -> None:
+    from pipeline import PIPELINES
 
-    specs = [s for s in settings.settings_of(HParams) if s.name in PIPELINE_HPARAMS]
-    settings.add_options(p.add_argument_group("hyperparameters"), specs)
+    p.add_argument("--pipeline", choices=PIPELINES, default=PIPELINES[0], help="which pipeline")
+
+
+def add_hparams(p: argparse.ArgumentParser) -> None:
+    from pipeline.params import hparams
+    from trainer import settings
+
+    settings.add_options(p.add_argument_group("hyperparameters"), hparams())
 
 
 def add_gate(p: argparse.ArgumentParser) -> None:
-    from components.evaluate import Gate
     from trainer import settings
+    from trainer.config import Gate
 
     settings.add_options(p.add_argument_group("gate"), settings.settings_of(Gate))
 
@@ -208,9 +212,9 @@ def data_params(args: argparse.Namespace, runs_root: str | None = None) -> dict[
         return {"source": files("--data", args.data)}
     if runs_root is None:
         return {}
-    from pipeline import local_run
+    from taxifare.runs import local
 
-    sample = local_run.sample_data(runs_root)
+    sample = local.sample_data(runs_root)
     print(f"data: generated sample in {sample} (use --data FILES for your own)")
     return {s + "_source": os.path.join(sample, f"{s}.csv") for s in ("train", "valid", "test")}
 

@@ -12,6 +12,7 @@ import time
 from typing import IO, Any
 
 from taxifare.cli import render
+from taxifare.runs.records import RunRecord
 from trainer.progress import Progress
 
 
@@ -51,8 +52,8 @@ class PlainLines:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def started(self, record: dict[str, Any], log_path: str) -> None:
-        self._say(f"run {record['run_id']}: log {log_path}")
+    def started(self, record: RunRecord, log_path: str) -> None:
+        self._say(f"run {record.run_id}: log {log_path}")
 
     def task(self, task: Any) -> None:
         if task.state == "running":
@@ -88,15 +89,15 @@ class LiveBar:
             # Step count and time left stay whole at 80 columns; this text is what gets cut.
             TextColumn("{task.fields[details]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
             console=self.console,
-            # The run's stdout is the log file (pipeline.local_run): rich must not swap it for its own.
+            # The run's stdout is the log file (taxifare/runs/local.py): rich must not swap it for its own.
             redirect_stdout=False,
             redirect_stderr=False,
             transient=True,  # the bar goes when training ends; the task's line says how it went
         )
         self.bar_task: Any = None
 
-    def started(self, record: dict[str, Any], log_path: str) -> None:
-        self.console.print(f"run {record['run_id']}: log {log_path}")
+    def started(self, record: RunRecord, log_path: str) -> None:
+        self.console.print(f"run {record.run_id}: log {log_path}")
 
     def task(self, task: Any) -> None:
         if task.state == "running":

@@ -37,16 +37,16 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from pipeline import local_run
     from taxifare.cli import render
     from taxifare.errors import UsageError
     from taxifare.registry.local import LocalRegistry
+    from taxifare.runs import records
 
     reg = LocalRegistry(args.registry)
     version = reg.get(args.version)
     champion = reg.champion()
     try:
-        run = local_run.load(args.runs_root, version.metadata.get("run_id", ""))
+        run = records.load(args.runs_root, version.metadata.get("run_id", ""))
     except UsageError:  # the run's record is elsewhere (another runs root, a cluster run)
         run = None
     print(render.version_details(version, champion.name if champion else None, run))

@@ -1,4 +1,4 @@
-"""Terminal views of a run (its DAG with task states) and of the model registry."""
+"""Terminal views of a run (its DAG with task states, from the run's record) and of the model registry."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import os
 import shutil
 from typing import Any
 
+from taxifare.runs.records import RunRecord, TaskRecord
+from taxifare.runs.status import Status
+
 ICONS = {"succeeded": "✔", "failed": "✘", "skipped": "⊘", "running": "…", "pending": "·"}
-DAG = [
-    ("stage-data", "stage data", []),
-    ("train-model", "train", ["stage-data"]),
-    ("evaluate-model", "evaluate", ["train-model", "stage-data"]),
-    ("deploy-model", "deploy", ["evaluate-model"]),
-]
 
 
 def _fmt(value: Any) -> str:
@@ -24,97 +21,66 @@ def _fmt(value: Any) -> str:
 
 def task_line(name: str, state: str, seconds: float | None) -> str:
     took = f"{seconds:6.1f}s" if seconds is not None else "       "
-    return f"{ICONS.get(state, '?')} {name:<15} {state:<10} {took}"
+    return f"{ICONS.get(str(state), '?')} {name:<15} {state!s:<10} {took}"
 
 
-def _details(name: str, task: dict[str, Any], record: dict[str, Any]) -> list[str]:
-    out = task.get("outputs", {})
-    lines = []
-    if name == "stage-data" and "metrics" in out:
-        m = out["metrics"]
-        rejected = {k[len("rejected_") :]: int(v) for k, v in m.items() if k.startswith("rejected_") and v}
-        lines.append(
-            f"rows read {int(m.get('rows_read', 0))}, kept {int(m.get('rows_kept', 0))}: "
-            + " / ".join(f"{s} {int(m.get(s + '_rows', 0))}" for s in ("train", "valid", "test"))
-        )
-        if rejected:
-            lines.append("rejected: " + ", ".join(f"{k} {v}" for k, v in rejected.items()))
-    elif name == "train-model" and "metrics" in out:
-        m = out["metrics"]
-        lines.append(
-            f"valid RMSE {_fmt(m.get('valid_rmse'))}, {int(m.get('steps', 0))} steps, "
-            f"{_fmt(m.get('examples_per_sec', 0.0))} examples/s"
-        )
-        if "tensorboard" in out:
-            lines.append(f"tensorboard: taxifare tensorboard {record['run_id']}")
-    elif name == "evaluate-model":
-        d = record.get("decision") or {}
-        if d:
-            champ = d.get("champion")
-            lines.append(
-                f"RMSE candidate {_fmt(d['candidate']['rmse'])} · baseline {_fmt(d['baseline']['rmse'])} · "
-                f"champion {_fmt(champ['rmse']) + ' (' + str(d.get('champion_version')) + ')' if champ else 'none'}"
-            )
-            lines.append(("blessed: " if d.get("blessed") else "not blessed: ") + d.get("reason", ""))
-    elif name == "deploy-model" and out.get("Output"):
-        lines.append(f"registered {out['Output']} and moved the champion alias to it")
-    if task.get("error"):
-        lines.append(task["error"])
+def _details(task: TaskRecord, record: RunRecord) -> list[str]:
+    """What the step said of itself (its summary event), then where its logs are, then its error."""
+    lines = list(task.summary)
+    if any(isinstance(o, dict) and o.get("log_dir") for o in task.outputs.values()):
+        lines.append(f"tensorboard: taxifare tensorboard {record.run_id}")
+    if task.error:
+        lines.append(task.error)
     return lines
 
 
-def dag(record: dict[str, Any]) -> str:
-    tasks = record.get("tasks", {})
-    lines = []
-    for i, (name, _label, _upstream) in enumerate(DAG):
-        task = tasks.get(name, {"state": "pending"})
-        lines.append(task_line(name, task.get("state", "pending"), task.get("seconds")))
-        for detail in _details(name, task, record):
-            lines.append(f"│     {detail}")
-        if i + 1 < len(DAG):
-            lines.append("│" if DAG[i + 1][0] != "deploy-model" else "│ if blessed")
+def dag(record: RunRecord) -> str:
+    """The run's tasks in DAG order, each with its state, time and details; a condition above the
+    tasks it guards."""
+    lines: list[str] = []
+    condition = ""
+    for i, t in enumerate(record.dag):
+        if i:
+            shown = t.condition if t.condition != condition else ""
+            lines.append(f"│ if {shown}" if shown else ("│ finally" if t.exit else "│"))
+        condition = t.condition
+        task = record.task(t.name)
+        lines.append(task_line(t.name, task.state, task.seconds))
+        lines.extend(f"│     {detail}" for detail in _details(task, record))
     return "\n".join(lines)
 
 
-def summary(record: dict[str, Any]) -> str:
-    started = dt.datetime.fromtimestamp(record["started"]).strftime("%Y-%m-%d %H:%M:%S")
-    head = f"run {record['run_id']}  {record['status'].upper()}  started {started}"
-    if record.get("seconds") is not None:
-        head += f", took {record['seconds']:.1f}s"
-    lines = [head, "", dag(record), ""]
-    if record["status"] in ("running", "interrupted", "unreadable"):
-        what = {"running": "still running", "interrupted": "INTERRUPTED", "unreadable": "UNREADABLE"}
-        lines.append(f"{what[record['status']]}: {record.get('error') or 'no outcome yet'}")
-    elif record["status"] == "failed":
-        lines.append(f"FAILED in task {record.get('failed_task', '?')}: {record.get('error', '')}")
-        changed = record.get("registry_changed") or {}
-        if changed.get("champion"):
-            lines.append("The champion moved: {} -> {}.".format(*changed["champion"]))
-        elif changed.get("new_versions"):
-            lines.append(
-                f"The champion was not changed; version(s) {', '.join(changed['new_versions'])} were registered "
-                "but not promoted."
-            )
+def _outcome(record: RunRecord) -> list[str]:
+    status = record.status
+    if status in (Status.RUNNING, Status.INTERRUPTED, Status.UNREADABLE):
+        what = {Status.RUNNING: "still running", Status.INTERRUPTED: "INTERRUPTED", Status.UNREADABLE: "UNREADABLE"}
+        return [f"{what[status]}: {record.error or 'no outcome yet'}"]
+    change = record.registry_change
+    if status == Status.FAILED:
+        lines = [f"FAILED in task {record.failed_task or '?'}: {record.error or ''}"]
+        if change and change.champion:
+            lines.append("The champion moved: {} -> {}.".format(*change.champion))
+        elif change and change.new_versions:
+            lines.append(f"The champion was not changed; version(s) {', '.join(change.new_versions)} were "
+                         "registered but not promoted.")  # fmt: skip
         else:
             lines.append("The registry and its champion were not changed.")
-    else:
-        version = record.get("deployed_version")
-        lines.append(f"deployed: {version}" if version else "deployed: nothing (the champion stays)")
-        sample = (record.get("decision") or {}).get("sample")
-        if sample:
-            fare = sample["candidate"] if version or sample.get("champion") is None else sample["champion"]
-            who = "new champion" if version else "champion"
-            if version or sample.get("champion") is not None:
-                inst = sample["instance"]
-                lines.append(
-                    f"sample prediction ({who}): ${fare:.2f} for a trip "
-                    f"({inst['pickuplon']:.4f}, {inst['pickuplat']:.4f}) -> ({inst['dropofflon']:.4f}, "
-                    f"{inst['dropofflat']:.4f}), {int(inst['passengers'])} passenger(s);"
-                    f" actual ${sample['fare_amount']:.2f}"
-                )
-    lines.append(f"details: taxifare runs show {record['run_id']}   log: {record['run_dir']}/pipeline.log")
-    report = os.path.join(record["run_dir"], "report.html")
-    lines.append(f"report: {report}" if os.path.isfile(report) else f"report: taxifare runs report {record['run_id']}")
+        return lines
+    version = record.deployed_version
+    if "registry" not in record.params:
+        return []
+    return [f"deployed: {version}" if version else "deployed: nothing (the champion stays)"]
+
+
+def summary(record: RunRecord) -> str:
+    started = dt.datetime.fromtimestamp(record.started).strftime("%Y-%m-%d %H:%M:%S")
+    head = f"run {record.run_id}  {str(record.status).upper()}  started {started}"
+    if record.seconds is not None:
+        head += f", took {record.seconds:.1f}s"
+    lines = [head, "", dag(record), "", *_outcome(record)]
+    lines.append(f"details: taxifare runs show {record.run_id}   log: {record.log_path()}")
+    report = os.path.join(record.folder, "report.html")
+    lines.append(f"report: {report}" if os.path.isfile(report) else f"report: taxifare runs report {record.run_id}")
     return "\n".join(lines)
 
 
@@ -127,22 +93,21 @@ def shorten(text: str, width: int) -> str:
     return cut + "…"
 
 
-def runs_table(runs: list[dict[str, Any]], width: int | None = None) -> str:
-    """Newest first; the decision column takes what the terminal (or `width`) has left."""
+def runs_table(runs: list[RunRecord], width: int | None = None) -> str:
+    """Newest first; the last column (what the run came to) takes what the terminal (or `width`) has left."""
     if not runs:
         return "no runs yet: `taxifare run` starts one"
     width = width or shutil.get_terminal_size((120, 24)).columns
-    head = f"{'RUN':<24} {'STATUS':<11} {'SECONDS':>8} {'CANDIDATE':>10} {'DEPLOYED':<9} "
+    head = f"{'RUN':<22} {'PIPELINE':<8} {'STATUS':<11} {'SECONDS':>7} {'RMSE':>7} {'DEPLOYED':<8} "
     room = max(width - len(head), 8)
-    lines = [head + "DECISION"]
+    lines = [head + "OUTCOME"]
     for r in runs:
-        d = r.get("decision") or {}
-        cand = d.get("candidate", {}).get("rmse")
-        seconds = r.get("seconds")
+        rmse = r.metric("candidate_rmse")
+        seconds = f"{r.seconds:.1f}" if r.seconds is not None else "-"
         lines.append(
-            f"{r['run_id']:<24} {r['status']:<11} {(f'{seconds:.1f}' if seconds is not None else '-'):>8} "
-            f"{(f'{cand:.3f}' if cand is not None else '-'):>10} {r.get('deployed_version') or '-':<9} "
-            + shorten(d.get("reason") or r.get("error") or "", room)
+            f"{r.run_id:<22.22} {r.pipeline:<8.8} {r.status!s:<11} {seconds:>7} "
+            f"{(f'{rmse:.3f}' if rmse is not None else '-'):>7} {r.deployed_version or '-':<8.8} "
+            + shorten(r.headline, room)
         )
     return "\n".join(lines)
 
@@ -167,23 +132,22 @@ def models_table(versions: list[Any], champion: str | None) -> str:
     return "\n".join(lines)
 
 
-def version_details(version: Any, champion: str | None, run: dict[str, Any] | None) -> str:
+def version_details(version: Any, champion: str | None, run: RunRecord | None) -> str:
     """One registry version: where it came from (run, data, parameters) and how it scored."""
     meta = version.metadata
     star = " ★ champion" if version.name == champion else ""
     lines = [f"{version.name}{star}  created {meta.get('created', '?')}", f"model: {version.model_dir}"]
     lines.append(f"run: {meta.get('run_id', '?')}   data fingerprint: {meta.get('data_fingerprint', '?')}")
-    metrics = meta.get("metrics", {})
+    metrics = _mapping(meta.get("metrics"))
     for who in ("candidate", "baseline", "champion"):
-        if metrics.get(who):
-            m = metrics[who]
+        if m := _mapping(metrics.get(who)):
             lines.append(f"  {who:<10} RMSE {_fmt(m.get('rmse'))}  MAE {_fmt(m.get('mae'))}")
     lines.append(f"decision: {meta.get('decision', '')}  (on {meta.get('test_rows', '?')} test trips)")
     if meta.get("replaced"):
         lines.append(f"replaced: {meta['replaced']}")
     if run:
         lines.append("parameters:")
-        for k, v in sorted(run.get("params", {}).items()):
+        for k, v in sorted(run.params.items()):
             if v not in ("", None):
                 lines.append(f"  {k} = {' '.join(map(str, v)) if isinstance(v, list) else v}")
     else:

@@ -8,26 +8,26 @@ from taxifare.cli import args as cli_args
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from pipeline import local_run
     from taxifare.cli import render
+    from taxifare.runs import records
 
-    print(render.runs_table(local_run.list_runs(args.runs_root)))
+    print(render.runs_table(records.list_runs(args.runs_root)))
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from pipeline import local_run
     from taxifare.cli import render
+    from taxifare.runs import records
 
-    print(render.summary(local_run.load(args.runs_root, args.run_id)))
+    print(render.summary(records.load(args.runs_root, args.run_id)))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from pipeline import local_run
     from taxifare.report import run as run_report
+    from taxifare.runs import records
 
-    print(run_report.write(local_run.load(args.runs_root, args.run_id), args.out))
+    print(run_report.write(records.load(args.runs_root, args.run_id), args.out))
     return 0
 
 

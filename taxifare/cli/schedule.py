@@ -11,7 +11,7 @@ import os
 import time
 
 from taxifare.cli import args as cli_args
-from taxifare.cli import cloud, local
+from taxifare.cli import run, targets
 from taxifare.errors import UsageError
 
 
@@ -23,7 +23,7 @@ def _add_cron(p: argparse.ArgumentParser) -> None:
 
 
 def _check_cron(args: argparse.Namespace) -> None:
-    from pipeline import cron
+    from taxifare.runs import cron
 
     cron.parse(args.cron)
     cron.timezone(args.timezone)
@@ -34,26 +34,26 @@ def _check_cron(args: argparse.Namespace) -> None:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from pipeline import submit
+    from taxifare.cloud import submit
 
     _check_cron(args)
     caching = None if args.cache else False
-    cloud.check_target_flags(args)
-    cloud.check_image(args)
+    targets.check_target_flags(args)
+    targets.check_image(args)
     if args.host:
         if args.max_runs is not None:
             raise UsageError("--max-runs is not supported by Kubeflow recurring runs", "leave it out with --host")
         if args.timezone != "UTC":
             raise UsageError("Kubeflow recurring runs read cron in UTC", "convert the time and leave out --timezone")
-        values = cloud.run_params(args, None, recurring=True)
-        with cloud.compiled(args, "local") as spec:
-            run = submit.kfp_schedule(cloud.kubeflow_from(args), spec, values, args.cron, args.max_concurrent, caching,
-                                      args.experiment)  # fmt: skip
+        values = targets.run_params(args, None, recurring=True)
+        with targets.compiled(args, "local") as spec:
+            kubeflow = targets.kubeflow_from(args)
+            run = submit.kfp_schedule(kubeflow, spec, values, args.cron, args.max_concurrent, caching, args.experiment)
         print(f"created recurring run {getattr(run, 'recurring_run_id', run)} on {args.host}")
         return 0
-    target = cloud.target_from(args)
-    values = cloud.run_params(args, target, recurring=True)
-    with cloud.compiled(args, "vertex") as spec:
+    target = targets.target_from(args)
+    values = targets.run_params(args, target, recurring=True)
+    with targets.compiled(args, "vertex") as spec:
         schedule = submit.create_schedule(target, spec, values, args.cron, args.timezone, args.max_concurrent,
                                           args.max_runs, caching)  # fmt: skip
     print(f"created {schedule.resource_name}: '{args.cron}' ({args.timezone})")
@@ -61,40 +61,40 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from pipeline import submit
+    from taxifare.cloud import submit
 
     if args.host:
-        for run in submit.kfp_list_schedules(cloud.kubeflow_from(args)):
+        for run in submit.kfp_list_schedules(targets.kubeflow_from(args)):
             cron = getattr(getattr(getattr(run, "trigger", None), "cron_schedule", None), "cron", "")
             print(f"{run.recurring_run_id}\t{run.display_name}\t{run.status}\t{cron}")
         return 0
-    for s in submit.list_schedules(cloud.target_from(args)):
+    for s in submit.list_schedules(targets.target_from(args)):
         print(f"{s.resource_name}\t{s.display_name}\t{getattr(s.state, 'name', s.state)}\t{s.cron}")
     return 0
 
 
 def _cmd_action(args: argparse.Namespace) -> int:
-    from pipeline import submit
+    from taxifare.cloud import submit
 
     if args.host:
-        submit.kfp_schedule_action(cloud.kubeflow_from(args), args.schedule_id, args.action)
+        submit.kfp_schedule_action(targets.kubeflow_from(args), args.schedule_id, args.action)
     else:
-        submit.schedule_action(cloud.target_from(args), args.schedule_id, args.action)
+        submit.schedule_action(targets.target_from(args), args.schedule_id, args.action)
     print(f"{args.action}d {args.schedule_id}" if args.action != "delete" else f"deleted {args.schedule_id}")
     return 0
 
 
 def _cmd_run_local(args: argparse.Namespace) -> int:
-    from pipeline import cron, local_run, scheduler
     from taxifare.cli import render
+    from taxifare.runs import cron, local, scheduler
 
     _check_cron(args)
-    local.run_params(args)  # every flag checked now, not at the first run
+    run.run_params(args)  # every flag checked now, not at the first run
 
     def run_once() -> str:
-        record = local_run.run(args.runs_root, local.run_params(args), runner=args.runner, image=args.image)
+        record = local.run(args.runs_root, run.run_params(args), None, args.runner, args.image, args.pipeline)
         print(render.runs_table([record]).splitlines()[-1], flush=True)
-        return str(record["status"])
+        return str(record.status)
 
     scheduler.run_schedule(
         cron.parse(args.cron),
@@ -115,21 +115,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("create", help="retrain on a cron on Vertex AI (or a Kubeflow host)")
     _add_cron(p)
     p.add_argument("--max-concurrent", "--max_concurrent", type=int, default=1, help="runs of this schedule at once")
-    cloud.add_target(p)
-    cloud.add_run(p)
+    targets.add_target(p)
+    targets.add_run(p)
     p.set_defaults(handler=_cmd_create)
 
     p = actions.add_parser("list", help="the schedules (recurring runs) and their state")
-    cloud.add_target(p, runs=False)
+    targets.add_target(p, runs=False)
     p.set_defaults(handler=_cmd_list)
 
     for action, what in (("pause", "pause"), ("resume", "resume"), ("delete", "delete")):
         p = actions.add_parser(action, help=f"{what} a schedule")
         p.add_argument("schedule_id", metavar="SCHEDULE_ID", help="see `taxifare schedule list`")
-        cloud.add_target(p, runs=False)
+        targets.add_target(p, runs=False)
         p.set_defaults(handler=_cmd_action)
 
     p = actions.add_parser("run-local", help="run the local pipeline on a cron, in the foreground, one at a time")
     _add_cron(p)
-    local.add_run_options(p)
+    run.add_run_options(p)
     p.set_defaults(handler=_cmd_run_local)

@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--port", type=int, help=f"port to bind; 0 picks a free one, printed (default {DEFAULT_PORT}; $AIP_HTTP_PORT)"
     )
+    _add_limits(p)
+    p.set_defaults(handler=_cmd_serve)
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """How the server treats its clients: sizes, deadlines, connections, threads."""
     p.add_argument(
         "--max-body-bytes", "--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413"
     )
@@ -87,7 +93,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_CONNECTIONS,
         help="open connections at most; past them a new one gets 503",
     )
-    p.set_defaults(handler=_cmd_serve)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -6,23 +6,31 @@ import argparse
 import importlib.util
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from taxifare.cli import args as cli_args
 from taxifare.errors import UsageError
 
+if TYPE_CHECKING:
+    from taxifare.runs.records import RunRecord
 
-def log_dir(record: dict) -> str:
-    """The train step's TensorBoard artifact (train/ and eval/ event files) of a run record."""
-    uri = ((record.get("tasks", {}).get("train-model", {}).get("outputs") or {}).get("tensorboard") or {}).get("uri")
-    if not uri:
-        raise UsageError(f"run {record['run_id']} has no TensorBoard logs (its train step did not finish)")
-    return str(uri)
+
+def log_dir(record: RunRecord) -> str:
+    """The run's TensorBoard logs (an artifact with a log_dir: train/ and eval/ event files), inside its
+    folder (a record is untrusted input: a path it names elsewhere is refused)."""
+    root = os.path.realpath(record.folder)
+    for task in record.tasks.values():
+        for out in task.outputs.values():
+            uri = out.get("uri") if isinstance(out, dict) and out.get("log_dir") else None
+            if isinstance(uri, str) and os.path.realpath(uri).startswith(root + os.sep):
+                return uri
+    raise UsageError(f"run {record.run_id} has no TensorBoard logs (its train step did not finish)")
 
 
 def _cmd_tensorboard(args: argparse.Namespace) -> int:
-    from pipeline import local_run
+    from taxifare.runs import records
 
-    logs = log_dir(local_run.load(args.runs_root, args.run_id))
+    logs = log_dir(records.load(args.runs_root, args.run_id))
     # This Python's own TensorBoard (an un-activated venv's bin/ is not on PATH).
     if importlib.util.find_spec("tensorboard") is None:
         raise UsageError("TensorBoard is not installed", "pip install 'taxifare[tensorboard]' (`make install` does)")

@@ -24,11 +24,6 @@ PUBLIC_TABLE = "bigquery-public-data.new_york.tlc_yellow_trips_2015"
 COURSE_TABLE = "nyc-tlc.yellow.trips"
 SHARD_PATTERN = "part-*.csv"
 _TABLE = re.compile(r"^(?P<project>[a-z][a-z0-9.:-]*[a-z0-9])\.(?P<dataset>\w+)\.(?P<table>[\w$-]+)$")
-# The course's key: the pickup time and place, which identifies a trip well enough.
-TRIP_KEY = (
-    "CONCAT(CAST(pickup_datetime AS STRING), '_', CAST(pickup_longitude AS STRING), '_', "
-    "CAST(pickup_latitude AS STRING), '_', CAST(dropoff_latitude AS STRING), '_', CAST(dropoff_longitude AS STRING))"
-)
 
 
 def check_table(table: str) -> str:
@@ -49,27 +44,18 @@ def sample_clause(expression: str, sample_every: int) -> str:
 
 
 def table_query(table: str, sample_every: int = 0) -> str:
-    """The course's query over a trips table: fare with tolls, the five features, a trip key.
+    """The course's query over a trips table: each field of the feature table by its `bq` expression
+    (fare with tolls, the five features, a trip key).
 
-    The WHERE repeats trainer.features' ranges so that obviously broken trips stay in
-    BigQuery; stage_data still validates every exported row.
+    The WHERE repeats the table's ranges so that obviously broken trips stay in BigQuery;
+    stage_data still validates every exported row.
     """
     table = check_table(table)
-    lon, lat, fare, pax = features.NYC_LON, features.NYC_LAT, features.FARE_RANGE, features.PASSENGERS_RANGE
     return f"""SELECT
-  (tolls_amount + fare_amount) AS {features.LABEL},
-  pickup_longitude AS pickuplon,
-  pickup_latitude AS pickuplat,
-  dropoff_longitude AS dropofflon,
-  dropoff_latitude AS dropofflat,
-  passenger_count * 1.0 AS passengers,
-  {TRIP_KEY} AS {features.KEY}
+{features.SCHEMA.bq_select()}
 FROM `{table}`
 WHERE trip_distance > 0
-  AND fare_amount >= {fare[0]} AND tolls_amount + fare_amount <= {fare[1]}
-  AND pickup_longitude BETWEEN {lon[0]} AND {lon[1]} AND dropoff_longitude BETWEEN {lon[0]} AND {lon[1]}
-  AND pickup_latitude BETWEEN {lat[0]} AND {lat[1]} AND dropoff_latitude BETWEEN {lat[0]} AND {lat[1]}
-  AND passenger_count BETWEEN {pax[0]} AND {pax[1]}
+  AND {features.SCHEMA.bq_where()}
   AND {sample_clause("CAST(pickup_datetime AS STRING)", sample_every)}"""
 
 

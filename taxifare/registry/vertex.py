@@ -32,21 +32,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from taxifare.errors import ChampionMoved, CloudError
+from trainer.config import DEFAULT_DEPLOY_TIMEOUT
 
 MODEL_ID = "taxifare"
 CHAMPION = "champion"
-DEFAULT_MACHINE_TYPE = "n1-standard-2"
 # The newest TF2 serving image the SDK lists (Google ends its support in January 2027); the
 # export loads in it (tests/test_servable.py runs it under TF 2.15), but it is the option.
 SERVING_TF_VERSION = "2-15"
-SERVING_CONTAINERS = ("custom", "prebuilt")
-# Longer than api_core's 900 s: a first deployment of a new machine type can take 20+ minutes.
-DEFAULT_DEPLOY_TIMEOUT = 1800
 
 
 @dataclasses.dataclass(frozen=True)
 class ServingConfig:
-    """How a deployed version is served (checked where it is set: components.deploy.DeployTarget)."""
+    """How a deployed version is served (checked where it is set: trainer.config.DeployTarget)."""
 
     container: str  # custom: the pipeline image running `taxifare serve`; prebuilt: TF Serving
     image: str  # the pipeline image, for container=custom

@@ -75,3 +75,11 @@ def markdown(result: dict[str, Any]) -> str:
         headers = ["slice", "trips", *(f"{m} RMSE" for m in _models(result))]
         text += ["", "### By kind of trip", "", md_table(headers, _slice_rows(result))]
     return "\n".join(text) + "\n"
+
+
+def write(result: dict[str, Any], figures: Sequence[str], html_path: str, markdown_path: str) -> None:
+    """The step's HTML artifact (rendered on the evaluate node) and its Markdown twin; self-contained."""
+    with open(html_path, "w") as f:
+        f.write(html_page(result, figures))
+    with open(markdown_path, "w") as f:
+        f.write(markdown(result))

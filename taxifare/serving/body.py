@@ -21,8 +21,8 @@ import numpy as np
 
 from taxifare.errors import InstanceError
 from taxifare.serving.protocol import HttpError
-from trainer.features import FEATURES, KEY
-from trainer.predict import RANGES, check_fares, check_instances, check_rows, loads
+from trainer.features import FEATURES, KEY, SCHEMA
+from trainer.predict import BOUNDS, check_fares, check_instances, check_rows, loads
 
 SYNC_BODY_BYTES = 1 << 20  # about 12k instances: a few ms to check in one go
 SLICE_INSTANCES = 4096
@@ -30,20 +30,14 @@ SMALL = 32  # instances checked in Python rather than numpy
 EMPTY = '"instances" is empty: send at least one instance'
 
 
-class _Instance(msgspec.Struct, forbid_unknown_fields=True):
-    """The fast path's view of one instance; its fields must be trainer.features' (checked below)."""
-
-    pickuplon: float
-    pickuplat: float
-    dropofflon: float
-    dropofflat: float
-    passengers: float
-    key: str | int | None = None
-
-
-class _Request(msgspec.Struct, forbid_unknown_fields=True):
-    instances: list[_Instance]
-    parameters: msgspec.Raw = msgspec.Raw()  # accepted, not used: skipped without building it
+# The fast path's view of one instance, from the feature table: each feature a float, the key a
+# string or an integer (or absent), nothing else.
+_Instance: Any = SCHEMA.request_struct()
+_Request: Any = msgspec.defstruct(
+    "Request",
+    [("instances", list[_Instance]), ("parameters", msgspec.Raw, msgspec.Raw())],
+    forbid_unknown_fields=True,
+)
 
 
 class _LazyRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -70,13 +64,6 @@ class _ContainerResponse(msgspec.Struct):
 
     predictions: list[_Prediction]
 
-
-if (
-    _Instance.__struct_fields__ != (*FEATURES, KEY)
-    or RANGES["dropofflon"] != RANGES["pickuplon"]
-    or RANGES["dropofflat"] != RANGES["pickuplat"]
-):
-    raise ImportError(f"serving's request schema {_Instance.__struct_fields__} drifted from {(*FEATURES, KEY)}")
 
 _decoder = msgspec.json.Decoder(_Request)
 _lazy_decoder = msgspec.json.Decoder(_LazyRequest)
@@ -145,19 +132,18 @@ def _rows(instances: list[_Instance], first: int) -> tuple[np.ndarray, list[str 
     return rows.astype(np.float32), keys
 
 
+_WHOLE = [i for i, name in enumerate(FEATURES) if SCHEMA.field(name).whole]
+
+
 def _in_ranges(values: list[tuple[float, ...]]) -> bool:
     """True when every instance is inside the schema's ranges (NaN is not); else check_rows says why."""
-    (lon0, lon1), (lat0, lat1), (pax0, pax1) = RANGES["pickuplon"], RANGES["pickuplat"], RANGES["passengers"]
-    for plon, plat, dlon, dlat, pax in values:
-        if not (
-            lon0 <= plon <= lon1
-            and lat0 <= plat <= lat1
-            and lon0 <= dlon <= lon1
-            and lat0 <= dlat <= lat1
-            and pax0 <= pax <= pax1
-            and pax == int(pax)
-        ):
-            return False
+    for row in values:
+        for value, (low, high) in zip(row, BOUNDS, strict=True):
+            if not low <= value <= high:
+                return False
+        for i in _WHOLE:
+            if row[i] != int(row[i]):
+                return False
     return True
 
 

@@ -3,7 +3,7 @@
 kfp's local runner starts each task as a process of its own; killed with SIGKILL, `taxifare
 run` would leave them running (a deploy task would still register and promote a model with no
 run record). So a run marks its environment with TOKEN_VAR=<token>, which every task process
-inherits, and starts `python -m pipeline.watchdog` holding the read end of a pipe. When the
+inherits, and starts `python -m taxifare.runs.watchdog` holding the read end of a pipe. When the
 pipe closes (the run ended, or was killed however) the watchdog kills, with SIGKILL, every
 process whose environment carries the token, until none is left. Linux (/proc) only; elsewhere
 the run goes on without one.
@@ -80,7 +80,7 @@ def guarded(token: str) -> Iterator[None]:
     read, write = os.pipe()
     env = {k: v for k, v in os.environ.items() if k != TOKEN_VAR}
     dog = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.watchdog", token],
+        [sys.executable, "-m", "taxifare.runs.watchdog", token],
         stdin=read,
         env=env,
         close_fds=True,

@@ -1,4 +1,4 @@
-"""`taxifare compile | run | params`: the pipeline compiled, run on this machine, and its parameters."""
+"""`taxifare run`: a pipeline run on this machine with kfp's local runner, shown as it goes."""
 
 from __future__ import annotations
 
@@ -7,16 +7,6 @@ import sys
 from typing import Any
 
 from taxifare.cli import args as cli_args
-
-
-def _cmd_compile(args: argparse.Namespace) -> int:
-    from pipeline import compiler
-
-    machines = cli_args.machines_from(args)
-    out = compiler.compile_pipeline(args.out, target=args.target, image=args.image, machines=machines)
-    print(f"wrote {out} (target {args.target}, image {args.image})")
-    return 0
-
 
 LOCAL_RESERVED = {
     "registry": "give --registry",
@@ -27,7 +17,7 @@ LOCAL_RESERVED = {
 
 def run_params(args: argparse.Namespace) -> dict[str, Any]:
     """`taxifare run`'s (and `schedule run-local`'s) pipeline parameters, checked before anything starts."""
-    from pipeline import params
+    import pipeline
 
     given = cli_args.params_from(args, cli_args.hparam_names(), LOCAL_RESERVED)  # before any sample is written
     values = {
@@ -36,41 +26,33 @@ def run_params(args: argparse.Namespace) -> dict[str, Any]:
         "registry": args.registry,
         "deploy_target": "local",
     }
-    return params.check(values)
+    return dict(pipeline.get(args.pipeline).check(values))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from pipeline import local_run
     from taxifare.cli import live, render
+    from taxifare.report import run as run_report
+    from taxifare.runs import local
 
     values = run_params(args)
-    print(f"running the taxifare pipeline locally (kfp local runner); registry {values['registry']}", flush=True)
+    print(f"running the taxifare {args.pipeline} pipeline locally (kfp local runner); registry {values['registry']}",
+          flush=True)  # fmt: skip
     if args.runner == "container":
         print(f"every step in {args.image} (as its non-root user), through kfp's DockerRunner", flush=True)
     shown = live.watcher(sys.stdout)  # kfp's own output goes to the run's log file
     try:
-        record = local_run.run(args.runs_root, values, shown, runner=args.runner, image=args.image)
+        record = local.run(args.runs_root, values, shown, args.runner, args.image, args.pipeline)
     finally:
         shown.close()
-    from taxifare.report import run as run_report
-
     run_report.write(record)
     print()
     print(render.summary(record))
-    return 0 if record["status"] == "succeeded" else 1
-
-
-def _cmd_params(args: argparse.Namespace) -> int:
-    from pipeline import params
-
-    for s in params.all_settings():
-        default = " ".join(map(str, s.default)) if s.is_list else s.default
-        print(f"{s.name:<22} {default!s:<16} {s.help}")
-    return 0
+    return 0 if str(record.status) == "succeeded" else 1
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """What a local pipeline run takes: data, hyperparameters, the gate, registry and runs folders, --param."""
+    cli_args.add_pipeline(p)
     cli_args.add_data(p, local_only=True)
     cli_args.add_hparams(p)
     cli_args.add_gate(p)
@@ -90,16 +72,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compile", help="compile the pipeline to YAML")
-    p.add_argument("--out", type=cli_args.path, default="pipeline.yaml", help="output file")
-    p.add_argument("--target", default="vertex", choices=("vertex", "local"), help="where training runs")
-    cli_args.add_image(p)
-    cli_args.add_machines(p)
-    p.set_defaults(handler=_cmd_compile)
-
-    p = sub.add_parser("run", help="run the whole pipeline locally (kfp local runner)")
+    p = sub.add_parser("run", help="run a pipeline locally (kfp local runner)")
     add_run_options(p)
     p.set_defaults(handler=_cmd_run)
-
-    p = sub.add_parser("params", help="list the pipeline's parameters, their defaults and what they do")
-    p.set_defaults(handler=_cmd_params)

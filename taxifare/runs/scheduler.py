@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-from pipeline.cron import Cron
+from taxifare.runs.cron import Cron
 
 
 def run_schedule(

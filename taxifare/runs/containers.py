@@ -13,7 +13,7 @@ failed task passes); and it hands the task's command to Docker as CMD, which an 
 ENTRYPOINT would swallow, where Kubernetes' `command` replaces the ENTRYPOINT.
 
 `podman_conf` writes the containers.conf podman needs on this kind of machine; scripts/podman.sh
-uses it too (`python3 -m pipeline.containers podman-conf`). Standard library only at import.
+uses it too (`python3 -m taxifare.runs.containers podman-conf`). Standard library only at import.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline import environ, watchdog
+from taxifare.runs import environ, watchdog
 from taxifare.errors import UsageError
 
 IMAGE_UID = 10001  # the Dockerfile's USER
@@ -53,7 +53,7 @@ def podman_conf(cache_dir: str | None = None) -> str:
     nofile = 1048576 if nofile == resource.RLIM_INFINITY else nofile
     nproc = 32768 if nproc == resource.RLIM_INFINITY or nproc > 32768 else nproc
     conf = (
-        "# written by pipeline/containers.py for this machine\n[containers]\n"
+        "# written by taxifare/runs/containers.py for this machine\n[containers]\n"
         f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n\n'
         '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
     )
@@ -332,7 +332,7 @@ def hand_back(eng: Engine, image: str, pipeline_root: str, registry: str, owner:
               file=sys.stderr)  # fmt: skip
 
 
-if __name__ == "__main__":  # scripts/podman.sh: `python3 -m pipeline.containers podman-conf`
+if __name__ == "__main__":  # scripts/podman.sh: `python3 -m taxifare.runs.containers podman-conf`
     if sys.argv[1:] != ["podman-conf"]:
-        sys.exit("usage: python3 -m pipeline.containers podman-conf")
+        sys.exit("usage: python3 -m taxifare.runs.containers podman-conf")
     print(podman_conf())

@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from pipeline import local_run
 from taxifare import cli
 from taxifare.registry.local import LocalRegistry
+from taxifare.runs import local, records
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +36,8 @@ class _Recorder:
         self.runs_root, self.events = runs_root, []
 
     def started(self, record, log_path):
-        on_disk = os.path.join(self.runs_root, record["run_id"], "run.json")
-        self.events.append(("started", record["run_id"], log_path, os.path.isfile(on_disk)))
+        on_disk = os.path.join(self.runs_root, record.run_id, "run.json")
+        self.events.append(("started", record.run_id, log_path, os.path.isfile(on_disk)))
 
     def task(self, task):
         self.events.append(("task", task.name, task.state))
@@ -53,9 +53,9 @@ def history(tmp_path_factory, sample_dir):
     root = tmp_path_factory.mktemp("pipeline")
     ws = {"runs": str(root / "runs"), "registry": str(root / "registry")}
     ws["events"] = _Recorder(ws["runs"])
-    ws["first"] = local_run.run(ws["runs"], _params(sample_dir, ws["registry"]), ws["events"])
+    ws["first"] = local.run(ws["runs"], _params(sample_dir, ws["registry"]), ws["events"])
     # Two steps of training cannot beat the distance rule: the gate must hold.
-    ws["second"] = local_run.run(ws["runs"], _params(sample_dir, ws["registry"], train_steps=2))
+    ws["second"] = local.run(ws["runs"], _params(sample_dir, ws["registry"], train_steps=2))
     bad = root / "bad.csv"
     bad.write_text("8.5,0,0,-73.97,40.76,1,k1\n" * 50 + "8.5,-73.98,40.75,-73.97,40.76,1,k2\n")
     ws["bad_data"] = str(bad)
@@ -67,45 +67,49 @@ def history(tmp_path_factory, sample_dir):
 def test_a_watcher_sees_the_run_id_first_then_tasks_and_training_progress(history):
     events, first = history["events"].events, history["first"]
     # The id and log come before anything runs, with the record already on disk (`runs show` works).
-    assert events[0] == ("started", first["run_id"], os.path.join(first["run_dir"], "pipeline.log"), True)
+    assert events[0] == ("started", first.run_id, os.path.join(first.folder, "pipeline.log"), True)
     tasks = [e[1:] for e in events if e[0] == "task"]
     assert tasks == [(t, s) for t in ("stage-data", "train-model", "evaluate-model", "deploy-model")
                      for s in ("running", "succeeded")]  # fmt: skip
-    # Training progress arrives while train-model runs, parsed from its output, ending at the last step.
+    # Training progress arrives while train-model runs, as structured events, ending at the last step.
     names = [e[1] if e[0] == "task" else e[0] for e in events]
     steps = [e[1].step for e in events if e[0] == "training"]
     assert names.index("train-model") < names.index("training") and steps == sorted(steps) and steps[-1] == 300
     assert all(e[1].total == 300 and e[1].eval_rmse > 0 for e in events if e[0] == "training")
-    # Watching takes nothing from the log: every progress line is still there.
-    with open(os.path.join(first["run_dir"], "pipeline.log")) as f:
-        logged = [line for line in f if "step " in line and "examples/s" in line]
-    assert len(logged) == len(steps)
+    # Watching takes nothing from the logs: every progress event is still in the run's and the task's.
+    for log in (first.log_path(), first.log_path("train-model")):
+        with open(log) as f:
+            logged = [line for line in f if '"taxifare_event":"progress"' in line]
+        assert len(logged) == len(steps)
 
 
 def test_good_candidate_is_deployed_then_a_worse_one_is_not(history):
     first, second = history["first"], history["second"]
-    assert first["status"] == "succeeded", first.get("error")
-    assert [first["tasks"][t]["state"] for t in ("stage-data", "train-model", "evaluate-model", "deploy-model")] == [
+    assert first.status == "succeeded", first.error
+    assert [first.tasks[t].state for t in ("stage-data", "train-model", "evaluate-model", "deploy-model")] == [
         "succeeded"
     ] * 4
-    assert first["decision"]["blessed"] and first["deployed_version"] == "v0001"
+    assert first.task("evaluate-model").outputs["decision"]["blessed"] and first.deployed_version == "v0001"
     reg = LocalRegistry(history["registry"])
     champion = reg.champion()
     # One run id: the version records the id `taxifare runs show` takes.
-    assert champion.name == "v0001" and champion.metadata["run_id"] == first["run_id"]
+    assert champion.name == "v0001" and champion.metadata["run_id"] == first.run_id
     assert champion.metadata["data_fingerprint"]
 
-    assert second["status"] == "succeeded"
-    assert second["decision"]["blessed"] is False
-    assert "does not beat the distance baseline" in second["decision"]["reason"]
-    assert second["decision"]["champion_version"] == "v0001"
-    assert second["tasks"]["deploy-model"]["state"] == "skipped"
-    assert second["deployed_version"] is None
+    assert second.status == "succeeded"
+    decision = second.task("evaluate-model").outputs["decision"]
+    assert decision["blessed"] is False and "does not beat the distance baseline" in decision["reason"]
+    rmse = first.task("evaluate-model").outputs["decision"]  # the candidate that became v0001
+    said = second.task("evaluate-model").summary[0]
+    assert said.endswith(" (v0001)") and "champion " in said and rmse["blessed"]
+    deploy = second.task("deploy-model")
+    assert deploy.state == "skipped" and deploy.error.startswith("skipped by the condition 'blessed': not blessed")
+    assert second.deployed_version is None
     assert reg.champion().name == "v0001"
 
-    listed = [r["run_id"] for r in local_run.list_runs(history["runs"])]
-    assert set(listed) >= {first["run_id"], second["run_id"]}
-    assert first["run_id"] != second["run_id"]
+    listed = [r.run_id for r in records.list_runs(history["runs"])]
+    assert set(listed) >= {first.run_id, second.run_id}
+    assert first.run_id != second.run_id
 
 
 def test_bad_data_fails_the_run_names_the_task_and_leaves_the_champion(history, tmp_path):
@@ -116,9 +120,9 @@ def test_bad_data_fails_the_run_names_the_task_and_leaves_the_champion(history, 
     reg = LocalRegistry(history["registry"])
     assert reg.champion().name == "v0001"
     run_id = out.split("taxifare runs show ")[1].split()[0]
-    record = local_run.load(history["runs"], run_id)
-    assert record["status"] == "failed" and record["failed_task"] == "stage-data"
-    assert record["tasks"]["train-model"]["state"] == "skipped"
+    record = records.load(history["runs"], run_id)
+    assert record.status == "failed" and record.failed_task == "stage-data"
+    assert record.tasks["train-model"].state == "skipped"
     code, shown, _ = _cli("runs", "show", run_id, "--runs-root", history["runs"])
     assert code == 0 and "✘ stage-data" in shown
 
@@ -139,29 +143,34 @@ def test_runs_and_models_commands(history):
     code, listing, _ = _cli("runs", "list", *runs)
     assert code == 0 and "succeeded" in listing and "failed" in listing
     code, out, _ = _cli("models", "list", "--registry", history["registry"])
-    assert code == 0 and "★ v0001" in out and history["first"]["run_id"] in out
+    assert code == 0 and "★ v0001" in out and history["first"].run_id in out
     code, _, err = _cli("models", "promote", "v0042", "--registry", history["registry"])
     assert code == 1 and "no version 'v0042'" in err
 
     # A run by its id, `latest`, a unique prefix, or the kfp job name of its pipeline root.
     first = history["first"]
-    newest = local_run.list_runs(history["runs"])[0]["run_id"]
+    newest = records.list_runs(history["runs"])[0].run_id
     assert _cli("runs", "show", "latest", *runs)[1].startswith(f"run {newest} ")
-    assert _cli("runs", "show", first["run_id"][:-2], *runs)[1].startswith(f"run {first['run_id']} ")
-    assert _cli("runs", "show", first["kfp_job_name"], *runs)[1].startswith(f"run {first['run_id']} ")
+    assert _cli("runs", "show", first.run_id[:-2], *runs)[1].startswith(f"run {first.run_id} ")
+    assert _cli("runs", "show", first.kfp_job_name, *runs)[1].startswith(f"run {first.run_id} ")
     code, _, err = _cli("runs", "show", "2", *runs)  # every run id starts with the year
     assert code == 2 and "matches" in err and "type more of the id" in err
     code, _, err = _cli("runs", "show", "nope", *runs)
-    assert code == 2 and "no run 'nope'" in err and first["run_id"] in err
+    assert code == 2 and "no run 'nope'" in err and first.run_id in err
 
 
 def test_run_record_is_json_with_task_durations(history):
-    with open(os.path.join(history["first"]["run_dir"], "run.json")) as f:
+    with open(os.path.join(history["first"].folder, "run.json")) as f:
         record = json.load(f)
     for name in ("stage-data", "train-model", "evaluate-model", "deploy-model"):
         assert record["tasks"][name]["state"] == "succeeded"
         assert isinstance(record["tasks"][name]["seconds"], float)
-    assert record["params"]["run_id"] == record["run_id"]
+    assert record["params"]["run_id"] == record["run_id"] and record["version"] == records.VERSION
+    # The DAG the views draw is the pipeline's own, with its display names and condition.
+    assert [(t["name"], t["display"], t["condition"]) for t in record["dag"]] == [
+        ("stage-data", "stage data", ""), ("train-model", "train", ""), ("evaluate-model", "evaluate", ""),
+        ("deploy-model", "deploy", "blessed"),
+    ]  # fmt: skip
 
 
 def test_each_run_has_a_report_that_renders_its_dag_evaluation_and_lineage(history, tmp_path):
@@ -169,47 +178,47 @@ def test_each_run_has_a_report_that_renders_its_dag_evaluation_and_lineage(histo
 
     first, second = history["first"], history["second"]
     code, out, _ = _cli(
-        "runs", "report", first["run_id"], "--runs-root", history["runs"], "--out", str(tmp_path / "r.html")
+        "runs", "report", first.run_id, "--runs-root", history["runs"], "--out", str(tmp_path / "r.html")
     )
     assert code == 0 and out.strip() == str(tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     for task in ("stage-data", "train-model", "evaluate-model", "deploy-model"):
         assert f'data-task="{task}" data-state="succeeded"' in html
-    assert f"-> run <code>{first['run_id']}</code> -> <b>v0001</b>" in html  # data -> run -> version
+    assert f"-> run <code>{first.run_id}</code> -> <b>v0001</b>" in html  # data -> run -> version
     assert "By kind of trip" in html and "<svg" in html  # evaluate's own visuals, embedded
     code, _, _ = _cli(
-        "runs", "report", second["run_id"], "--runs-root", history["runs"], "--out", str(tmp_path / "s.html")
+        "runs", "report", second.run_id, "--runs-root", history["runs"], "--out", str(tmp_path / "s.html")
     )
     assert 'data-task="deploy-model" data-state="skipped"' in (tmp_path / "s.html").read_text()
     if CHROMIUM is None:
         pytest.skip("needs Debian's chromium to render (.ci/run installs it)")
     page = render(str(tmp_path / "r.html"))
     assert page.errors == [] and page.requests == [f"file://{tmp_path / 'r.html'}"]
-    assert all(t in page.text for t in ("stage-data", "train-model", "evaluate-model", "deploy-model"))
+    assert all(t in page.text for t in ("stage data", "train", "evaluate", "deploy"))  # display names
     assert not_blank(page.png)
 
 
 def test_show_says_where_the_report_is_and_models_show_tells_a_versions_story(history):
     first = history["first"]
-    _cli("runs", "report", first["run_id"], "--runs-root", history["runs"])
-    code, out, _ = _cli("runs", "show", first["run_id"], "--runs-root", history["runs"])
-    assert code == 0 and f"report: {first['run_dir']}/report.html" in out
+    _cli("runs", "report", first.run_id, "--runs-root", history["runs"])
+    code, out, _ = _cli("runs", "show", first.run_id, "--runs-root", history["runs"])
+    assert code == 0 and f"report: {first.folder}/report.html" in out
     code, out, _ = _cli("models", "show", "v0001", "--registry", history["registry"], "--runs-root", history["runs"])
     assert code == 0
-    assert f"run: {first['run_id']}" in out and "data fingerprint: " in out and "candidate  RMSE" in out
+    assert f"run: {first.run_id}" in out and "data fingerprint: " in out and "candidate  RMSE" in out
     assert "train_steps = 300" in out  # the run's parameters, from its record
 
 
 def test_runs_list_fits_the_terminal_and_never_cuts_a_word(history):
     from taxifare.cli import render
 
-    runs = local_run.list_runs(history["runs"])
+    runs = records.list_runs(history["runs"])
     for width in (80, 100, 160):
         lines = render.runs_table(runs, width=width).splitlines()
         assert all(len(line) <= width for line in lines), width
-        head = lines[0].index("DECISION")
+        head = lines[0].index("OUTCOME")
         for run, line in zip(runs, lines[1:], strict=True):
-            reason = " ".join(((run.get("decision") or {}).get("reason") or run.get("error") or "").split())
+            reason = " ".join(run.headline.split())
             shown = line[head:]
             if shown.endswith("…"):  # cut where a word ends
                 kept = shown[:-1]
@@ -241,7 +250,7 @@ def test_tensorboard_is_one_command_away_with_train_and_eval_rmse(history):
         "0",
     ]
     # `latest` may be a failed run without logs; ask for the first run explicitly then.
-    argv[4] = history["first"]["run_id"]
+    argv[4] = history["first"].run_id
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url, seen, deadline = None, [], time.monotonic() + 120
@@ -257,8 +266,8 @@ def test_tensorboard_is_one_command_away_with_train_and_eval_rmse(history):
         proc.terminate()
         proc.wait(30)
     # Stopping the command stops TensorBoard: nothing serving these logs is left behind.
-    left = subprocess.run(["pgrep", "-f", f"tensorboard.main --logdir {history['first']['run_dir']}"],
+    left = subprocess.run(["pgrep", "-f", f"tensorboard.main --logdir {history['first'].folder}"],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert left.stdout == "", left.stdout
     # kfp's per-task temporary folders went under the run's folder, and are gone with the run.
-    assert not os.path.exists(os.path.join(history["first"]["run_dir"], "tmp"))
+    assert not os.path.exists(os.path.join(history["first"].folder, "tmp"))

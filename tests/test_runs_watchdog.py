@@ -3,7 +3,6 @@ as interrupted, its task processes die with it, and what it left behind is clean
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,8 +12,8 @@ import time
 
 import pytest
 
-from pipeline import local_run, watchdog
 from taxifare.registry.local import LocalRegistry
+from taxifare.runs import local, records, watchdog
 
 
 def _wait(predicate, seconds: float, step: float = 0.05) -> bool:
@@ -41,7 +40,7 @@ def test_task_processes_die_when_the_run_is_killed(tmp_path) -> None:
     parent = textwrap.dedent(
         f"""
         import subprocess, sys, time
-        from pipeline import watchdog
+        from taxifare.runs import watchdog
         with watchdog.guarded(watchdog.new_token()):
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
             shell = subprocess.Popen(["sh", "-c", "sleep 120 & sleep 120; wait"])
@@ -71,13 +70,12 @@ def test_a_record_whose_process_is_gone_is_interrupted(tmp_path, capsys) -> None
     runs = tmp_path / "runs"
     for run_id, pid in (("20260101-000000-aaaaaa", dead.pid), ("20260101-000001-bbbbbb", os.getpid())):
         (runs / run_id / "tmp" / "tmp.x").mkdir(parents=True)
-        process = {"pid": pid, "host": os.uname().nodename, "start": local_run._process_start(pid)}
-        record = {"run_id": run_id, "run_dir": str(runs / run_id), "status": "running", "started": time.time(),
-                  "params": {}, "tasks": {}, "process": process}  # fmt: skip
-        (runs / run_id / "run.json").write_text(json.dumps(record))
+        process = records.ProcessInfo(pid=pid, host=os.uname().nodename, start=records._process_start(pid), token="t")
+        record = records.RunRecord(version=records.VERSION, run_id=run_id, started=time.time(), process=process)
+        records.save(record.at(str(runs / run_id)))
     (runs / "20260101-000002-cccccc").mkdir()
     (runs / "20260101-000002-cccccc" / "run.json").write_text('{"run_id": "trunc')
-    status = {r["run_id"]: r["status"] for r in local_run.list_runs(str(runs))}
+    status = {r.run_id: r.status for r in records.list_runs(str(runs))}
     assert status == {
         "20260101-000000-aaaaaa": "interrupted",
         "20260101-000001-bbbbbb": "running",
@@ -88,7 +86,7 @@ def test_a_record_whose_process_is_gone_is_interrupted(tmp_path, capsys) -> None
     assert "interrupted" in listing and "running" in listing and "unreadable" in listing
     assert cli.main(["runs", "show", "20260101-000000", "--runs-root", str(runs)]) == 0
     assert "INTERRUPTED: the run's process" in capsys.readouterr().out
-    local_run.clean_leftovers(str(runs), str(tmp_path / "registry"))
+    local.clean_leftovers(str(runs), str(tmp_path / "registry"))
     assert not (runs / "20260101-000000-aaaaaa" / "tmp").exists()  # the dead run's task folders
     assert (runs / "20260101-000001-bbbbbb" / "tmp").exists()  # a live run's are left alone
 
@@ -103,17 +101,17 @@ def test_killing_taxifare_run_kills_its_tasks_and_leaves_a_record(tmp_path, samp
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
 
-        def training() -> dict | None:
-            found = local_run.list_runs(str(runs)) if runs.exists() else []
-            if found and found[0]["tasks"].get("train-model", {}).get("state") == "running":
+        def training() -> records.RunRecord | None:
+            found = records.list_runs(str(runs)) if runs.exists() else []
+            if found and found[0].task("train-model").state == "running":
                 return found[0]
             assert proc.poll() is None, (tmp_path / "run.log").read_text()
             return None
 
         assert _wait(lambda: training() is not None, 300, 0.2), (tmp_path / "run.log").read_text()
         record = training()
-        assert record is not None and record["status"] == "running" and record["process"]["pid"] == proc.pid
-        token = record["process"]["token"]
+        assert record is not None and record.status == "running" and record.process.pid == proc.pid
+        token = record.process.token
         assert watchdog.processes_with(token)  # the train task runs in processes of its own
         time.sleep(1)
         proc.send_signal(signal.SIGKILL)
@@ -123,6 +121,6 @@ def test_killing_taxifare_run_kills_its_tasks_and_leaves_a_record(tmp_path, samp
         if proc.poll() is None:
             proc.kill()
         log.close()
-    [after] = local_run.list_runs(str(runs))
-    assert after["status"] == "interrupted" and after["tasks"]["train-model"]["state"] == "running"
+    [after] = records.list_runs(str(runs))
+    assert after.status == "interrupted" and after.tasks["train-model"].state == "running"
     assert LocalRegistry(str(registry)).versions() == [] and not os.path.exists(registry / "aliases.json")

@@ -1,6 +1,6 @@
 """Upload local CSV files to Cloud Storage once, under a name derived from their content.
 
-`stage_local_data(["./data/*.csv"], "my-bucket")` uploads to
+`upload_local_data(["./data/*.csv"], "my-bucket")` uploads to
 gs://my-bucket/taxifare/data/<content-hash>/ and returns a gs:// URI for the pipeline. The
 hash covers the file names and bytes, so the same files map to the same folder: a repeated
 run (or one resumed after an interruption) uploads only what is not there yet, checked by
@@ -71,7 +71,7 @@ def content_hash(files: Sequence[LocalFile]) -> str:
     return digest.hexdigest()[:HASH_CHARS]
 
 
-def stage(
+def upload(
     patterns: Sequence[str],
     bucket: str,
     project: str | None = None,
@@ -121,11 +121,11 @@ def stage(
     return result
 
 
-def stage_local_data(patterns: Sequence[str] | str, bucket: str, project: str | None = None) -> str:
+def upload_local_data(patterns: Sequence[str] | str, bucket: str, project: str | None = None) -> str:
     """Upload local data once and return the gs:// URI (a glob, or the one object) to pass as the source."""
     if isinstance(patterns, str):
         patterns = [p for p in patterns.split(",") if p.strip()]
     remote = [p.strip() for p in patterns if p.strip().startswith("gs://")]
     local = [p.strip() for p in patterns if not p.strip().startswith("gs://")]
-    uris = [stage(local, bucket, project).uri] if local else []
+    uris = [upload(local, bucket, project).uri] if local else []
     return ",".join(uris + remote)

@@ -1,4 +1,5 @@
-"""`taxifare submit`: the compiled DAG on Vertex AI Pipelines or a Kubeflow Pipelines host.
+"""The options of the commands that send a pipeline to the cloud (`submit`, `schedule`): where it
+runs (Vertex AI or a Kubeflow host), what it runs (data, parameters, image, machines), and their checks.
 
 Everything a user can get wrong (names, region, parameters and their values, data paths) is
 checked before credentials are looked up or any request is sent.
@@ -53,7 +54,7 @@ def add_target(p: argparse.ArgumentParser, runs: bool = True) -> None:
 
 
 def kubeflow_from(args: argparse.Namespace) -> Any:
-    from pipeline import submit
+    from taxifare.cloud import submit
 
     root = getattr(args, "pipeline_root", "") or (f"gs://{args.bucket}/pipeline-root" if args.bucket else "")
     if hasattr(args, "pipeline_root") and not root:
@@ -63,8 +64,8 @@ def kubeflow_from(args: argparse.Namespace) -> Any:
 
 def add_run(p: argparse.ArgumentParser) -> None:
     """What a cloud run takes: data, hyperparameters, the gate, serving, --param, labels, caching, image, machines."""
-    from components.deploy import DeployTarget
     from trainer import settings
+    from trainer.config import DeployTarget
 
     cli_args.add_data(p)
     cli_args.add_hparams(p)
@@ -94,7 +95,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
 
 def target_from(args: argparse.Namespace) -> Any:
     """The Vertex AI target, its names checked (the region against the SDK's list) before any credentials."""
-    from pipeline import submit
+    from taxifare.cloud import submit
 
     missing = [f"--{n}" for n in ("project", "region", "bucket") if not getattr(args, n)]
     if missing:
@@ -145,11 +146,10 @@ def check_target_flags(args: argparse.Namespace) -> None:
 
 def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -> dict[str, Any]:
     """The run's parameters, checked; then local --data uploaded to the bucket (the first request)."""
-    from pipeline import params
+    from pipeline import training
 
     names = [*cli_args.hparam_names(), "serving_container", "serving_machine_type", "serving_min_replicas",
              "serving_max_replicas", "deploy_timeout"]  # fmt: skip
-    from pipeline.pipeline import REGISTRY_MOUNT
 
     values: dict[str, Any] = {}
     if target is not None:  # on Vertex AI, blessed models go to its Model Registry in the same region
@@ -157,10 +157,10 @@ def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -
         if target.service_account:  # the training custom job runs as the pipeline's account too
             values["service_account"] = target.service_account
     elif getattr(args, "registry_pvc", ""):
-        values["registry"] = REGISTRY_MOUNT  # the claim's mount on evaluate and deploy
+        values["registry"] = training.REGISTRY_MOUNT  # the claim's mount on evaluate and deploy
     values.update(cli_args.data_params(args))
     values.update(cli_args.params_from(args, names, _reserved(args, target, recurring)))
-    checked = params.check(values, "vertex" if target is not None else "local")
+    checked = training.check(values, "vertex" if target is not None else "local")
     source = checked.get("source", "")
     local = [p for p in source.split(",") if p and "://" not in p]
     if local:
@@ -169,9 +169,9 @@ def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -
         bucket = target.bucket if target is not None else args.bucket
         if not bucket:
             raise UsageError("local --data needs --bucket to upload to", "or pass gs:// paths")
-        from taxifare.cloud import staging
+        from taxifare.cloud import uploads
 
-        checked["source"] = staging.stage_local_data(source, bucket, project=args.project)
+        checked["source"] = uploads.upload_local_data(source, bucket, project=args.project)
         print(f"data: {checked['source']}")
     return checked
 
@@ -198,32 +198,6 @@ def compiled(args: argparse.Namespace, target: str) -> Iterator[str]:
         yield compiler.compile_pipeline(out, target=target, image=args.image, machines=machines, registry_pvc=pvc)
 
 
-def _cmd_submit(args: argparse.Namespace) -> int:
-    from pipeline import submit
-
-    caching = None if args.cache else False
-    labels = labels_from(args)
-    check_target_flags(args)
-    check_image(args)
-    if args.host:
-        values = run_params(args, None)
-        kubeflow = kubeflow_from(args)
-        with compiled(args, "local") as spec:
-            run_id, url = submit.kfp_submit(kubeflow, spec, values, caching, args.experiment)
-        print(f"submitted run {run_id}\n{url}")
-        return 0
-    target = target_from(args)
-    values = run_params(args, target)
-    with compiled(args, "vertex") as spec:
-        job, url = submit.submit(target, spec, values, caching, labels=labels)
-    print(f"submitted {job.resource_name}\nDAG: {url}")
-    if not args.wait:
-        return 0
-    state = submit.wait(job, print, poll_seconds=args.poll_seconds)
-    print(f"run ended: {state}")
-    return 0 if state == "PIPELINE_STATE_SUCCEEDED" else 1
-
-
 def service_error(err: Exception) -> str | None:
     """A readable line for the errors cloud SDKs and HTTP clients raise, or None for a bug."""
     kind, module = type(err).__name__, type(err).__module__
@@ -237,12 +211,3 @@ def service_error(err: Exception) -> str | None:
     if module.startswith(("urllib3", "requests")) or isinstance(err, ConnectionError):
         return f"cannot reach the server: {err}"
     return None
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("submit", help="run the pipeline on Vertex AI Pipelines (or a Kubeflow host)")
-    add_target(p)
-    add_run(p)
-    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="follow the run to its end")
-    p.add_argument("--poll-seconds", type=float, default=20.0, help=argparse.SUPPRESS)
-    p.set_defaults(handler=_cmd_submit)

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from pipeline.local_run import TaskRecord
 from taxifare.cli import live
+from taxifare.runs.records import RunRecord, TaskRecord
+from taxifare.runs.status import Status
 from trainer.progress import Progress
 
 
@@ -33,14 +34,15 @@ class _Clock:
 def test_plain_lines_name_the_run_first_and_throttle_training_progress():
     out, clock = io.StringIO(), _Clock()
     shown = live.PlainLines(out, every=30, clock=clock)
-    shown.started({"run_id": "20261201-000000-abcdef"}, "/runs/20261201-000000-abcdef/pipeline.log")
-    shown.task(TaskRecord("train-model", "running"))
+    shown.started(RunRecord(version=2, run_id="20261201-000000-abcdef", started=0),
+                  "/runs/20261201-000000-abcdef/pipeline.log")  # fmt: skip
+    shown.task(TaskRecord(name="train-model", state=Status.RUNNING))
     for step in range(100, 1001, 100):  # ten progress lines, one second apart
         shown.training(_progress(step))
         clock.now += 1
     clock.now += 60
     shown.training(_progress(1000))  # a later repeat of the last line: shown once the throttle allows
-    shown.task(TaskRecord("train-model", "succeeded", seconds=12.0))
+    shown.task(TaskRecord(name="train-model", state=Status.SUCCEEDED, seconds=12.0))
     lines = out.getvalue().splitlines()
     assert lines[0] == "run 20261201-000000-abcdef: log /runs/20261201-000000-abcdef/pipeline.log"
     assert lines[1] == "  … train-model started"
@@ -111,7 +113,7 @@ def test_on_a_terminal_training_is_one_updating_bar_and_the_log_keeps_every_line
     assert len(redraws) >= 2 and any("eval rmse" in r for r in redraws), text[-3000:]
     assert any(re.search(r" [1-6]00/600 .*\d:\d\d:\d\d", r) for r in redraws), redraws  # steps and time left
     assert all(len(r.rstrip()) <= 80 for r in redraws)
-    assert not re.search(r"^\s*step \d+/600", text, re.M), "progress lines leaked past the bar"
+    assert '"taxifare_event"' not in text, "progress events leaked past the bar"
     with open(runs / run_id / "pipeline.log") as f:
-        logged = re.findall(r"step (\d+)/600: train loss", f.read())
+        logged = re.findall(r'"taxifare_event":"progress","step":(\d+),"total":600', f.read())
     assert logged == [str(s) for s in range(100, 601, 100)]

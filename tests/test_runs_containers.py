@@ -8,8 +8,9 @@ import pathlib
 
 import pytest
 
-from pipeline import containers, local_run
 from taxifare.errors import UsageError
+from taxifare.runs import containers, local, records
+from taxifare.runs.subprocess_runner import SubprocessRunner
 
 
 def test_inputs_are_linked_when_world_readable_and_copied_when_not(tmp_path):
@@ -31,8 +32,8 @@ def test_inputs_are_linked_when_world_readable_and_copied_when_not(tmp_path):
     assert os.path.dirname(first) != os.path.dirname(second)
 
 
-def _only_record(runs_root: str) -> dict:
-    (record,) = local_run.list_runs(runs_root)
+def _only_record(runs_root: str) -> records.RunRecord:
+    (record,) = records.list_runs(runs_root)
     return record
 
 
@@ -41,9 +42,9 @@ def test_an_engine_that_does_not_answer_is_one_line_and_a_failed_record(tmp_path
     params = {f"{s}_source": os.path.join(sample_dir, f"{s}.csv") for s in ("train", "valid", "test")}
     runs = str(tmp_path / "runs")
     with pytest.raises(UsageError, match=r"the docker engine at unix://.* does not answer"):
-        local_run.run(runs, {**params, "registry": str(tmp_path / "registry")}, runner="container")
+        local.run(runs, {**params, "registry": str(tmp_path / "registry")}, runner_name="container")
     record = _only_record(runs)  # not left "running" (which would read as interrupted)
-    assert record["status"] == "failed" and "does not answer" in record["error"]
+    assert record.status == "failed" and "does not answer" in record.error
 
 
 def test_a_runner_failure_that_is_no_tasks_is_recorded_with_its_traceback_logged(tmp_path, sample_dir, monkeypatch):
@@ -54,13 +55,13 @@ def test_a_runner_failure_that_is_no_tasks_is_recorded_with_its_traceback_logged
         raise OSError(28, "No space left on device")
         yield  # pragma: no cover
 
-    monkeypatch.setattr(local_run, "_kfp_runner", disk_full)
+    monkeypatch.setattr(SubprocessRunner, "prepared", disk_full)
     params = {f"{s}_source": os.path.join(sample_dir, f"{s}.csv") for s in ("train", "valid", "test")}
     runs = str(tmp_path / "runs")
-    record = local_run.run(runs, {**params, "registry": str(tmp_path / "registry")})
-    assert record["status"] == "failed" and record["error"].startswith("OSError: [Errno 28] No space left on device")
-    assert _only_record(runs)["status"] == "failed"
-    log = pathlib.Path(record["run_dir"], "pipeline.log").read_text()
+    record = local.run(runs, {**params, "registry": str(tmp_path / "registry")})
+    assert record.status == "failed" and record.error.startswith("OSError: [Errno 28] No space left on device")
+    assert _only_record(runs).status == "failed"
+    log = pathlib.Path(record.folder, "pipeline.log").read_text()
     assert "Traceback" in log and "No space left on device" in log
 
 

@@ -1,0 +1,23 @@
+"""How a local run's tasks execute, behind one small interface (as kfp/local's task handlers):
+subprocess_runner.py (each task a process of this Python) and container_runner.py (each task's
+own command in the image, through a container engine)."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from typing import Any
+
+
+class Runner(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def prepared(
+        self, run_dir: str, pipeline_root: str, params: dict[str, Any]
+    ) -> contextlib.AbstractContextManager[Any]:
+        """Set up what the run's tasks need (a temp folder, an engine) for the length of the run and
+        give kfp's runner config; `params` may be rewritten to what the tasks can read."""
+
+    def describe(self) -> str:
+        return self.name

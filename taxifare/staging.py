@@ -1,0 +1,144 @@
+"""stage_data's work: read a source, validate every row, split deterministically by key.
+
+The rows go to one CSV per split (train, valid, test) with the canonical header; with a
+BigQuery source they are first exported to CSV files (taxifare/cloud/bigquery.py). A trip's
+split is a stable hash of its key, so it never changes split between runs or sources.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from taxifare.errors import DataError, UsageError
+from trainer import features, sources
+from trainer.config import Source
+
+SPLITS = ("train", "valid", "test")
+_HASH_SCALE = float(2**64)
+
+
+def split_index(keys: Sequence[object] | np.ndarray, valid_fraction: float, test_fraction: float) -> np.ndarray:
+    """0 train, 1 valid, 2 test: a stable hash of each key, so a trip never changes split."""
+    u = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "big") / _HASH_SCALE for k in keys),
+        dtype=np.float64,
+        count=len(keys),
+    )
+    return np.where(u < test_fraction, 2, np.where(u < test_fraction + valid_fraction, 1, 0))
+
+
+def _schema() -> pa.Schema:
+    return pa.schema([(c, pa.string() if c == features.KEY else pa.float64()) for c in features.CSV_COLUMNS])
+
+
+def _batch(columns: sources.Columns, mask: np.ndarray | None = None) -> pa.RecordBatch:
+    pick = (lambda a: a[mask]) if mask is not None else (lambda a: a)
+    schema = _schema()
+    return pa.record_batch(
+        [pa.array(pick(columns[c]), type=t) for c, t in zip(schema.names, schema.types, strict=True)], schema=schema
+    )
+
+
+def stage(
+    out_paths: dict[str, str],
+    src: Source,
+    max_bad_fraction: float = features.DEFAULT_MAX_BAD_FRACTION,
+    project: str = "",
+    export_dir: str = "",
+    bq_client: Any = None,
+) -> dict:
+    """Write validated train/valid/test CSVs (canonical header) and return the counts.
+
+    With bq_table or bq_query the rows are first exported from BigQuery to CSV files under
+    export_dir (gs:// or local), which then count as `source`.
+    """
+    src.check()  # before anything costs: a BigQuery export costs money and time
+    if src.bq_table or src.bq_query:
+        if not export_dir:
+            raise UsageError("a BigQuery source needs export_dir: where the exported CSV files go")
+        from taxifare.cloud import bigquery
+
+        exported = bigquery.export_source(export_dir, src.bq_table, src.bq_query, src.bq_sample, project, bq_client)
+        src = dataclasses.replace(src, source=exported, bq_table="", bq_query="")
+    totals = sources.ReadStats()
+    counts = _write_splits(out_paths, src, max_bad_fraction, totals)
+    empty = [s for s in SPLITS if counts[s] == 0]
+    if empty:
+        raise DataError(f"split(s) {', '.join(empty)} got no rows", "add data or change the fractions")
+    return {
+        "rows_read": totals.rows,
+        "rows_kept": totals.kept,
+        "rejected": dict(sorted(totals.rejected.items())),
+        "split_rows": counts,
+        "files": totals.files,
+        "fingerprint": fingerprint(out_paths[s] for s in SPLITS),
+    }
+
+
+def _write_splits(
+    out_paths: dict[str, str], src: Source, max_bad_fraction: float, totals: sources.ReadStats
+) -> dict[str, int]:
+    """Validated rows to one CSV per split: by key hash from `source`, or as given per split."""
+    counts = dict.fromkeys(SPLITS, 0)
+    writers: dict[str, pacsv.CSVWriter] = {}
+
+    def chunks(spec: str) -> Any:
+        return sources.iter_chunks(sources.expand_paths(spec), max_bad_fraction=max_bad_fraction, totals=totals)
+
+    def write(split: str, chunk: sources.Columns, mask: np.ndarray | None = None) -> None:
+        writers[split].write_batch(_batch(chunk, mask))
+        counts[split] += len(chunk[features.KEY]) if mask is None else int(mask.sum())
+
+    try:
+        for split in SPLITS:
+            os.makedirs(os.path.dirname(out_paths[split]) or ".", exist_ok=True)
+            writers[split] = pacsv.CSVWriter(out_paths[split], _schema())
+        if src.source:
+            for chunk in chunks(src.source):
+                which = split_index(chunk[features.KEY], src.valid_fraction, src.test_fraction)
+                for i, split in enumerate(SPLITS):
+                    if (which == i).any():
+                        write(split, chunk, which == i)
+        else:
+            for split, spec in src.separate.items():
+                for chunk in chunks(spec):
+                    write(split, chunk)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return counts
+
+
+def fingerprint(paths: Iterable[str]) -> str:
+    """The staged rows' identity: the same rows in the same files, the same fingerprint."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def metrics(result: dict) -> dict[str, float]:
+    """The counts as flat metrics (what the console's Metrics artifact shows)."""
+    out: dict[str, float] = {"rows_read": result["rows_read"], "rows_kept": result["rows_kept"]}
+    out.update({f"rejected_{r}": result["rejected"].get(r, 0) for r in features.REJECT_REASONS})
+    out.update({f"{split}_rows": n for split, n in result["split_rows"].items()})
+    return out
+
+
+def summary(result: dict) -> list[str]:
+    splits = " / ".join(f"{s} {result['split_rows'][s]}" for s in SPLITS)
+    lines = [f"rows read {result['rows_read']}, kept {result['rows_kept']}: {splits}"]
+    rejected = [(r, result["rejected"].get(r, 0)) for r in features.REJECT_REASONS]
+    if shown := [f"{reason} {n}" for reason, n in rejected if n]:
+        lines.append("rejected: " + ", ".join(shown))
+    return lines

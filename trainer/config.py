@@ -1,0 +1,185 @@
+"""Every setting a user gives, each defined once: its default, help line and check.
+
+The trainer's hyperparameters (`HParams`) and how it runs (`RunOptions`), and each pipeline
+step's settings: where stage_data reads (`Source`), when evaluate blesses (`Gate`), where
+deploy puts a blessed model and how Vertex AI serves it (`DeployTarget`). The trainer's flags,
+the CLI's options, the pipelines' parameters (pipeline/params.py) and their one validation all
+come from these dataclasses (trainer/settings.py turns them into each). No kfp, TensorFlow or
+pyarrow here, so the CLI builds its flags without importing a component.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from taxifare.errors import UsageError
+from trainer import settings
+from trainer.features import CHAMPION_TOLERANCE, DEFAULT_MAX_BAD_FRACTION, TEST_FRACTION, VALID_FRACTION
+from trainer.settings import below_one, between, fraction, non_negative, open_fraction, setting, sizes, whole
+from trainer.settings import seed as seed_check
+
+# Sane sizes: beyond these a run is a typo, not a plan (a 1e20-step run, a 100M-unit layer).
+MAX_STEPS = 10**9
+MAX_BATCH = 1 << 20
+MAX_UNITS, MAX_LAYERS = 8192, 16
+# Vertex AI serving (deploy_target=vertex).
+SERVING_CONTAINERS = ("custom", "prebuilt")
+DEFAULT_SERVING_MACHINE = "n1-standard-2"
+# Longer than api_core's 900 s: a first deployment of a new machine type can take 20+ minutes.
+DEFAULT_DEPLOY_TIMEOUT = 1800.0
+MAX_REPLICAS = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """The trainer's settings: its flags, the pipeline's parameters and the CLI's options come from here."""
+
+    train_steps: int = setting(3000, "optimizer steps in total (a rerun resumes up to this)", whole(1, MAX_STEPS))
+    train_batch_size: int = setting(512, "examples per step", whole(1, MAX_BATCH))
+    hidden_units: tuple[int, ...] = setting((64, 16, 4), "sizes of the hidden layers", sizes(MAX_UNITS, MAX_LAYERS))
+    learning_rate: float = setting(
+        0.001, "AdamW peak learning rate (cosine-decayed to 0)", between(0, 10, low_open=True)
+    )
+    weight_decay: float = setting(0.1, "AdamW decoupled weight decay", between(0, 10))
+    # Fares past $10 of error count linearly: a few odd fares (tolls, flat rates keyed in
+    # wrong) otherwise pull the fit. Mean RMSE over 5 key-hash folds of the lab's data, with
+    # saturated features: delta 5 and 10 4.07, 20 4.09, 30 4.11, squared error 4.13.
+    huber_delta: float = setting(10.0, "fare error ($) past which the loss grows linearly", between(0, 1000, True))
+    seed: int = setting(42, "seed for initialisation and shuffling: same seed, same model", seed_check)
+    eval_steps: int = setting(0, "evaluate on this many batches of 8192 rows; 0: the whole eval set",
+                              whole(0, MAX_STEPS))  # fmt: skip
+    max_bad_fraction: float = setting(
+        DEFAULT_MAX_BAD_FRACTION, "fail when a file has a larger share of invalid rows", fraction
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How the trainer runs (not what it learns): checkpoints and input."""
+
+    checkpoint_every: int = setting(0, "steps between checkpoints and evaluations; 0: about ten per run",
+                                    whole(0, MAX_STEPS))  # fmt: skip
+    input_mode: str = setting(
+        "auto",
+        "hold training data in memory, or stream it from the files (auto: stream above 2 GiB)",
+        choices=("auto", "memory", "stream"),
+    )
+
+
+DEFAULTS = HParams()
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where stage_data reads rows and how it splits them."""
+
+    source: str = setting("", "CSV file, glob or comma-separated list (local, gs://, https://) to split by key")
+    train_source: str = setting("", "instead of source: the training rows, as given")
+    valid_source: str = setting("", "with train_source: the validation rows")
+    test_source: str = setting("", "with train_source: the test rows")
+    valid_fraction: float = setting(VALID_FRACTION, "share of keys that go to the validation split", open_fraction)
+    test_fraction: float = setting(TEST_FRACTION, "share of keys that go to the test split", open_fraction)
+    bq_table: str = setting(
+        "", "instead of files: a BigQuery trips table, e.g. bigquery-public-data.new_york.tlc_yellow_trips_2015"
+    )
+    bq_query: str = setting("", "instead of files: BigQuery SQL returning the schema's columns")
+    bq_sample: int = setting(0, "with bq_table/bq_query: keep one trip in N by a repeatable hash (0: all)",
+                             non_negative)  # fmt: skip
+
+    @property
+    def separate(self) -> dict[str, str]:
+        return {"train": self.train_source, "valid": self.valid_source, "test": self.test_source}
+
+    def problems(self) -> list[str]:
+        """Each setting's own check, then how they go together."""
+        found = settings.problems(self)
+        if not found and self.valid_fraction + self.test_fraction >= 1:
+            found.append("valid_fraction and test_fraction must sum to less than 1")
+        files = bool(self.source) or any(self.separate.values())
+        if (self.bq_table or self.bq_query) and files:
+            found.append("give a BigQuery source (bq_table or bq_query) or file sources, not both")
+        if self.bq_table and self.bq_query:
+            found.append("give bq_table or bq_query, not both")
+        if self.source and any(self.separate.values()):
+            found.append("give either source (split by key) or train/valid/test sources, not both")
+        if not self.source and not (self.bq_table or self.bq_query) and not all(self.separate.values()):
+            missing = ", ".join(f"{k}_source" for k, v in self.separate.items() if not v)
+            found.append(f"no data: give source, bq_table, or all of train/valid/test sources (missing: {missing})")
+        return found
+
+    def check(self) -> Source:
+        return settings.checked(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """When a candidate deploys."""
+
+    tolerance: float = setting(
+        CHAMPION_TOLERANCE,
+        "how much worse (relative RMSE) than the champion a candidate may be and still deploy",
+        below_one,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployTarget:
+    """Where blessed models go and how Vertex AI serves them."""
+
+    deploy_target: str = setting(
+        "local", "where blessed models go: local (a registry directory) or vertex (Model Registry and an endpoint)",
+        choices=("local", "vertex"),
+    )  # fmt: skip
+    registry: str = setting(
+        "", "the local registry directory (an absolute path); for vertex, the parent model id (default taxifare)"
+    )
+    project: str = setting("", "the Google Cloud project of Vertex AI's Model Registry (and of BigQuery jobs)")
+    region: str = setting("", "for vertex: the region of the model and the endpoint")
+    endpoint_name: str = setting("taxifare", "for vertex: the endpoint's display name (created when missing)")
+    serving_container: str = setting(
+        "custom", "for vertex: custom (the pipeline's image runs `taxifare serve`) or prebuilt (TF Serving 2.15)",
+        choices=SERVING_CONTAINERS,
+    )  # fmt: skip
+    serving_machine_type: str = setting(DEFAULT_SERVING_MACHINE, "for vertex: the endpoint's machine type")
+    serving_min_replicas: int = setting(1, "for vertex: the fewest serving machines", whole(1, MAX_REPLICAS))
+    serving_max_replicas: int = setting(1, "for vertex: the most serving machines (autoscaling above min)",
+                                        whole(1, MAX_REPLICAS))  # fmt: skip
+    deploy_timeout: float = setting(
+        DEFAULT_DEPLOY_TIMEOUT,
+        "for vertex: seconds each deploy operation (upload, deploy, undeploy) may take",
+        between(0, 7 * 24 * 3600, low_open=True),
+    )
+
+    def problems(self) -> list[str]:
+        found = settings.problems(self)
+        if not found and self.serving_min_replicas > self.serving_max_replicas:
+            found.append(
+                f"serving_min_replicas ({self.serving_min_replicas}) must not exceed "
+                f"serving_max_replicas ({self.serving_max_replicas})"
+            )
+        if self.deploy_target == "local" and not os.path.isabs(self.registry):
+            found.append(
+                f"deploy_target=local needs registry=/an/absolute/path, got {self.registry!r}: say where blessed "
+                "models go (on a Kubeflow cluster a shared volume's path, or deploy_target=vertex with project "
+                "and region)"
+            )
+        if self.deploy_target == "vertex" and not (self.project and self.region):
+            found.append("deploy_target=vertex needs the project and region parameters")
+        return found
+
+    def check(self) -> DeployTarget:
+        return settings.checked(self)
+
+
+# Each pipeline step's settings, in the order `taxifare params` lists them.
+STEP_SETTINGS: tuple[type, ...] = (Source, Gate, DeployTarget)
+
+
+def check_all(*objs: object) -> None:
+    """One UsageError naming every problem of every settings object (its own `problems` where it has one)."""
+    found: list[str] = []
+    for obj in objs:
+        found += obj.problems() if hasattr(obj, "problems") else settings.problems(obj)
+    if found:
+        raise UsageError("; ".join(found))
