@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from serving_helpers import TRIP, ServerProcess, responses
 
+from taxifare.serving import DEFAULT_MAX_BODY_BYTES
+
 
 @pytest.fixture(scope="module")
 def server(trained: dict, tmp_path_factory: pytest.TempPathFactory):
@@ -137,6 +139,16 @@ def test_connections_past_the_cap_get_503(server: ServerProcess) -> None:
     deadline = time.monotonic() + 10
     while server.call("GET", "/health/live")[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def test_the_default_body_limit_is_vertex_s(server: ServerProcess) -> None:
+    """1.5 MB, as Vertex AI: a 2 MB request is a 413 that names the limit and the flag to raise it."""
+    one = json.dumps({"instances": [TRIP]}).encode()
+    for size, want in ((DEFAULT_MAX_BODY_BYTES, 200), (2_000_000, 413)):
+        status, _, body = server.call("POST", "/predict", one[:-1] + b" " * (size - len(one)) + b"}")
+        assert status == want, body
+    message = body["error"]["message"]
+    assert "1,500,000 bytes" in message and "--max-body-bytes" in message
 
 
 def test_pipelined_requests_after_an_error_are_not_read(server: ServerProcess) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 import httptools
 
 from taxifare.errors import TaxifareError
+from taxifare.serving import VERTEX_REQUEST_BYTES
 
 if TYPE_CHECKING:
     from taxifare.serving.app import App
@@ -80,6 +81,16 @@ class HttpError(TaxifareError):
         if self.field is not None:
             error["field"] = self.field
         return json.dumps({"error": error}, ensure_ascii=True).encode()
+
+
+def too_large(what: str, limit: int) -> HttpError:
+    """413 for a body over the limit, saying what the limit is and how to live with it."""
+    return HttpError(
+        413,
+        f"{what} is over this server's body limit of {limit:,} bytes: send fewer instances per request "
+        f"(Vertex AI takes at most {VERTEX_REQUEST_BYTES:,} bytes), or start `taxifare serve` with a larger "
+        "--max-body-bytes for local use",
+    )
 
 
 @dataclass
@@ -227,7 +238,7 @@ class Connection(asyncio.Protocol):
             raise HttpError(400, "the only Transfer-Encoding supported is chunked, alone, on HTTP/1.1")
         length = int(req.headers.get(b"content-length", b"0") or b"0")
         if length > self.app.max_body_bytes:
-            raise HttpError(413, f"body of {length} bytes is over the limit of {self.app.max_body_bytes}")
+            raise too_large(f"a body of {length:,} bytes", self.app.max_body_bytes)
         if req.headers.get(b"expect", b"").lower() == b"100-continue" and not (self.busy or self.queue):
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -257,7 +268,7 @@ class Connection(asyncio.Protocol):
         req.fed += self._slice
         req.body_bytes = len(self.body)
         if req.body_bytes > self.app.max_body_bytes:
-            raise HttpError(413, f"body over the limit of {self.app.max_body_bytes} bytes")
+            raise too_large("the body", self.app.max_body_bytes)
         framing = req.fed - req.body_bytes
         if framing > MAX_HEAD_BYTES + FRAMING_PER_BYTE * req.body_bytes + 2 * SLICE_BYTES:
             if req.head_done is None:
