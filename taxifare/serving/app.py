@@ -32,8 +32,9 @@ from taxifare.serving import (
 from taxifare.serving.batcher import Batcher
 from taxifare.serving.body import SYNC_BODY_BYTES, encode, encode_predictions, parse_instances, parse_instances_async
 from taxifare.serving.container import Settings
+from taxifare.serving.messages import HttpError, Request
 from taxifare.serving.model import MODEL_NAME, LoadedModel, load_model
-from taxifare.serving.protocol import Connection, HttpError, Request
+from taxifare.serving.protocol import Connection
 
 log = logging.getLogger("taxifare.serve")
 

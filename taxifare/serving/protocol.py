@@ -24,12 +24,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from taxifare.errors import TaxifareError
-from taxifare.serving import VERTEX_REQUEST_BYTES
+from taxifare.serving.messages import HttpError, Request, response, too_large
 
 if TYPE_CHECKING:
     from taxifare.serving.app import App
@@ -43,62 +42,6 @@ SLICE_BYTES = 16 << 10  # data is fed to the parser this much at a time, so byte
 TURN_BYTES = 64 << 10
 LINGER_SECONDS = 2.0
 MAX_PIPELINED = 64  # parsed requests waiting on one connection before it stops reading
-
-STATUS = {
-    100: ("Continue", ""),
-    200: ("OK", ""),
-    400: ("Bad Request", "INVALID_ARGUMENT"),
-    404: ("Not Found", "NOT_FOUND"),
-    405: ("Method Not Allowed", "METHOD_NOT_ALLOWED"),
-    408: ("Request Timeout", "DEADLINE_EXCEEDED"),
-    413: ("Content Too Large", "PAYLOAD_TOO_LARGE"),
-    431: ("Request Header Fields Too Large", "INVALID_ARGUMENT"),
-    500: ("Internal Server Error", "INTERNAL"),
-    503: ("Service Unavailable", "UNAVAILABLE"),
-}
-
-
-class HttpError(TaxifareError):
-    """A response the client caused: a status, a message, and where in the request it went wrong."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        instance: int | None = None,
-        field: str | None = None,
-        headers: tuple[tuple[str, str], ...] = (),
-    ):
-        super().__init__(message)
-        self.status, self.instance, self.field, self.headers = status, instance, field, headers
-
-    def body(self) -> bytes:
-        import json
-
-        error: dict[str, Any] = {"code": self.status, "status": STATUS[self.status][1], "message": self.message}
-        if self.instance is not None:
-            error["instance"] = self.instance
-        if self.field is not None:
-            error["field"] = self.field
-        return json.dumps({"error": error}, ensure_ascii=True).encode()
-
-
-def too_large(what: str, limit: int) -> HttpError:
-    """413 for a body over the limit, saying what the limit is and how to live with it."""
-    return HttpError(
-        413,
-        f"{what} is over this server's body limit of {limit:,} bytes: send fewer instances per request "
-        f"(Vertex AI takes at most {VERTEX_REQUEST_BYTES:,} bytes), or start `taxifare serve` with a larger "
-        "--max-body-bytes for local use",
-    )
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    keep_alive: bool
-    body: bytes
 
 
 @dataclass
@@ -144,7 +87,7 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if len(self.app.connections) >= self.app.max_connections:
             err = HttpError(503, f"the server is at its limit of {self.app.max_connections} connections; retry")
-            self.transport.write(self._response(err.status, err.body(), False, ()))
+            self.transport.write(response(err.status, err.body(), False, (), self.app.date))
             self.transport.close()
             self.closed = True
             return
@@ -334,24 +277,11 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             return
         keep_alive = keep_alive and not self.app.draining
-        response = self._response(status, body, keep_alive, headers)
-        self.transport.write(response[: len(response) - len(body)] if head_only else response)
+        answer = response(status, body, keep_alive, headers, self.app.date)
+        self.transport.write(answer[: len(answer) - len(body)] if head_only else answer)
         self.idle_since = self.app.clock
         if not keep_alive:
             self._close_after_response()
-
-    def _response(self, status: int, body: bytes, keep_alive: bool, headers: tuple[tuple[str, str], ...]) -> bytes:
-        lines = [
-            f"HTTP/1.1 {status} {STATUS[status][0]}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-            f"Date: {self.app.date}",
-            "Server: taxifare",
-        ]
-        lines.extend(f"{k}: {v}" for k, v in headers)
-        if not keep_alive:
-            lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     def _close_after_response(self) -> None:
         """Half-close and keep reading a moment: a client still sending its body then sees the answer, not a reset."""
