@@ -1,5 +1,6 @@
 """`taxifare serve` against hostile clients, loopback only: chunked abuse, endless heads and
-trailers, slow clients, too many connections, big bodies, and a fuzz of thousands of bodies.
+trailers, slow clients, clients that never read, too many connections, big bodies, and a fuzz
+of thousands of bodies.
 
 Every loop here is bounded in count and in time; nothing asserts how long anything took.
 """
@@ -7,17 +8,20 @@ Every loop here is bounded in count and in time; nothing asserts how long anythi
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
+import itertools
 import json
 import math
 import random
 import socket
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from serving_helpers import TRIP, ServerProcess, responses
+from serving_helpers import TRIP, LoopServer, ServerProcess, read_until_close, responses, send_until_stopped
 
 from taxifare.serving import DEFAULT_MAX_BODY_BYTES
 
@@ -139,6 +143,63 @@ def test_connections_past_the_cap_get_503(server: ServerProcess) -> None:
     deadline = time.monotonic() + 10
     while server.call("GET", "/health/live")[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _predictions(instances: int) -> Iterator[bytes]:
+    """POST /predict requests without end, request i with keys "i.j.kkk…" (answers about 7 KB each)."""
+    for i in itertools.count():
+        body = json.dumps({"instances": [{**TRIP, "key": f"{i}.{j}." + "k" * 100} for j in range(instances)]})
+        yield b"POST /predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body.encode())
+
+
+def test_a_client_that_never_reads_is_stopped_not_buffered(server: ServerProcess) -> None:
+    """Pipelined predictions, no answer read: the server stops reading (the client's sends block)
+    instead of buffering answers without bound; once the client reads, every answer comes, in order."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
+        sock.settimeout(10)
+        sock.connect((server.address, server.port))
+        sent, begun, rest, stopped = send_until_stopped(sock, _predictions(50), limit=256 << 20)
+        # Without backpressure the server reads on (answers pile up in its memory) and this
+        # client sends its 256 MiB; with it, the kernel buffers and a bounded queue fill, and stop.
+        assert stopped and sent < 64 << 20, f"the server took {sent:,} bytes and did not stop"
+        # Now read (in a thread: the server reads the rest only as its answers are taken) and finish.
+        sock.settimeout(30)
+        with concurrent.futures.ThreadPoolExecutor(1) as reader:
+            answers = reader.submit(read_until_close, sock)
+            sock.sendall(rest + b"GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n")
+            out = responses(answers.result(timeout=60))
+    assert len(out) == begun + 1 and {status for status, _ in out} == {200}
+    keys = [[p["key"] for p in json.loads(body)["predictions"]] for _, body in out[:-1]]
+    assert keys == [[f"{i}.{j}." + "k" * 100 for j in range(50)] for i in range(begun)]
+
+
+def test_unsent_answers_stay_under_the_mark_and_are_dropped_when_stuck(tmp_path: Any) -> None:
+    """Inside the server: a connection whose client never reads holds at most the transport's
+    high-water mark (plus one answer) of answers, and is dropped after --send-seconds."""
+    from taxifare.serving.protocol import WRITE_HIGH_BYTES
+
+    loop_server = LoopServer(str(tmp_path), send_seconds=1.0)
+    long_404 = b"GET /" + b"x" * 4000 + b" HTTP/1.1\r\n\r\n"  # answers of about 4 KB
+    try:
+        with socket.create_connection((loop_server.address, loop_server.port), timeout=10) as sock:
+            _, _, _, stopped = send_until_stopped(sock, itertools.repeat(long_404), limit=256 << 20)
+            assert stopped
+
+            def state() -> list[tuple[int, bool, bool]]:
+                return [
+                    (c.transport.get_write_buffer_size(), c.write_paused, c.paused) for c in loop_server.app.connections
+                ]
+
+            [(unsent, write_paused, read_paused)] = loop_server.on_loop(state)
+            assert write_paused and read_paused
+            assert unsent <= WRITE_HIGH_BYTES + 8192
+            deadline = time.monotonic() + 20
+            while loop_server.on_loop(lambda: len(loop_server.app.connections)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert loop_server.on_loop(lambda: len(loop_server.app.connections)) == 0
+    finally:
+        loop_server.stop()
 
 
 def test_the_default_body_limit_is_vertex_s(server: ServerProcess) -> None:

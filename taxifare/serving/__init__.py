@@ -16,7 +16,10 @@ DEFAULT_MAX_BATCH_ROWS = 16_384
 # On SIGTERM, how long requests already arriving may take to be answered (Vertex AI waits 30 s).
 DEFAULT_DRAIN_SECONDS = 20.0
 # Slow clients: the head must arrive within this many seconds of its first byte, the body
-# within this many of the head's end (else 408); past this many open connections, 503.
+# within this many of the head's end (else 408); answers a client leaves unread must move
+# within this many (else the connection is dropped; not a flag); past this many open
+# connections, 503.
 DEFAULT_HEAD_SECONDS = 10.0
 DEFAULT_BODY_SECONDS = 30.0
+DEFAULT_SEND_SECONDS = 30.0
 DEFAULT_MAX_CONNECTIONS = 512

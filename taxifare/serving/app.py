@@ -28,9 +28,11 @@ from taxifare.serving import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POLL_SECONDS,
+    DEFAULT_SEND_SECONDS,
 )
 from taxifare.serving.batcher import Batcher
 from taxifare.serving.body import SYNC_BODY_BYTES, encode, encode_predictions, parse_instances, parse_instances_async
+from taxifare.serving.connections import KEEPALIVE_SECONDS, Deadlines
 from taxifare.serving.container import Settings
 from taxifare.serving.messages import HttpError, Request
 from taxifare.serving.model import MODEL_NAME, LoadedModel, load_model
@@ -38,7 +40,6 @@ from taxifare.serving.protocol import Connection
 
 log = logging.getLogger("taxifare.serve")
 
-KEEPALIVE_SECONDS = 75.0
 PREDICT_ROUTE = "/predict"
 LIVE_ROUTE = "/health/live"
 READY_ROUTE = "/health/ready"
@@ -62,6 +63,7 @@ class App:
         container: Settings | None = None,
         head_seconds: float = DEFAULT_HEAD_SECONDS,
         body_seconds: float = DEFAULT_BODY_SECONDS,
+        send_seconds: float = DEFAULT_SEND_SECONDS,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ):
         if (model_dir is None) == (registry is None):
@@ -70,7 +72,8 @@ class App:
         # Inside Vertex AI: its predict and health routes too, and bare {"predictions": [...]} answers.
         self.container = container
         self.model_dir, self.max_body_bytes, self.poll_seconds = model_dir, max_body_bytes, poll_seconds
-        self.head_seconds, self.body_seconds, self.max_connections = head_seconds, body_seconds, max_connections
+        self.head_seconds, self.body_seconds, self.send_seconds = head_seconds, body_seconds, send_seconds
+        self.max_connections = max_connections
         self.registry: Any = None
         if registry is not None:
             from taxifare.registry.local import LocalRegistry
@@ -106,8 +109,9 @@ class App:
         now = time.monotonic()
         self.clock = now
         self.date = email.utils.formatdate(usegmt=True)
+        limits = Deadlines(self.head_seconds, self.body_seconds, self.send_seconds, KEEPALIVE_SECONDS)
         for conn in list(self.connections):
-            conn.check_deadlines(now, self.head_seconds, self.body_seconds, KEEPALIVE_SECONDS)
+            conn.check_deadlines(now, limits)
         self._tick_timer = self.loop.call_later(1.0, self._tick)
 
     def _poll(self) -> None:

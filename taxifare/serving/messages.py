@@ -63,6 +63,11 @@ class Request:
     keep_alive: bool
     body: bytes
 
+    @property
+    def size(self) -> int:
+        """Bytes it holds while it waits for its turn."""
+        return len(self.path) + len(self.body)
+
 
 def response(status: int, body: bytes, keep_alive: bool, headers: tuple[tuple[str, str], ...], date: str) -> bytes:
     """One answer's bytes."""

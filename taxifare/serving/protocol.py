@@ -11,12 +11,15 @@ costs CPU linear in what it is fed. On top of it, for each request:
 - the only transfer coding is `chunked`, alone, on HTTP/1.0 or 1.1 (400 otherwise: what a
   client sends never gets a 5xx; 503 past the connection cap is the server's state);
 - the head must arrive within `head_seconds` of its first byte, the body within `body_seconds`
-  of the head's end (408);
+  of the head's end (408), not counting time the server was not reading;
 - past `max_connections` open connections a new one gets 503 and is closed.
 
-Requests on one connection are parsed as they arrive (pipelining) and answered in order, one
-at a time; reading pauses while more than MAX_PIPELINED requests, or more than a body's worth
-of bytes, wait for their answers.
+Requests on one connection are parsed as they arrive (pipelining) and answered in order, one at
+a time. What a connection holds is bounded whatever its client does: answering pauses while more
+than WRITE_HIGH_BYTES of answers wait for the client to take them (asyncio's pause_writing), and
+reading pauses while more than MAX_PIPELINED requests or a body's worth of bytes wait, so a client
+that never reads is stopped, not buffered; answers that do not move for `send_seconds` drop the
+connection.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from taxifare.serving.messages import HttpError, Request, response, too_large
 
 if TYPE_CHECKING:
     from taxifare.serving.app import App
+    from taxifare.serving.connections import Deadlines
 
 MAX_HEAD_BYTES = 64 << 10
 FRAMING_PER_BYTE = 12  # chunked framing allowed per body byte: "1\r\nx\r\n" is 5, plus a short extension
@@ -42,6 +46,9 @@ SLICE_BYTES = 16 << 10  # data is fed to the parser this much at a time, so byte
 TURN_BYTES = 64 << 10
 LINGER_SECONDS = 2.0
 MAX_PIPELINED = 64  # parsed requests waiting on one connection before it stops reading
+# Unsent answers a connection may hold before it stops answering (and so, soon, reading): asyncio's
+# default mark, said here because it is the bound. One answer may go past it.
+WRITE_HIGH_BYTES = 64 << 10
 
 
 @dataclass
@@ -70,8 +77,11 @@ class Connection(asyncio.Protocol):
         self.busy = False  # a request is being answered
         self.closed = False
         self.lingering = False
-        self.paused = False
+        self.paused = False  # reading paused: too much waits to be answered
+        self.write_paused = False  # answering paused: the client is not taking its answers
         self.idle_since = app.clock
+        self._written = self._drained = 0  # bytes written; written less unsent when last looked
+        self._moved_at = app.clock  # when unsent answers were last seen to move
         self._slice = 0
         self._backlog = memoryview(b"")  # received, not parsed yet: the next turns' share
         self._yielding = False  # reading paused until the backlog is parsed, a turn at a time
@@ -92,10 +102,23 @@ class Connection(asyncio.Protocol):
             self.closed = True
             return
         self.app.connections.add(self)
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_BYTES)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.app.connections.discard(self)
+        # Let what the client sent go now, not when the collector breaks the parser's reference cycle.
+        self.queue.clear()
+        self.body.clear()
+        self._backlog = memoryview(b"")
+        self.incoming = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True  # process() answers nothing more until the client takes what it has
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.process()
 
     def eof_received(self) -> bool | None:
         return None  # close when the client half-closes
@@ -183,8 +206,7 @@ class Connection(asyncio.Protocol):
         if length > self.app.max_body_bytes:
             raise too_large(f"a body of {length:,} bytes", self.app.max_body_bytes)
         if req.headers.get(b"expect", b"").lower() == b"100-continue" and not (self.busy or self.queue):
-            assert self.transport is not None
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_message_complete(self) -> None:
         req = self._req()
@@ -199,8 +221,9 @@ class Connection(asyncio.Protocol):
             raise HttpError(400, "malformed request target") from None
         method = self.parser.get_method().decode("ascii")
         keep_alive = self.parser.should_keep_alive()
-        self.queue.append(Request(method, path, keep_alive, body))
-        self.queued_bytes += len(body)
+        request = Request(method, path, keep_alive, body)
+        self.queue.append(request)
+        self.queued_bytes += request.size
 
     def _req(self) -> _Incoming:
         assert self.incoming is not None
@@ -228,15 +251,18 @@ class Connection(asyncio.Protocol):
         self.queue.append(err)
 
     def process(self) -> None:
-        while not self.busy and not self.closed and not self.lingering and self.queue:
+        """Answer what waits, in order, while the client takes its answers; read again once all are answered."""
+        while not (self.busy or self.closed or self.lingering or self.write_paused) and self.queue:
             item = self.queue.popleft()
             if isinstance(item, HttpError):
                 self.send_error(item, keep_alive=False)
                 return
-            self.queued_bytes -= len(item.body)
+            self.queued_bytes -= item.size
             self.app.handle(self, item)
         if self.paused and not self.busy and not self.queue and self.transport is not None:
             self.paused = False
+            if (req := self.incoming) is not None:  # its deadline starts again: the server was not reading
+                req.started, req.head_done = self.app.clock, None if req.head_done is None else self.app.clock
             if not self._yielding:
                 self.transport.resume_reading()
 
@@ -246,17 +272,30 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
             self.paused = True
 
-    def check_deadlines(self, now: float, head_seconds: float, body_seconds: float, idle_seconds: float) -> None:
-        """Called once a second: a request too slow to arrive gets 408, an idle connection is closed."""
+    def check_deadlines(self, now: float, limits: Deadlines) -> None:
+        """Called once a second: a request too slow to arrive gets 408; an idle or stuck connection is closed."""
+        self._check_sending(now, limits.send_seconds)
         req = self.incoming
-        if req is not None and not self.failed:
-            if req.head_done is None and now - req.started > head_seconds:
-                self._fail(HttpError(408, f"the request head took over {head_seconds:g} s to arrive"))
-            elif req.head_done is not None and now - req.head_done > body_seconds:
-                self._fail(HttpError(408, f"the request body took over {body_seconds:g} s to arrive"))
+        if req is None or self.failed:
+            if req is None and not self.busy and not self.queue and now - self.idle_since > limits.idle_seconds:
+                self.close()
+        elif not self.paused:  # while the server is not reading, the client cannot be late
+            if req.head_done is None and now - req.started > limits.head_seconds:
+                self._fail(HttpError(408, f"the request head took over {limits.head_seconds:g} s to arrive"))
+            elif req.head_done is not None and now - req.head_done > limits.body_seconds:
+                self._fail(HttpError(408, f"the request body took over {limits.body_seconds:g} s to arrive"))
             self.process()
-        elif req is None and not self.busy and not self.queue and now - self.idle_since > idle_seconds:
-            self.close()
+
+    def _check_sending(self, now: float, send_seconds: float) -> None:
+        """Drop the connection when answers it holds have not moved to the client for send_seconds."""
+        if self.transport is None:
+            return
+        unsent = self.transport.get_write_buffer_size()
+        drained = self._written - unsent
+        if not unsent or drained != self._drained:
+            self._drained, self._moved_at = drained, now
+        elif now - self._moved_at > send_seconds:
+            self.transport.abort()
 
     def in_flight(self) -> bool:
         """A request has begun arriving, waits, or is being answered on this connection."""
@@ -278,10 +317,15 @@ class Connection(asyncio.Protocol):
             return
         keep_alive = keep_alive and not self.app.draining
         answer = response(status, body, keep_alive, headers, self.app.date)
-        self.transport.write(answer[: len(answer) - len(body)] if head_only else answer)
+        self._write(answer[: len(answer) - len(body)] if head_only else answer)
         self.idle_since = self.app.clock
         if not keep_alive:
             self._close_after_response()
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self._written += len(data)
+        self.transport.write(data)
 
     def _close_after_response(self) -> None:
         """Half-close and keep reading a moment: a client still sending its body then sees the answer, not a reset."""

@@ -53,7 +53,7 @@ async def serve(
     """Serve until `stop` is set (SIGINT/SIGTERM when run()); then drain: see `_drain`.
 
     `options` are App's: model_dir or registry, max_body_bytes, poll_seconds, max_batch_rows,
-    container, head_seconds, body_seconds, max_connections.
+    container, head_seconds, body_seconds, send_seconds, max_connections.
     """
     loop = asyncio.get_running_loop()
     app = App(loop, **options)
