@@ -18,7 +18,7 @@ DEFAULT_DRAIN_SECONDS = 20.0
 # Slow clients: the head must arrive within this many seconds of its first byte, the body
 # within this many of the head's end (else 408); answers a client leaves unread must move
 # within this many (else the connection is dropped; not a flag); past this many open
-# connections, 503.
+# connections, the longest idle is closed, or 503 when none is idle.
 DEFAULT_HEAD_SECONDS = 10.0
 DEFAULT_BODY_SECONDS = 30.0
 DEFAULT_SEND_SECONDS = 30.0

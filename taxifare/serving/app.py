@@ -32,7 +32,7 @@ from taxifare.serving import (
 )
 from taxifare.serving.batcher import Batcher
 from taxifare.serving.body import SYNC_BODY_BYTES, encode, encode_predictions, parse_instances, parse_instances_async
-from taxifare.serving.connections import KEEPALIVE_SECONDS, Deadlines
+from taxifare.serving.connections import Connections, Deadlines
 from taxifare.serving.container import Settings
 from taxifare.serving.messages import HttpError, Request
 from taxifare.serving.model import MODEL_NAME, LoadedModel, load_model
@@ -73,7 +73,6 @@ class App:
         self.container = container
         self.model_dir, self.max_body_bytes, self.poll_seconds = model_dir, max_body_bytes, poll_seconds
         self.head_seconds, self.body_seconds, self.send_seconds = head_seconds, body_seconds, send_seconds
-        self.max_connections = max_connections
         self.registry: Any = None
         if registry is not None:
             from taxifare.registry.local import LocalRegistry
@@ -82,7 +81,7 @@ class App:
         self.model: LoadedModel | None = None
         self.load_failed: str | None = None
         self.registry_problem: str | None = None
-        self.connections: set[Connection] = set()
+        self.connections = Connections(max_connections)
         self.batcher = Batcher(loop, lambda: self.model, max_batch_rows)
         self.loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taxifare-load")
         self.loading = False
@@ -109,8 +108,9 @@ class App:
         now = time.monotonic()
         self.clock = now
         self.date = email.utils.formatdate(usegmt=True)
-        limits = Deadlines(self.head_seconds, self.body_seconds, self.send_seconds, KEEPALIVE_SECONDS)
-        for conn in list(self.connections):
+        idle_seconds = self.connections.idle_seconds()
+        limits = Deadlines(self.head_seconds, self.body_seconds, self.send_seconds, idle_seconds)
+        for conn in self.connections:
             conn.check_deadlines(now, limits)
         self._tick_timer = self.loop.call_later(1.0, self._tick)
 

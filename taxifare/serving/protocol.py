@@ -9,17 +9,16 @@ costs CPU linear in what it is fed. On top of it, for each request:
   (1-byte chunks take 5), so chunk extensions cannot multiply the traffic a body costs (400);
 - the body is at most `max_body_bytes`, announced or chunked (413);
 - the only transfer coding is `chunked`, alone, on HTTP/1.0 or 1.1 (400 otherwise: what a
-  client sends never gets a 5xx; 503 past the connection cap is the server's state);
+  client sends never gets a 5xx; 503 when every connection is busy is the server's state);
 - the head must arrive within `head_seconds` of its first byte, the body within `body_seconds`
-  of the head's end (408), not counting time the server was not reading;
-- past `max_connections` open connections a new one gets 503 and is closed.
+  of the head's end (408), not counting time the server was not reading.
 
 Requests on one connection are parsed as they arrive (pipelining) and answered in order, one at
 a time. What a connection holds is bounded whatever its client does: answering pauses while more
 than WRITE_HIGH_BYTES of answers wait for the client to take them (asyncio's pause_writing), and
 reading pauses while more than MAX_PIPELINED requests or a body's worth of bytes wait, so a client
 that never reads is stopped, not buffered; answers that do not move for `send_seconds` drop the
-connection.
+connection. The cap on connections, and who makes room at it, is `connections`' business.
 """
 
 from __future__ import annotations
@@ -95,13 +94,13 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        if len(self.app.connections) >= self.app.max_connections:
-            err = HttpError(503, f"the server is at its limit of {self.app.max_connections} connections; retry")
+        if not self.app.connections.admit(self):
+            cap = self.app.connections.cap
+            err = HttpError(503, f"the server is at its limit of {cap} connections, each with a request; retry")
             self.transport.write(response(err.status, err.body(), False, (), self.app.date))
             self.transport.close()
             self.closed = True
             return
-        self.app.connections.add(self)
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_BYTES)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -277,7 +276,7 @@ class Connection(asyncio.Protocol):
         self._check_sending(now, limits.send_seconds)
         req = self.incoming
         if req is None or self.failed:
-            if req is None and not self.busy and not self.queue and now - self.idle_since > limits.idle_seconds:
+            if self.idle() and now - self.idle_since > limits.idle_seconds:
                 self.close()
         elif not self.paused:  # while the server is not reading, the client cannot be late
             if req.head_done is None and now - req.started > limits.head_seconds:
@@ -297,9 +296,13 @@ class Connection(asyncio.Protocol):
         elif now - self._moved_at > send_seconds:
             self.transport.abort()
 
+    def idle(self) -> bool:
+        """No request arriving, waiting or being answered: closing it loses nothing the client is owed."""
+        return self.incoming is None and not self.busy and not self.queue
+
     def in_flight(self) -> bool:
         """A request has begun arriving, waits, or is being answered on this connection."""
-        return not self.closed and not self.lingering and (self.busy or self.incoming is not None or bool(self.queue))
+        return not self.closed and not self.lingering and not self.idle()
 
     def send_error(self, err: HttpError, keep_alive: bool) -> None:
         self.send(err.status, err.body(), keep_alive, err.headers)
@@ -319,6 +322,7 @@ class Connection(asyncio.Protocol):
         answer = response(status, body, keep_alive, headers, self.app.date)
         self._write(answer[: len(answer) - len(body)] if head_only else answer)
         self.idle_since = self.app.clock
+        self.app.connections.touch(self)
         if not keep_alive:
             self._close_after_response()
 
@@ -338,6 +342,12 @@ class Connection(asyncio.Protocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.app.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def evict(self) -> None:
+        """Closed to make room for a new connection; answers its client left unread are dropped with it."""
+        self.closed = True
+        if self.transport is not None:
+            (self.transport.abort if self.transport.get_write_buffer_size() else self.transport.close)()
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
