@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from pipeline import watchdog
@@ -119,9 +119,12 @@ class ServerProcess:
         self.log.close()
 
 
-def responses(data: bytes) -> list[tuple[int, bytes]]:
-    """Split raw HTTP/1.1 responses (with Content-Length) into (status, body) pairs."""
-    out = []
+def responses(data: bytes, bodiless: Sequence[bool] = ()) -> list[tuple[int, bytes]]:
+    """Split raw HTTP/1.1 responses (with Content-Length) into (status, body) pairs.
+
+    `bodiless[i]` says the i-th answers a HEAD: its Content-Length is not followed by a body.
+    """
+    out: list[tuple[int, bytes]] = []
     while data:
         head, _, rest = data.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
@@ -131,6 +134,8 @@ def responses(data: bytes) -> list[tuple[int, bytes]]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
+        if len(out) < len(bodiless) and bodiless[len(out)]:
+            length = 0
         out.append((status, rest[:length]))
         data = rest[length:]
     return out

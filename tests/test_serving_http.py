@@ -1,6 +1,6 @@
 """`taxifare serve` against hostile clients, loopback only: chunked abuse, endless heads and
-trailers, slow clients, clients that never read, floods of idle connections, big bodies, and
-a fuzz of thousands of bodies.
+trailers, slow clients, clients that never read, floods of idle connections, HTTP corners,
+big bodies, and a fuzz of thousands of bodies.
 
 Every loop here is bounded in count and in time; nothing asserts how long anything took.
 """
@@ -217,6 +217,76 @@ def test_unsent_answers_stay_under_the_mark_and_are_dropped_when_stuck(tmp_path:
             assert loop_server.on_loop(lambda: len(loop_server.app.connections)) == 0
     finally:
         loop_server.stop()
+
+
+def test_head_answers_never_carry_a_body(server: ServerProcess) -> None:
+    """404, 405 and 200 to HEAD on one kept-alive connection: the GET after them still parses."""
+    heads = [b"HEAD /nowhere HTTP/1.1\r\n\r\n", b"HEAD /predict HTTP/1.1\r\n\r\n", b"HEAD /model HTTP/1.1\r\n\r\n"]
+    last = b"GET /health/live HTTP/1.1\r\nConnection: close\r\n\r\n"
+    out = responses(server.raw(b"".join(heads) + last), bodiless=[True, True, True])
+    assert [status for status, _ in out] == [404, 405, 200, 200]
+    assert json.loads(out[-1][1]) == {"status": "alive"}
+    # Errors found while parsing (a body over the limit, a bad target) answer a HEAD without a body too.
+    for request, status in (
+        (b"HEAD /health/live HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b"413"),
+        (b"HEAD http://x:99999999999/a HTTP/1.1\r\n\r\n", b"400"),
+    ):
+        answer = server.raw(request)
+        assert answer.startswith(b"HTTP/1.1 " + status) and answer.endswith(b"\r\n\r\n"), answer
+
+
+def test_a_client_that_half_closes_gets_its_answers(server: ServerProcess) -> None:
+    one = json.dumps({"instances": [TRIP]}).encode()
+    post = b"POST /predict HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(one), one)
+    with socket.create_connection((server.address, server.port), timeout=10) as sock:
+        sock.sendall(post + b"GET /health/live HTTP/1.1\r\n\r\n" + post)
+        sock.shutdown(socket.SHUT_WR)
+        out = responses(read_until_close(sock))
+    assert [status for status, _ in out] == [200, 200, 200]
+    assert "predictions" in json.loads(out[2][1])
+    # A request cut short by the half-close never completes: the ones before it are answered, then close.
+    with socket.create_connection((server.address, server.port), timeout=10) as sock:
+        sock.sendall(post + post[:-3])
+        sock.shutdown(socket.SHUT_WR)
+        out = responses(read_until_close(sock))
+    assert [status for status, _ in out] == [200]
+
+
+def _chunked_head() -> bytes:
+    return b"POST /predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "size_line",
+    [b"FFFFFFFF\r\n", b"00000000000000ffffffff\r\n", b"2000000;ext=1\r\n", b"10\r\n0123456789abcdef\r\n170000\r\n"],
+)
+def test_a_chunk_size_over_the_limit_is_a_413_at_once(server: ServerProcess, size_line: bytes) -> None:
+    """Announced, not sent: 413 from the size line, not 408 after the --body-seconds deadline."""
+    out = responses(server.raw(_chunked_head() + size_line + b"{", timeout=30))
+    assert out[0][0] == 413, out
+    assert b"--max-body-bytes" in out[0][1]
+
+
+def test_a_chunk_size_cut_across_reads_is_a_413_at_once(server: ServerProcess) -> None:
+    with socket.create_connection((server.address, server.port), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for part in (_chunked_head() + b"7F", b"FF", b"FFFF", b"\r\n{"):
+            sock.sendall(part)
+            time.sleep(0.05)  # most likely separate reads on the server; the answer must not depend on it
+        out = responses(read_until_close(sock))
+    assert out[0][0] == 413
+
+
+def test_chunk_sizes_under_the_limit_and_look_alikes_are_not_refused(server: ServerProcess) -> None:
+    # A big chunk inside the limit, a trailer whose name is hex, data with a hex line in it.
+    one = json.dumps({"instances": [TRIP]}).encode()
+    big = one[:-1] + b" " * (1_100_000 - len(one)) + b"}"
+    assert 16**5 < len(big) < DEFAULT_MAX_BODY_BYTES
+    out = responses(server.raw(_chunked_head() + b"%x\r\n%s\r\n0\r\nABCDEF0: 1\r\n\r\n" % (len(big), big)))
+    assert out[0][0] == 200, out
+    data = b'{"instances": [%s], "parameters": {"a":\r\n12345678\r\n}}' % json.dumps(TRIP).encode()
+    out = responses(server.raw(_chunked_head() + b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)))
+    assert out[0][0] == 200, out
 
 
 def test_the_default_body_limit_is_vertex_s(server: ServerProcess) -> None:

@@ -230,7 +230,7 @@ class App:
     def _get(self, conn: Connection, request: Request, route: str) -> None:
         _expect(request.method, "GET", "HEAD")
         status, body = self._status(route)
-        conn.send(status, encode(body), request.keep_alive, head_only=request.method == "HEAD")
+        conn.send(status, encode(body), request.keep_alive)
 
     def _status(self, route: str) -> tuple[int, dict]:
         model = self.model

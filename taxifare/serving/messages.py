@@ -69,8 +69,18 @@ class Request:
         return len(self.path) + len(self.body)
 
 
-def response(status: int, body: bytes, keep_alive: bool, headers: tuple[tuple[str, str], ...], date: str) -> bytes:
-    """One answer's bytes."""
+@dataclass
+class Refusal:
+    """An error answer queued in a request's place; nothing after it on the connection is read."""
+
+    error: HttpError
+    head: bool  # the request was a HEAD: the answer has no body
+
+
+def response(
+    status: int, body: bytes, keep_alive: bool, headers: tuple[tuple[str, str], ...], date: str, head: bool = False
+) -> bytes:
+    """One answer's bytes; `head` (HEAD) keeps the headers, Content-Length included, and drops the body."""
     lines = [
         f"HTTP/1.1 {status} {STATUS[status][0]}",
         "Content-Type: application/json",
@@ -81,4 +91,4 @@ def response(status: int, body: bytes, keep_alive: bool, headers: tuple[tuple[st
     lines.extend(f"{k}: {v}" for k, v in headers)
     if not keep_alive:
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else body)

@@ -7,7 +7,7 @@ costs CPU linear in what it is fed. On top of it, for each request:
 - the head (request line and headers) and the trailers are at most MAX_HEAD_BYTES (431 / 400);
 - chunked framing (sizes, extensions, CRLFs) is at most FRAMING_PER_BYTE bytes per body byte
   (1-byte chunks take 5), so chunk extensions cannot multiply the traffic a body costs (400);
-- the body is at most `max_body_bytes`, announced or chunked (413);
+- the body is at most `max_body_bytes`, announced, chunked, or in one chunk's size (413; `chunks`);
 - the only transfer coding is `chunked`, alone, on HTTP/1.0 or 1.1 (400 otherwise: what a
   client sends never gets a 5xx; 503 when every connection is busy is the server's state);
 - the head must arrive within `head_seconds` of its first byte, the body within `body_seconds`
@@ -18,7 +18,8 @@ a time. What a connection holds is bounded whatever its client does: answering p
 than WRITE_HIGH_BYTES of answers wait for the client to take them (asyncio's pause_writing), and
 reading pauses while more than MAX_PIPELINED requests or a body's worth of bytes wait, so a client
 that never reads is stopped, not buffered; answers that do not move for `send_seconds` drop the
-connection. The cap on connections, and who makes room at it, is `connections`' business.
+connection. A client that half-closes after its requests still gets their answers. The cap on
+connections, and who makes room at it, is `connections`' business.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
-from taxifare.serving.messages import HttpError, Request, response, too_large
+from taxifare.serving.chunks import SizeLines
+from taxifare.serving.messages import HttpError, Refusal, Request, response, too_large
 
 if TYPE_CHECKING:
     from taxifare.serving.app import App
@@ -61,6 +63,8 @@ class _Incoming:
     head_done: float | None = None  # when the head was complete
     body_bytes: int = 0
     fed: int = 0  # bytes of the slices this request was parsed from (an upper bound on its size)
+    chunked: bool = False
+    head: bool = False  # a HEAD: its answer, whatever it is, has no body
 
 
 class Connection(asyncio.Protocol):
@@ -70,7 +74,7 @@ class Connection(asyncio.Protocol):
         self.app = app
         self.transport: asyncio.Transport | None = None
         self.incoming: _Incoming | None = None
-        self.queue: deque[Request | HttpError] = deque()  # parsed, waiting for their turn
+        self.queue: deque[Request | Refusal] = deque()  # parsed, waiting for their turn
         self.queued_bytes = 0
         self.failed = False  # an error answer is queued: nothing after it is parsed
         self.busy = False  # a request is being answered
@@ -78,12 +82,15 @@ class Connection(asyncio.Protocol):
         self.lingering = False
         self.paused = False  # reading paused: too much waits to be answered
         self.write_paused = False  # answering paused: the client is not taking its answers
+        self.eof = False  # the client half-closed: answer what came, then close
+        self.answering_head = False  # the request being answered is a HEAD
         self.idle_since = app.clock
         self._written = self._drained = 0  # bytes written; written less unsent when last looked
         self._moved_at = app.clock  # when unsent answers were last seen to move
         self._slice = 0
         self._backlog = memoryview(b"")  # received, not parsed yet: the next turns' share
         self._yielding = False  # reading paused until the backlog is parsed, a turn at a time
+        self.sizes = SizeLines(app.max_body_bytes)
         # llhttp calls on_body once per chunk: a bytearray's extend is the cheapest callback there
         # is (no Python frame, nothing to join), so 8 MiB of 1-byte chunks cost well under a second.
         self.body = bytearray()
@@ -119,8 +126,11 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.process()
 
-    def eof_received(self) -> bool | None:
-        return None  # close when the client half-closes
+    def eof_received(self) -> bool:
+        """The client half-closed: answer what it sent, then close (True keeps the transport open to write)."""
+        self.eof = True
+        self._close_if_done()
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self.lingering or self.failed or self.closed:
@@ -130,23 +140,12 @@ class Connection(asyncio.Protocol):
 
     def _feed(self) -> None:
         """Parse at most TURN_BYTES now; the rest waits for the loop's next turn, reading paused meanwhile."""
+        if self.closed or self.lingering or self.failed:
+            self._backlog = memoryview(b"")
+            return
         view, self._backlog = self._backlog[:TURN_BYTES], self._backlog[TURN_BYTES:]
         for start in range(0, len(view), SLICE_BYTES):
-            piece = view[start : start + SLICE_BYTES]
-            self._slice = len(piece)
-            try:
-                self.parser.feed_data(piece)
-                if self.incoming is not None:
-                    self._charge(self.incoming)
-            except HttpError as err:
-                self._fail(err)
-            except httptools.HttpParserUpgrade:
-                self._fail(HttpError(400, "protocol upgrades and CONNECT are not supported here"))
-            except httptools.HttpParserCallbackError as err:
-                cause = err.__context__
-                self._fail(cause if isinstance(cause, HttpError) else HttpError(400, f"malformed request: {err}"))
-            except httptools.HttpParserError as err:
-                self._fail(HttpError(400, f"malformed HTTP: {err}"))
+            self._parse_slice(view[start : start + SLICE_BYTES])
             if self.failed:
                 self._backlog = memoryview(b"")
                 break
@@ -154,7 +153,7 @@ class Connection(asyncio.Protocol):
             if not self._yielding and self.transport is not None:
                 self._yielding = True
                 self.transport.pause_reading()
-            self.app.loop.call_soon(self._next_turn)
+            self.app.loop.call_soon(self._feed)
         elif self._yielding:  # the backlog is parsed: read again (unless paused for a full queue)
             self._yielding = False
             if not self.paused and self.transport is not None:
@@ -162,11 +161,51 @@ class Connection(asyncio.Protocol):
         self._pause_if_full()
         self.process()
 
-    def _next_turn(self) -> None:
-        if self.closed or self.lingering or self.failed:
-            self._backlog = memoryview(b"")
+    def _parse_slice(self, piece: memoryview) -> None:
+        """Feed one slice, stopping at each run of digits that could be a chunk size over the limit."""
+        done = 0
+        for start, end in self.sizes.spans(piece):
+            self._parse(piece[done:start])
+            if not self.failed:
+                done = self._parse_size(piece, start, end)
+            if self.failed:
+                return
+        self._parse(piece[done:])
+
+    def _parse_size(self, piece: memoryview, start: int, end: int) -> int:
+        """Feed a run of hex digits and the byte after it; a chunk size past the body limit is a 413."""
+        req, before = self.incoming, len(self.body)
+        in_chunks = req is not None and req.chunked and req.head_done is not None
+        digits = (self.sizes.pending or b"") + bytes(piece[start:end])
+        stop = min(end + 1, len(piece))
+        self._parse(piece[start:stop])
+        self.sizes.pending = None
+        if self.failed or not in_chunks or self.incoming is not req or len(self.body) != before:
+            return stop  # body bytes, a header, or refused already
+        if end == len(piece):
+            self.sizes.pending = digits.lstrip(b"0")  # the size line goes on in the next slice
+        elif piece[end] in b";\r" and int(digits or b"0", 16) > self.app.max_body_bytes - before:
+            self._fail(too_large(f"a chunk of {int(digits, 16):,} bytes after {before:,}", self.app.max_body_bytes))
+        return stop
+
+    def _parse(self, part: memoryview) -> None:
+        """Feed llhttp; whatever it or a callback refuses becomes the answer."""
+        if not part:
             return
-        self._feed()
+        self._slice = len(part)
+        try:
+            self.parser.feed_data(part)
+            if self.incoming is not None:
+                self._charge(self.incoming)
+        except HttpError as err:
+            self._fail(err)
+        except httptools.HttpParserUpgrade:
+            self._fail(HttpError(400, "protocol upgrades and CONNECT are not supported here"))
+        except httptools.HttpParserCallbackError as err:
+            cause = err.__context__
+            self._fail(cause if isinstance(cause, HttpError) else HttpError(400, f"malformed request: {err}"))
+        except httptools.HttpParserError as err:
+            self._fail(HttpError(400, f"malformed HTTP: {err}"))
 
     # llhttp callbacks (an HttpError raised here becomes the answer)
 
@@ -175,6 +214,8 @@ class Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         req = self._req()
+        if not req.url:
+            req.head = self.parser.get_method() == b"HEAD"
         req.url += url
         req.head_bytes += len(url)
         if req.head_bytes > MAX_HEAD_BYTES:
@@ -201,6 +242,7 @@ class Connection(asyncio.Protocol):
         coding = req.headers.get(b"transfer-encoding")
         if coding is not None and (coding.lower() != b"chunked" or version == "1.0"):
             raise HttpError(400, "the only Transfer-Encoding supported is chunked, alone, on HTTP/1.1")
+        req.chunked = coding is not None
         length = int(req.headers.get(b"content-length", b"0") or b"0")
         if length > self.app.max_body_bytes:
             raise too_large(f"a body of {length:,} bytes", self.app.max_body_bytes)
@@ -210,14 +252,14 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         req = self._req()
         self._charge(req)
-        self.incoming = None
-        body = bytes(self.body)
-        self.body.clear()
         try:
             url = bytes(req.url)
             path = (url if url[:1] == b"/" and b"?" not in url else httptools.parse_url(url).path).decode("ascii")
         except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
             raise HttpError(400, "malformed request target") from None
+        self.incoming = None
+        body = bytes(self.body)
+        self.body.clear()
         method = self.parser.get_method().decode("ascii")
         keep_alive = self.parser.should_keep_alive()
         request = Request(method, path, keep_alive, body)
@@ -245,18 +287,20 @@ class Connection(asyncio.Protocol):
     def _fail(self, err: HttpError) -> None:
         """Queue the error answer after what is already queued, and read no further requests."""
         self.failed = True
+        self.queue.append(Refusal(err, self.incoming is not None and self.incoming.head))
         self.incoming = None
         self.body.clear()
-        self.queue.append(err)
 
     def process(self) -> None:
         """Answer what waits, in order, while the client takes its answers; read again once all are answered."""
         while not (self.busy or self.closed or self.lingering or self.write_paused) and self.queue:
             item = self.queue.popleft()
-            if isinstance(item, HttpError):
-                self.send_error(item, keep_alive=False)
-                return
+            if isinstance(item, Refusal):
+                self.answering_head = item.head
+                self.send_error(item.error, keep_alive=False)
+                break
             self.queued_bytes -= item.size
+            self.answering_head = item.method == "HEAD"
             self.app.handle(self, item)
         if self.paused and not self.busy and not self.queue and self.transport is not None:
             self.paused = False
@@ -264,12 +308,18 @@ class Connection(asyncio.Protocol):
                 req.started, req.head_done = self.app.clock, None if req.head_done is None else self.app.clock
             if not self._yielding:
                 self.transport.resume_reading()
+        self._close_if_done()
 
     def _pause_if_full(self) -> None:
         full = self.queued_bytes > self.app.max_body_bytes + MAX_HEAD_BYTES or len(self.queue) > MAX_PIPELINED
         if full and not self.paused and self.transport:
             self.transport.pause_reading()
             self.paused = True
+
+    def _close_if_done(self) -> None:
+        """After a half-close, close once everything the client sent is answered (a partial request never will be)."""
+        if self.eof and not (self._backlog or self.busy or self.queue):
+            self.close()
 
     def check_deadlines(self, now: float, limits: Deadlines) -> None:
         """Called once a second: a request too slow to arrive gets 408; an idle or stuck connection is closed."""
@@ -308,19 +358,13 @@ class Connection(asyncio.Protocol):
         self.send(err.status, err.body(), keep_alive, err.headers)
 
     def send(
-        self,
-        status: int,
-        body: bytes,
-        keep_alive: bool = True,
-        headers: tuple[tuple[str, str], ...] = (),
-        head_only: bool = False,
+        self, status: int, body: bytes, keep_alive: bool = True, headers: tuple[tuple[str, str], ...] = ()
     ) -> None:
-        """Write one answer; `head_only` (HEAD) sends the headers a GET would get, without the body."""
+        """Write one answer (its headers only, when the request was a HEAD)."""
         if self.closed or self.transport is None:
             return
         keep_alive = keep_alive and not self.app.draining
-        answer = response(status, body, keep_alive, headers, self.app.date)
-        self._write(answer[: len(answer) - len(body)] if head_only else answer)
+        self._write(response(status, body, keep_alive, headers, self.app.date, self.answering_head))
         self.idle_since = self.app.clock
         self.app.connections.touch(self)
         if not keep_alive:
