@@ -1,11 +1,15 @@
-"""The worst case a client can send `taxifare serve` cheaply: a body of 1-byte chunks, at the body limit.
+"""The worst cases a client can send `taxifare serve` cheaply: a body of 1-byte chunks, and answers never read.
 
     python -m bench.serving_abuse http://127.0.0.1:8080 --pid PID --mib 8
+    python -m bench.serving_abuse http://127.0.0.1:8080 --pid PID --never-read 20
 
 The body is one instance padded with whitespace to `mib` MiB (valid JSON, so the measure is the
 HTTP and parsing path, not the model), sent as "1\\r\\n \\r\\n" chunks: six bytes on the wire per
 body byte. `flood_cpu` is the server's CPU seconds (utime + stime from /proc/PID/stat) per such
-request; `floods_during` keeps sending them back to back while another load runs. Loopback only.
+request; `floods_during` keeps sending them back to back while another load runs. `never_reads`
+pipelines predictions (1,000 instances each) on one keep-alive connection as fast as the server takes them and reads
+no answer, and samples the server's resident memory (VmRSS from /proc/PID/status) meanwhile and
+after the client leaves. Loopback only.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from bench.serving_load import LOOPBACK, SAMPLE
+from bench.serving_load import LOOPBACK, SAMPLE, request_body
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -28,6 +32,14 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS in /proc/{pid}/status")
 
 
 def request(path: str, mib: float) -> bytes:
@@ -75,6 +87,39 @@ def flood_cpu(url: str, pid: int, mib: float, repeats: int) -> dict:
     return {"cpu_s": cpu, "wall_s": wall, "statuses": statuses, "wire_bytes": len(data)}
 
 
+def never_reads(url: str, pid: int, seconds: float, instances: int = 1000, settle_s: float = 3.0) -> dict:
+    """Pipeline predictions on one connection for `seconds`, reading nothing; the server's RSS meanwhile and after."""
+    host, port, path = _target(url)
+    body = request_body(instances)
+    post = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+    batch = memoryview(post * max(1, (1 << 20) // len(post)))
+    before = peak = rss_mib(pid)
+    sent = offset = 0
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.setblocking(False)
+        deadline = time.monotonic() + seconds
+        sample_at = 0.0
+        while (now := time.monotonic()) < deadline:
+            try:
+                n = sock.send(batch[offset:])
+                sent, offset = sent + n, (offset + n) % len(batch)
+            except BlockingIOError:
+                time.sleep(0.005)  # the server stopped reading: good
+            if now >= sample_at:
+                peak, sample_at = max(peak, rss_mib(pid)), now + 0.25
+        peak = max(peak, rss_mib(pid))
+    time.sleep(settle_s)  # the server sees the reset and frees the connection
+    return {
+        "rss_before_mib": before,
+        "rss_peak_mib": peak,
+        "rss_after_mib": rss_mib(pid),
+        "sent_bytes": sent,
+        "requests_sent": sent // len(post),
+        "instances_per_request": instances,
+        "seconds": seconds,
+    }
+
+
 class FloodsDuring:
     """`with FloodsDuring(url, mib):` sends 1-byte-chunk requests back to back until the block ends."""
 
@@ -105,8 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pid", type=int, required=True, help="the server's process id, for its CPU time")
     p.add_argument("--mib", type=float, default=8.0, help="body size in MiB")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--never-read", type=float, metavar="SECONDS", help="instead: a client that never reads, for this long"
+    )
     args = p.parse_args(argv)
-    print(json.dumps(flood_cpu(args.url, args.pid, args.mib, args.repeats), indent=2))
+    if args.never_read:
+        result = never_reads(args.url, args.pid, args.never_read)
+    else:
+        result = flood_cpu(args.url, args.pid, args.mib, args.repeats)
+    print(json.dumps(result, indent=2))
     return 0
 
 

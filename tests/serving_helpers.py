@@ -1,7 +1,9 @@
-"""Start `taxifare serve` as a real process on a free port, and talk HTTP to it."""
+"""Start `taxifare serve` as a process on a free port and talk HTTP to it; or run it in a thread, to look inside."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import http.client
 import json
 import os
@@ -9,8 +11,10 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from taxifare.runs import watchdog
 
@@ -115,9 +119,12 @@ class ServerProcess:
         self.log.close()
 
 
-def responses(data: bytes) -> list[tuple[int, bytes]]:
-    """Split raw HTTP/1.1 responses (with Content-Length) into (status, body) pairs."""
-    out = []
+def responses(data: bytes, bodiless: Sequence[bool] = ()) -> list[tuple[int, bytes]]:
+    """Split raw HTTP/1.1 responses (with Content-Length) into (status, body) pairs.
+
+    `bodiless[i]` says the i-th answers a HEAD: its Content-Length is not followed by a body.
+    """
+    out: list[tuple[int, bytes]] = []
     while data:
         head, _, rest = data.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
@@ -127,6 +134,99 @@ def responses(data: bytes) -> list[tuple[int, bytes]]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
+        if len(out) < len(bodiless) and bodiless[len(out)]:
+            length = 0
         out.append((status, rest[:length]))
         data = rest[length:]
     return out
+
+
+def read_until_close(sock: socket.socket, timeout: float = 30) -> bytes:
+    """Everything the server sends until it closes; TimeoutError if `timeout` seconds pass without a byte."""
+    sock.settimeout(timeout)
+    chunks = []
+    while chunk := sock.recv(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def send_until_stopped(
+    sock: socket.socket, requests: Iterator[bytes], limit: int, stalled_s: float = 1.0, seconds: float = 60
+) -> tuple[int, int, bytes, bool]:
+    """Send requests back to back and read nothing, until the server stops taking bytes for `stalled_s`.
+
+    Stops too after `limit` bytes or `seconds`. Returns the bytes sent, the requests begun, the
+    unsent rest of the last one, and whether the server stopped taking them.
+    """
+    sock.setblocking(False)
+    sent = begun = 0
+    pending = memoryview(b"")
+    deadline = time.monotonic() + seconds
+    stalled_since: float | None = None
+    while sent < limit and time.monotonic() < deadline:
+        if not pending:
+            pending, begun = memoryview(next(requests)), begun + 1
+        try:
+            n = sock.send(pending)
+        except BlockingIOError:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since >= stalled_s:
+                return sent, begun, bytes(pending), True
+            time.sleep(0.01)
+            continue
+        pending, sent, stalled_since = pending[n:], sent + n, None
+    return sent, begun, bytes(pending), False
+
+
+T = TypeVar("T")
+
+
+class LoopServer:
+    """`taxifare serve`'s App and connections on an event loop in a thread (uvloop when installed, as `serve` runs).
+
+    It serves an empty registry: no model and no TensorFlow, every route but predict answering
+    as usual (predict says 503). For the tests that look inside: `on_loop(fn)` runs fn there.
+    """
+
+    def __init__(self, registry: str, **options: Any):
+        from taxifare.serving.app import App
+        from taxifare.serving.protocol import Connection
+
+        try:
+            import uvloop
+
+            self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        except ImportError:
+            self.loop = asyncio.new_event_loop()
+        self.app = App(self.loop, registry=registry, **options)
+        create = self.loop.create_server(lambda: Connection(self.app), "127.0.0.1", 0)
+        self.server = self.loop.run_until_complete(create)
+        self.address, self.port = self.server.sockets[0].getsockname()[:2]
+        self.app.start()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def on_loop(self, fn: Callable[[], T]) -> T:
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as err:
+                done.set_exception(err)
+
+        self.loop.call_soon_threadsafe(run)
+        return done.result(timeout=10)
+
+    def stop(self) -> None:
+        def close() -> None:
+            self.server.close()
+            for conn in list(self.app.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            self.app.stop()
+
+        self.on_loop(close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()

@@ -372,8 +372,10 @@ class _Capture(http.server.BaseHTTPRequestHandler):
     status = 200
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "body": body, "content_type": self.headers["Content-Type"]})
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(raw)
+        request = {"path": self.path, "body": body, "content_type": self.headers["Content-Type"], "bytes": len(raw)}
+        type(self).requests.append(request)
         if type(self).status == 200:
             n = len(body["instances"])
             answer: dict = {
@@ -426,6 +428,46 @@ def test_vertex_endpoint_client_sends_five_fields_and_reattaches_keys(vertex_cap
     _Capture.status = 400
     with pytest.raises(CloudError, match="bad instances"):
         client.predict(name, INSTANCES, api_endpoint=vertex_capture, credentials=AnonymousCredentials())
+
+
+def test_vertex_endpoint_client_splits_batches_under_the_request_limit(vertex_capture: str) -> None:
+    from google.auth.credentials import AnonymousCredentials
+
+    from taxifare.serving import VERTEX_REQUEST_BYTES, client
+
+    name = "projects/my-project/locations/us-central1/endpoints/1234"
+    instances = [{**TRIP, "key": f"k{i}"} for i in range(2500)]
+    for limit, most in ((VERTEX_REQUEST_BYTES, client.VERTEX_CHUNK), (10_000, 10_000 // client.VERTEX_INSTANCE_BYTES)):
+        _Capture.requests = []
+        got = client.predict(
+            name, instances, api_endpoint=vertex_capture, credentials=AnonymousCredentials(), max_request_bytes=limit
+        )
+        sizes = [len(r["body"]["instances"]) for r in _Capture.requests]
+        assert sum(sizes) == len(instances) and max(sizes) <= most and len(sizes) >= len(instances) / most
+        assert max(r["bytes"] for r in _Capture.requests) <= limit
+        # The capture answers 10.5 + i for the i-th instance of each request: joined in order, keys put back.
+        want = [{"fare_amount": 10.5 + j, "key": f"k{start + j}"} for start, n in _runs(sizes) for j in range(n)]
+        assert got == want
+
+
+def _runs(sizes: list[int]) -> list[tuple[int, int]]:
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return list(zip(starts, sizes, strict=True))
+
+
+def test_client_splits_big_batches_into_requests_under_the_limit(server: ServerProcess, models: list[str]) -> None:
+    """The server here takes 1 MiB bodies: 2.4 MB of instances go as three requests, answered in order."""
+    from taxifare.serving import client
+    from trainer.predict import Predictor
+
+    instances = [{**INSTANCES[i % 3], "key": f"{i}:" + "k" * 700} for i in range(3000)]
+    assert len(json.dumps({"instances": instances})) > 2 * MAX_BODY
+    got = client.predict(server.url, instances, max_request_bytes=MAX_BODY)
+    assert got == Predictor(models[0]).predict_instances(instances)
+    parts = list(client.batches([len(json.dumps(i)) for i in instances], MAX_BODY, client.LOCAL_CHUNK))
+    assert len(parts) == 3 and [p.start for p in parts] == sorted(p.start for p in parts)
+    with pytest.raises(CloudError, match=r"instance 1 alone is [\d,]+ bytes of JSON, over the request limit"):
+        client.predict(server.url, [TRIP, {**TRIP, "key": "k" * MAX_BODY}], max_request_bytes=MAX_BODY)
 
 
 def test_client_normalises_prediction_shapes() -> None:
@@ -564,3 +606,26 @@ def test_promoted_champion_is_swapped_in_under_load(
         assert "serving v0002" in proc.output() and "replacing v0001" in proc.output()
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--poll-seconds", "nan"], "'nan' is not a finite number"),
+        (["--poll-seconds", "inf"], "'inf' is not a finite number"),  # would never poll again
+        (["--poll-seconds", "0"], "poll_seconds must be a number above 0 and at most 3600, got 0"),
+        (["--drain-seconds", "nan"], "'nan' is not a finite number"),
+        (["--drain-seconds", "-1"], "drain_seconds must be from 0 to 3600, got -1"),
+        (["--tf-threads", "-1"], "tf_threads must be a whole number from 0 to 256, got -1"),
+        (["--max-body-bytes", "10"], "max_body_bytes must be a whole number from 1024 to 1,073,741,824, got 10"),
+        (["--max-connections", "0"], "max_connections must be a whole number from 1 to 100,000, got 0"),
+        (["--head-seconds", "1e400"], "'1e400' is not a finite number"),
+    ],
+)
+def test_every_numeric_serve_flag_is_checked_once_before_anything_loads(flags, message, tmp_path, capsys):
+    """One line naming the flag and the allowed range, exit status 2, no traceback, nothing served."""
+    from taxifare import cli
+
+    code = cli.main(["serve", "--registry", str(tmp_path), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err

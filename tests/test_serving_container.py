@@ -19,6 +19,7 @@ import pytest
 from cloud_fakes import free_port, gated_proxy, gcs_emulator, upload_dir
 from serving_helpers import ServerProcess
 
+from taxifare import serving
 from taxifare.serving import container, preflight
 from trainer import gcs, servable
 
@@ -156,6 +157,9 @@ def test_the_spec_the_deploy_uploads_is_what_the_server_reads():
     assert (settings.predict_route, settings.health_route) == (spec["predict_route"], spec["health_route"])
     assert settings.model_uri == "gs://b/model"
     assert spec["command"] == ["taxifare", "serve"]  # overrides the image's ENTRYPOINT, whatever it is
+    # No body limit of its own: the server's default is Vertex AI's request limit, 1.5 MB.
+    assert "args" not in spec and "--max-body-bytes" not in spec["command"]
+    assert serving.DEFAULT_MAX_BODY_BYTES == serving.VERTEX_REQUEST_BYTES == 1_500_000
 
 
 def test_preflight_serves_the_model_as_the_container_would(trained):

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 
 from taxifare.cli import args as cli_args
 from taxifare.errors import UsageError
-from taxifare.serving import (
-    DEFAULT_BODY_SECONDS,
-    DEFAULT_DRAIN_SECONDS,
-    DEFAULT_HEAD_SECONDS,
-    DEFAULT_HOST,
-    DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_POLL_SECONDS,
-    DEFAULT_PORT,
-)
+from taxifare.serving import DEFAULT_HOST, DEFAULT_PORT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,48 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
-    """How the server treats its clients: sizes, deadlines, connections, threads."""
-    p.add_argument(
-        "--max-body-bytes", "--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413"
-    )
-    p.add_argument(
-        "--poll-seconds",
-        "--poll_seconds",
-        type=float,
-        default=DEFAULT_POLL_SECONDS,
-        help="how often to check the registry's champion",
-    )
-    p.add_argument(
-        "--tf-threads", "--tf_threads", type=int, default=1, help="TensorFlow intra/inter-op threads (0: TF's default)"
-    )
-    p.add_argument(
-        "--drain-seconds",
-        "--drain_seconds",
-        type=float,
-        default=DEFAULT_DRAIN_SECONDS,
-        help="on SIGTERM, how long requests already arriving may take to be answered",
-    )
-    p.add_argument(
-        "--head-seconds",
-        "--head_seconds",
-        type=float,
-        default=DEFAULT_HEAD_SECONDS,
-        help="a request's head must arrive within this many seconds of its first byte (else 408)",
-    )
-    p.add_argument(
-        "--body-seconds",
-        "--body_seconds",
-        type=float,
-        default=DEFAULT_BODY_SECONDS,
-        help="a request's body must arrive within this many seconds of its head (else 408)",
-    )
-    p.add_argument(
-        "--max-connections",
-        "--max_connections",
-        type=int,
-        default=DEFAULT_MAX_CONNECTIONS,
-        help="open connections at most; past them a new one gets 503",
-    )
+    """How the server treats its clients: sizes, deadlines, connections, threads (serving/options.py)."""
+    from taxifare.serving.options import ServeOptions
+    from trainer import settings
+
+    settings.add_options(p.add_argument_group("limits"), settings.settings_of(ServeOptions))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -103,17 +58,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else (settings.port if settings else DEFAULT_PORT)
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, not {port}")
-    if args.max_body_bytes < 1024:
-        raise UsageError("--max-body-bytes must be at least 1024")
-    if args.poll_seconds <= 0:
-        raise UsageError("--poll-seconds must be positive")
-    if args.drain_seconds < 0:
-        raise UsageError("--drain-seconds must be 0 or more")
-    for flag, value in (("--head-seconds", args.head_seconds), ("--body-seconds", args.body_seconds)):
-        if not value > 0 or value == float("inf"):
-            raise UsageError(f"{flag} must be a positive number of seconds, not {value}")
-    if args.max_connections < 1:
-        raise UsageError(f"--max-connections must be at least 1, not {args.max_connections}")
+    from taxifare.serving.options import ServeOptions
+    from trainer import settings as setting_defs
+
+    options = setting_defs.check(setting_defs.from_args(ServeOptions, args))  # finite, in range: one line each
     model_dir = registry = None
     if args.registry:
         registry = args.registry
@@ -141,14 +89,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             registry=registry,
             host=host,
             port=port,
-            max_body_bytes=args.max_body_bytes,
-            poll_seconds=args.poll_seconds,
-            tf_threads=args.tf_threads,
             container=settings,
-            drain_seconds=args.drain_seconds,
-            head_seconds=args.head_seconds,
-            body_seconds=args.body_seconds,
-            max_connections=args.max_connections,
+            **dataclasses.asdict(options),
         )
     except OSError as err:
         raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err}; try another --port") from err

@@ -28,16 +28,18 @@ from taxifare.serving import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POLL_SECONDS,
+    DEFAULT_SEND_SECONDS,
 )
 from taxifare.serving.batcher import Batcher
 from taxifare.serving.body import SYNC_BODY_BYTES, encode, encode_predictions, parse_instances, parse_instances_async
+from taxifare.serving.connections import Connections, Deadlines
 from taxifare.serving.container import Settings
+from taxifare.serving.messages import HttpError, Request
 from taxifare.serving.model import MODEL_NAME, LoadedModel, load_model
-from taxifare.serving.protocol import Connection, HttpError, Request
+from taxifare.serving.protocol import Connection
 
 log = logging.getLogger("taxifare.serve")
 
-KEEPALIVE_SECONDS = 75.0
 PREDICT_ROUTE = "/predict"
 LIVE_ROUTE = "/health/live"
 READY_ROUTE = "/health/ready"
@@ -61,6 +63,7 @@ class App:
         container: Settings | None = None,
         head_seconds: float = DEFAULT_HEAD_SECONDS,
         body_seconds: float = DEFAULT_BODY_SECONDS,
+        send_seconds: float = DEFAULT_SEND_SECONDS,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ):
         if (model_dir is None) == (registry is None):
@@ -69,7 +72,7 @@ class App:
         # Inside Vertex AI: its predict and health routes too, and bare {"predictions": [...]} answers.
         self.container = container
         self.model_dir, self.max_body_bytes, self.poll_seconds = model_dir, max_body_bytes, poll_seconds
-        self.head_seconds, self.body_seconds, self.max_connections = head_seconds, body_seconds, max_connections
+        self.head_seconds, self.body_seconds, self.send_seconds = head_seconds, body_seconds, send_seconds
         self.registry: Any = None
         if registry is not None:
             from taxifare.registry.local import LocalRegistry
@@ -78,7 +81,7 @@ class App:
         self.model: LoadedModel | None = None
         self.load_failed: str | None = None
         self.registry_problem: str | None = None
-        self.connections: set[Connection] = set()
+        self.connections = Connections(max_connections)
         self.batcher = Batcher(loop, lambda: self.model, max_batch_rows)
         self.loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="taxifare-load")
         self.loading = False
@@ -105,8 +108,10 @@ class App:
         now = time.monotonic()
         self.clock = now
         self.date = email.utils.formatdate(usegmt=True)
-        for conn in list(self.connections):
-            conn.check_deadlines(now, self.head_seconds, self.body_seconds, KEEPALIVE_SECONDS)
+        idle_seconds = self.connections.idle_seconds()
+        limits = Deadlines(self.head_seconds, self.body_seconds, self.send_seconds, idle_seconds)
+        for conn in self.connections:
+            conn.check_deadlines(now, limits)
         self._tick_timer = self.loop.call_later(1.0, self._tick)
 
     def _poll(self) -> None:
@@ -225,7 +230,7 @@ class App:
     def _get(self, conn: Connection, request: Request, route: str) -> None:
         _expect(request.method, "GET", "HEAD")
         status, body = self._status(route)
-        conn.send(status, encode(body), request.keep_alive, head_only=request.method == "HEAD")
+        conn.send(status, encode(body), request.keep_alive)
 
     def _status(self, route: str) -> tuple[int, dict]:
         model = self.model

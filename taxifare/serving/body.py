@@ -20,7 +20,7 @@ import msgspec
 import numpy as np
 
 from taxifare.errors import InstanceError
-from taxifare.serving.protocol import HttpError
+from taxifare.serving.messages import HttpError
 from trainer.features import FEATURES, KEY, SCHEMA
 from trainer.predict import BOUNDS, check_fares, check_instances, check_rows, loads
 

@@ -10,7 +10,10 @@ and `env` of its ModelContainerSpec, and tells the server what it needs in AIP_*
 
 `container_spec()` is what the deploy uploads and `settings()` is what the server does with it,
 so the deploy's pre-flight check (which runs the server with the spec's own variables) and
-the server that runs on Vertex AI are the same code. No TensorFlow here.
+the server that runs on Vertex AI are the same code. The spec passes no --max-body-bytes: the
+server's default is Vertex AI's request limit (`taxifare.serving.VERTEX_REQUEST_BYTES`), so the
+container takes all that Vertex AI lets through, and a local server refuses what it would not.
+No TensorFlow here.
 """
 
 from __future__ import annotations

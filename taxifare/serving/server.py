@@ -53,11 +53,11 @@ async def serve(
     """Serve until `stop` is set (SIGINT/SIGTERM when run()); then drain: see `_drain`.
 
     `options` are App's: model_dir or registry, max_body_bytes, poll_seconds, max_batch_rows,
-    container, head_seconds, body_seconds, max_connections.
+    container, head_seconds, body_seconds, send_seconds, max_connections.
     """
     loop = asyncio.get_running_loop()
     app = App(loop, **options)
-    app.max_connections = _connection_cap(app.max_connections)
+    app.connections.cap = _connection_cap(app.connections.cap)
     server = await loop.create_server(lambda: Connection(app), host, port, backlog=1024, reuse_address=True)
     bound = server.sockets[0].getsockname()
     if on_listening:
@@ -101,13 +101,13 @@ async def _drain(app: App, seconds: float) -> None:
     app.draining = True
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for conn in list(app.connections):
+        for conn in app.connections:
             if not conn.in_flight() and not conn.lingering:
                 conn.close()
         if not any(c.in_flight() for c in app.connections) and app.batcher.idle:
             break
         await asyncio.sleep(0.01)
-    for conn in list(app.connections):
+    for conn in app.connections:
         conn.close()
 
 
