@@ -38,10 +38,10 @@ def deploy_model(
         serving_min_replicas, serving_max_replicas, deploy_timeout,
     )  # fmt: skip
     fingerprint = test_data.metadata.get("fingerprint", "")
-    version = deployment.deploy(model.path, decision.path, fingerprint, target, run_id or job_name,
-                                model_uri=model.uri, image=serving_image)  # fmt: skip
-    events.summary(*deployment.summary(version, target))
-    return version
+    done = deployment.deploy(model.path, decision.path, fingerprint, target, run_id or job_name,
+                             model_uri=model.uri, image=serving_image, model_info=dict(model.metadata))  # fmt: skip
+    events.summary(done.note)
+    return done.version
 
 
 def component(image: str) -> "PythonComponent":

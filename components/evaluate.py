@@ -17,6 +17,7 @@ def evaluate_model(
     deploy_target: str,
     registry: str,
     tolerance: float,
+    allow_new_source: bool,
     project: str,
     region: str,
     metrics: Output[Metrics],
@@ -34,7 +35,8 @@ def evaluate_model(
 
     scored = scoring.checked_score(test_data.path, train_data.path, candidate.path, deploy_target, registry,
                                    tolerance, project, region)  # fmt: skip
-    result = gate.assess(scored, tolerance)
+    lineage = {k: train_data.metadata.get(k) for k in scoring.LINEAGE}  # stage_data's, for the whole split
+    result = gate.assess(scored, tolerance, lineage, allow_new_source)
     record(metrics, gate.metrics(result), result)
     decision.metadata.update({"blessed": result["blessed"], "reason": result["reason"]})
     with open(decision.path, "w") as f:

@@ -41,7 +41,8 @@ def stage_data(
     export_dir = os.path.join(os.path.dirname(train.uri), "bq-export")
     result = staging.stage({n: art.path for n, art in splits.items()}, src, max_bad_fraction, project, export_dir)
     for name, art in splits.items():
-        art.metadata.update({"rows": result["split_rows"][name], "fingerprint": result["fingerprint"]})
+        lineage = {k: result[k] for k in ("fingerprint", "test_fingerprint", "source", "schema")}
+        art.metadata.update({"rows": result["split_rows"][name], **lineage})
     record(metrics, staging.metrics(result), result)
     events.summary(*staging.summary(result))
 

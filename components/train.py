@@ -24,6 +24,7 @@ def train_model(
     tensorboard: Output[Artifact],
 ):
     """Train the taxi-fare model on the staged data and export it."""
+    import dataclasses
     import os
 
     from components import record
@@ -43,7 +44,8 @@ def train_model(
         # A non-chief replica of a multi-worker custom job: leave the step's outputs (and
         # kfp's executor output, written on return) to the chief alone.
         os._exit(0)
-    model.metadata.update({"framework": "tensorflow", "valid_rmse": result["rmse"], "signature": "serving_default"})
+    model.metadata.update({"framework": "tensorflow", "valid_rmse": result["rmse"], "signature": "serving_default",
+                           "hparams": dataclasses.asdict(hparams), "code": train.code_fingerprint()})  # fmt: skip
     tensorboard.metadata["log_dir"] = tensorboard.uri
     os.makedirs(tensorboard.path, exist_ok=True)
     record(metrics, train.metrics(result), {k: v for k, v in result.items() if k != "config"})

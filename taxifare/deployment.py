@@ -3,10 +3,12 @@ serve it, then register it locally and move the champion alias, or upload and de
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from taxifare.errors import UsageError
+from taxifare.errors import ChampionMoved, UsageError
 from trainer.config import DeployTarget
 
 if TYPE_CHECKING:
@@ -44,19 +46,46 @@ def check_servable(model_dir: str, deploy_target: str, config: ServingConfig | N
     print("pre-flight: the model answers over HTTP through `taxifare serve`" + (" as the container" if spec else ""))
 
 
-def deploy_local(model_dir: str, registry: str, metadata: dict) -> str:
-    """Register, then move the alias only if the champion is still the one evaluate beat."""
+@dataclasses.dataclass(frozen=True)
+class Deployed:
+    version: str
+    promoted: bool
+    note: str  # what happened, for a person
+
+
+def deploy_local(model_dir: str, registry: str, metadata: dict) -> Deployed:
+    """Register, then move the alias only if the champion is still the one evaluate beat. An identical
+    candidate (same data, parameters, seed and code) adds no version; a run that lost the race for the
+    champion keeps its version registered, not promoted (its own outcome, not a failure)."""
     from taxifare.registry.local import LocalRegistry
 
     reg = LocalRegistry(registry)
+    if same := _identical(registry, metadata):
+        return same
     version = reg.register(model_dir, metadata)
-    reg.promote(version.name, expected=metadata.get("replaced"))
-    return version.name
+    try:
+        reg.promote(version.name, expected=metadata.get("replaced"), reason=metadata["decision"],
+                    run_id=metadata.get("run_id"))  # fmt: skip
+    except ChampionMoved as err:
+        return Deployed(version.name, False, f"registered {version.name}, not promoted: {err.message}")
+    return Deployed(version.name, True, f"registered {version.name} and moved the champion alias to it")
+
+
+def _identical(registry: str, metadata: dict) -> Deployed | None:
+    from taxifare.registry.local import LocalRegistry
+
+    key = metadata.get("candidate_key")
+    same = LocalRegistry(registry).find(key) if key else None
+    if same is None:
+        return None
+    return Deployed(
+        same.name, False, f"identical to {same.name} (same data, parameters, seed and code): no new version"
+    )
 
 
 def deploy_vertex(
     model_uri: str, metadata: dict, target: DeployTarget, config: ServingConfig, api_endpoint: str = ""
-) -> str:
+) -> Deployed:
     from taxifare.registry import vertex
 
     reg = vertex.VertexRegistry(target.project, target.region, target.registry, api_endpoint)
@@ -65,7 +94,7 @@ def deploy_vertex(
     endpoint = target.endpoint_name or vertex.MODEL_ID
     done = vertex.deploy_version(reg, model_uri, labels, description, endpoint, config, metadata.get("replaced"))
     print(f"deployed {done.model} to {done.endpoint} (replaced: {done.replaced}; undeployed: {done.undeployed})")
-    return done.model
+    return Deployed(done.model, True, f"deployed {done.model} to the {endpoint} endpoint and made it the champion")
 
 
 def deploy(
@@ -78,12 +107,14 @@ def deploy(
     model_uri: str = "",
     image: str = "",
     api_endpoint: str = "",
-) -> str:
+    model_info: dict | None = None,
+) -> Deployed:
     """Check the blessed model serves, then register (local) or deploy (vertex) it; return the version.
 
     `model_dir` is a local path to the SavedModel (on Vertex AI, its /gcs/ mount); `model_uri`
     its gs:// form for Model Registry (default: `model_dir`); `image` the pipeline's image,
-    which serves it on Vertex AI with serving_container=custom.
+    which serves it on Vertex AI with serving_container=custom; `model_info` the train step's
+    metadata of the model (its hyperparameters and code fingerprint: the candidate's identity).
     """
     target.check()
     with open(decision_path) as f:
@@ -97,15 +128,21 @@ def deploy(
         "decision": decision["reason"],
         "data_fingerprint": fingerprint,
         "replaced": decision.get("champion_version"),
+        **{k: v for k, v in (decision.get("lineage") or {}).items() if v},  # source, schema, test_fingerprint
     }
+    if model_info and model_info.get("hparams") and model_info.get("code"):
+        metadata["hparams"] = model_info["hparams"]
+        metadata["candidate_key"] = candidate_key(fingerprint, model_info["hparams"], model_info["code"])
     config = serving(target, image) if target.deploy_target == "vertex" else None
+    if config is None and (same := _identical(target.registry, metadata)):
+        return same  # nothing to check or register: the very same model is there already
     check_servable(model_dir, target.deploy_target, config)
     if config is None:
         return deploy_local(model_dir, target.registry, metadata)
     return deploy_vertex(model_uri or model_dir, metadata, target, config, api_endpoint)
 
 
-def summary(version: str, target: DeployTarget) -> list[str]:
-    if target.deploy_target == "vertex":
-        return [f"deployed {version} to the {target.endpoint_name} endpoint and made it the champion"]
-    return [f"registered {version} and moved the champion alias to it"]
+def candidate_key(fingerprint: str, hparams: dict, code: str) -> str:
+    """A candidate's identity: the staged rows, every hyperparameter (the seed among them) and the trainer's code."""
+    text = json.dumps({"data": fingerprint, "hparams": hparams, "code": code}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -61,6 +61,7 @@ def stage(
     export_dir (gs:// or local), which then count as `source`.
     """
     src.check()  # before anything costs: a BigQuery export costs money and time
+    given = src
     if src.bq_table or src.bq_query:
         if not export_dir:
             raise UsageError("a BigQuery source needs export_dir: where the exported CSV files go")
@@ -80,7 +81,30 @@ def stage(
         "split_rows": counts,
         "files": totals.files,
         "fingerprint": fingerprint(out_paths[s] for s in SPLITS),
+        "test_fingerprint": fingerprint([out_paths["test"]]),
+        "source": source_identity(given),
+        "schema": features.SCHEMA.fingerprint(),
     }
+
+
+def source_identity(src: Source) -> str:
+    """Where the rows come from, in words a model's lineage keeps: a BigQuery table or query, the
+    generated sample, or the files as given (a pattern names the same source whatever rows it holds)."""
+    from trainer import sample_data
+
+    if src.bq_table or src.bq_query:
+        what = (
+            f"table {src.bq_table}"
+            if src.bq_table
+            else f"query {hashlib.sha256(src.bq_query.encode()).hexdigest()[:12]}"
+        )
+        return f"bigquery {what}" + (f" (1 in {src.bq_sample})" if src.bq_sample > 1 else "")
+    specs = [src.source] if src.source else list(src.separate.values())
+    paths = [p for spec in specs for p in spec.split(",") if p]
+    made = [sample_data.generated(p) if "://" not in p else None for p in paths]
+    if paths and all(made):
+        return "generated sample"
+    return "files " + (src.source or ";".join(f"{k}={v}" for k, v in src.separate.items()))
 
 
 def _write_splits(

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from taxifare import deployment
-from taxifare.errors import ChampionMoved, UsageError
+from taxifare.errors import UsageError
 from taxifare.registry.local import LocalRegistry
 from trainer.config import DeployTarget
 
@@ -31,11 +31,37 @@ def test_deploy_registers_with_metadata_and_promotes(trained, tmp_path):
                 "champion": None, "champion_version": None, "test_rows": 10}  # fmt: skip
     path = tmp_path / "decision.json"
     path.write_text(json.dumps(decision))
-    version = deployment.deploy(trained["export_dir"], str(path), "abc123", _local(tmp_path / "reg"), "run-1")
-    champion = LocalRegistry(str(tmp_path / "reg")).champion()
-    assert champion.name == version == "v0001"
+    done = deployment.deploy(trained["export_dir"], str(path), "abc123", _local(tmp_path / "reg"), "run-1")
+    reg = LocalRegistry(str(tmp_path / "reg"))
+    champion = reg.champion()
+    assert champion.name == done.version == "v0001" and done.promoted
     assert champion.metadata["data_fingerprint"] == "abc123" and champion.metadata["run_id"] == "run-1"
     assert champion.metadata["metrics"]["candidate"]["rmse"] == 1.0
+    # The move is in the champion's history: when, which run, from what, and why.
+    (move,), problems = reg.history()
+    assert (move.previous, move.to, move.run_id, move.reason, problems) == (None, "v0001", "run-1", "good", [])
+
+
+def test_an_identical_candidate_adds_no_version(trained, tmp_path):
+    """Same staged rows, same hyperparameters (seed included), same trainer code: the same model."""
+    decision = {"blessed": True, "reason": "good", "candidate": {"rmse": 1.0}, "baseline": {"rmse": 2.0},
+                "champion": None, "champion_version": None, "test_rows": 10}  # fmt: skip
+    path = tmp_path / "decision.json"
+    path.write_text(json.dumps(decision))
+    info = {"hparams": {"seed": 42, "train_steps": 400}, "code": "abc"}
+    first = deployment.deploy(trained["export_dir"], str(path), "fp1", _local(tmp_path / "reg"), "run-1",
+                              model_info=info)  # fmt: skip
+    decision.update(champion={"rmse": 1.0}, champion_version="v0001")
+    path.write_text(json.dumps(decision))
+    again = deployment.deploy(trained["export_dir"], str(path), "fp1", _local(tmp_path / "reg"), "run-2",
+                              model_info=info)  # fmt: skip
+    assert (first.version, again.version, again.promoted) == ("v0001", "v0001", False)
+    assert again.note.startswith("identical to v0001")
+    other_seed = {**info, "hparams": {"seed": 43, "train_steps": 400}}
+    third = deployment.deploy(trained["export_dir"], str(path), "fp1", _local(tmp_path / "reg"), "run-3",
+                              model_info=other_seed)  # fmt: skip
+    assert third.version == "v0002" and third.promoted
+    assert [v.name for v in LocalRegistry(str(tmp_path / "reg")).versions()] == ["v0001", "v0002"]
 
 
 def test_deploy_does_not_overwrite_a_champion_that_moved_since_evaluation(trained, tmp_path):
@@ -47,8 +73,10 @@ def test_deploy_does_not_overwrite_a_champion_that_moved_since_evaluation(traine
     path = tmp_path / "decision.json"
     path.write_text(json.dumps(decision))
     reg.promote(reg.register(trained["export_dir"], {"run_id": "b"}).name)  # another run won meanwhile
-    with pytest.raises(ChampionMoved, match="champion moved to v0002 while this run was evaluated against v0001"):
-        deployment.deploy(trained["export_dir"], str(path), "fp", _local(reg.root), "run-c")
+    # Its own outcome, not a failure: registered, not promoted, and why.
+    done = deployment.deploy(trained["export_dir"], str(path), "fp", _local(reg.root), "run-c")
+    assert (done.version, done.promoted) == ("v0003", False)
+    assert "not promoted: champion moved to v0002 while this run was evaluated against v0001" in done.note
     assert reg.champion().name == "v0002"
     assert [v.name for v in reg.versions()] == ["v0001", "v0002", "v0003"]
 

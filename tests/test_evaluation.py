@@ -76,3 +76,29 @@ def test_evaluate_scores_candidate_baseline_and_champion(trained, sample_dir, tm
     assert second["champion_version"] == "v0001"
     assert second["champion"]["rmse"] == pytest.approx(second["candidate"]["rmse"], rel=1e-6)
     assert second["blessed"]
+
+
+def test_a_champion_of_another_data_source_is_not_replaced_without_being_told(trained, sample_dir, tmp_path):
+    """A demo on generated data once replaced a champion trained on the lab CSVs, on the demo's own test
+    split. Figures of different sources are not compared; the gate says why and what lets it through."""
+    reg = LocalRegistry(str(tmp_path / "reg"))
+    lab = {"source": "files /data/taxi-*.csv", "schema": "s1", "test_fingerprint": "t1"}
+    reg.promote(reg.register(trained["export_dir"], {"run_id": "r0", **lab}).name)
+    args = (os.path.join(sample_dir, "test.csv"), os.path.join(sample_dir, "train.csv"), trained["export_dir"], "local")
+    scored = scoring.checked_score(*args, reg.root, 0.02)
+    assert scored.champion_lineage == lab
+    demo = {"source": "generated sample", "schema": "s1", "test_fingerprint": "t2"}
+    held = gate.assess(scored, 0.02, demo)
+    assert not held["blessed"] and not held["comparable"]
+    assert held["reason"] == (
+        "the champion v0001 stays: it was trained on files /data/taxi-*.csv; this candidate on generated sample, "
+        "so their figures are not comparable; allow_new_source (--allow-new-source) lets this candidate replace it"
+    )
+    allowed = gate.assess(scored, 0.02, demo, allow_new_source=True)
+    assert allowed["blessed"] and allowed["reason"].endswith(
+        "(a new data source: it was trained on files /data/taxi-*.csv; this candidate on generated sample)"
+    )
+    # The same source is compared as ever; another schema is another source; an unrecorded one is unknown.
+    assert gate.assess(scored, 0.02, {**lab, "test_fingerprint": "t3"})["comparable"]
+    assert "another feature schema" in gate.assess(scored, 0.02, {**lab, "schema": "s2"})["reason"]
+    assert gate.other_source({"source": None}, lab) == "it records no data source (registered by an older taxifare)"

@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import pathlib
 import socket
 import stat
 import subprocess
@@ -50,11 +51,11 @@ def _fake_model(path) -> str:
 
 
 @pytest.fixture
-def reg(tmp_path) -> LocalRegistry:
+def reg(tmp_path, trained) -> LocalRegistry:
+    """Two real, servable versions (promote checks that a version serves)."""
     registry = LocalRegistry(str(tmp_path / "reg"))
-    model = _fake_model(tmp_path / "model")
-    registry.promote(registry.register(model, {"run_id": "r1"}).name)
-    registry.register(model, {"run_id": "r2"})
+    registry.promote(registry.register(trained["export_dir"], {"run_id": "r1"}).name)
+    registry.register(trained["export_dir"], {"run_id": "r2"})
     return registry
 
 
@@ -213,3 +214,81 @@ def test_registry_versions_are_immutable_and_champion_moves_atomically(trained, 
 def test_version_names_cannot_escape_the_registry(tmp_path):
     with pytest.raises(RegistryError, match="not a version name"):
         LocalRegistry(str(tmp_path)).promote("../../etc/v0001")
+
+
+@pytest.mark.parametrize("kind", ["a directory", "a named pipe", "a link"])
+def test_an_aliases_json_that_is_not_a_file_is_refused_without_blocking(
+    reg: LocalRegistry, kind: str, tmp_path
+) -> None:
+    """A directory used to be a traceback, a named pipe a hang of every registry command (and of the server)."""
+    os.remove(reg.aliases_path)
+    if kind == "a directory":
+        os.mkdir(reg.aliases_path)
+    elif kind == "a named pipe":
+        os.mkfifo(reg.aliases_path)
+    else:
+        (tmp_path / "elsewhere.json").write_text('{"champion": "v0002"}')
+        os.symlink(tmp_path / "elsewhere.json", reg.aliases_path)
+    with pytest.raises(RegistryError, match=r"aliases\.json (is not a regular file|is a link)"):
+        reg.aliases()
+    code, out, err = _cli("models", "list", "--registry", reg.root)
+    assert code == 0 and "v0001" in out and "aliases.json" in err and "Traceback" not in err
+
+
+def test_promote_refuses_a_version_that_would_not_serve(reg: LocalRegistry) -> None:
+    """A truncated saved_model.pb or missing variables: `models list` marks it, promote refuses it,
+    and the champion stays (the server would otherwise answer 503 after its next start)."""
+    model = os.path.join(reg.versions_dir, "v0002", "model")
+    with open(os.path.join(model, "saved_model.pb"), "r+b") as f:
+        f.truncate(100)
+    code, out, _ = _cli("models", "list", "--registry", reg.root)
+    assert "✘ v0002    damaged:" in out and "saved_model.pb is 100 bytes; it was" in out
+    code, _, err = _cli("models", "promote", "v0002", "--registry", reg.root)
+    assert code == 1 and "saved_model.pb is 100 bytes" in err and len(err.strip().splitlines()) == 1
+    # Same size, other bytes: the sizes pass, the hashes do not.
+    v3 = reg.register(reg.get("v0001").model_dir, {"run_id": "r3"})
+    data = os.path.join(v3.model_dir, "variables", "variables.data-00000-of-00001")
+    with open(data, "r+b") as f:
+        f.write(b"\0" * 64)
+    code, _, err = _cli("models", "promote", "v0003", "--registry", reg.root)
+    assert code == 1 and "changed since it was registered" in err
+    # Files as registered but not a model that answers (written by hand): the serving check refuses it.
+    v4 = reg.register(_fake_model(pathlib.Path(reg.root + "-fake")), {"run_id": "r4"})
+    code, _, err = _cli("models", "promote", v4.name, "--registry", reg.root)
+    assert code == 1 and "v0004" in err and "Traceback" not in err
+    assert reg.champion().name == "v0001"  # type: ignore[union-attr]
+
+
+def test_models_history_show_champion_and_latest(reg: LocalRegistry) -> None:
+    code, out, _ = _cli("models", "promote", "v0002", "--registry", reg.root, "--reason", "roll forward")
+    assert code == 0
+    code, out, _ = _cli("models", "history", "--registry", reg.root)
+    lines = out.strip().splitlines()
+    assert code == 0 and lines[0].split() == ["WHEN", "FROM", "TO", "RUN", "REASON"]
+    assert lines[1].split()[1:] == ["-", "v0001", "by", "hand", "promoted", "by", "hand"]
+    assert lines[2].split()[1:] == ["v0001", "v0002", "by", "hand", "roll", "forward"]
+    code, out, _ = _cli("models", "history", "--registry", reg.root, "--json")
+    assert [(m["from"], m["to"], m["reason"]) for m in json.loads(out)] == [
+        (None, "v0001", "promoted by hand"), ("v0001", "v0002", "roll forward")
+    ]  # fmt: skip
+    assert _cli("models", "show", "champion", "--registry", reg.root)[1].startswith("v0002 ★ champion")
+    reg.register(reg.get("v0001").model_dir, {"run_id": "r3"})
+    shown = json.loads(_cli("models", "show", "latest", "--registry", reg.root, "--json")[1])
+    assert (shown["version"], shown["champion"], shown["metadata"]["run_id"]) == ("v0003", False, "r3")
+    # A damaged history line is said, not trusted, and the rest is still shown.
+    with open(os.path.join(reg.root, "history.jsonl"), "ab") as f:
+        f.write(b'{"to": 5}\n')
+    code, out, err = _cli("models", "history", "--registry", reg.root)
+    assert code == 0 and "line 3: not a champion move" in err and "roll forward" in out
+
+
+def test_wrong_typed_metadata_shows_without_a_traceback(reg: LocalRegistry) -> None:
+    path = os.path.join(reg.versions_dir, "v0002", "metadata.json")
+    with open(path) as f:
+        meta = json.load(f)
+    meta.update(metrics="fast", created=5, run_id=["x"], source={"a": 1}, test_fingerprint=None)
+    with open(path, "w") as f:
+        json.dump(meta, f)
+    for argv in (("models", "list"), ("models", "show", "v0002"), ("models", "list", "--json")):
+        code, out, err = _cli(*argv, "--registry", reg.root)
+        assert code == 0 and "v0002" in out and "Traceback" not in err, (argv, err)

@@ -271,3 +271,24 @@ def test_tensorboard_is_one_command_away_with_train_and_eval_rmse(history):
     assert left.stdout == "", left.stdout
     # kfp's per-task temporary folders went under the run's folder, and are gone with the run.
     assert not os.path.exists(os.path.join(history["first"].folder, "tmp"))
+
+
+def test_a_demo_on_generated_data_does_not_replace_a_champion_of_real_data(tmp_path):
+    """The new user's path: a champion trained on their own CSV, then `taxifare run` with no data (the
+    generated sample) does not replace it, says why, and --allow-new-source lets it."""
+    from trainer import sample_data
+
+    own = tmp_path / "trips.csv"  # the user's own file: no generator's marker beside it
+    sample_data.write_csv(sample_data.generate(4000, seed=5), str(own))
+    where = ["--runs-root", str(tmp_path / "runs"), "--registry", str(tmp_path / "reg"), "--train-steps", "300"]
+    code, out, _ = _cli("run", "--data", str(own), *where)
+    assert code == 0 and "deployed: v0001" in out, out
+    code, out, _ = _cli("run", *where)
+    assert code == 0 and "deployed: nothing (the champion stays)" in out
+    assert f"the champion v0001 stays: it was trained on files {own}; this candidate on generated sample" in out
+    code, out, _ = _cli("run", *where, "--allow-new-source")
+    assert code == 0 and "deployed: v0002" in out and "(a new data source: " in out
+    code, listed, _ = _cli("models", "list", "--registry", str(tmp_path / "reg"))
+    assert "/trips.csv" in listed and "generated sample" in listed
+    code, moves, _ = _cli("models", "history", "--registry", str(tmp_path / "reg"), "--json")
+    assert [(m["from"], m["to"]) for m in json.loads(moves)] == [(None, "v0001"), ("v0001", "v0002")]

@@ -163,7 +163,7 @@ def _deploy(
 ) -> str:
     target = DeployTarget(deploy_target="vertex", project="my-proj", region="us-central1", **serving)
     return deployment.deploy(model_dir, _decision(tmp_path, replaced), "fp123", target, run_id, model_uri=uri,
-                         image=IMAGE, api_endpoint=fake.server.url)  # fmt: skip
+                             image=IMAGE, api_endpoint=fake.server.url).version  # fmt: skip
 
 
 def _champion(fake: FakeVertex) -> str | None:

@@ -121,6 +121,11 @@ class Gate:
         "how much worse (relative RMSE) than the champion a candidate may be and still deploy",
         below_one,
     )
+    # A champion trained on other rows was scored here on this candidate's test split, where it
+    # was never meant to be judged: a generated demo must not replace a model of the real data.
+    allow_new_source: bool = setting(
+        False, "let a candidate trained on another data source (or schema) than the champion's replace it"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

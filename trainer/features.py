@@ -184,6 +184,14 @@ class Schema:
             return f"{number!r} is outside {low:g} to {high:g} {f.unit}".rstrip()
         return None
 
+    def fingerprint(self) -> str:
+        """The table's identity: a model is compared only with models of the same schema."""
+        import hashlib
+        import json
+
+        text = json.dumps([[f.name, f.role, f.range, f.whole] for f in self.fields])
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     def with_fields(self, *extra: Field) -> Schema:
         """A copy with more fields (a new feature goes before the key, keeping the CSV layout's order)."""
         key = [f for f in self.fields if f.role == "key"]

@@ -7,6 +7,7 @@ a small share of dirty rows of the kinds real exports contain.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -161,6 +162,9 @@ def write_csv(
             f.write(line.encode() + b"\n")
 
 
+MARKER = "taxifare-sample.json"
+
+
 def write_splits(
     out_dir: str, rows: int, seed: int = 0, shards: int = 1, dirty_share: float = DIRTY_SHARE
 ) -> dict[str, list[str]]:
@@ -184,7 +188,19 @@ def write_splits(
             write_csv(columns, path, dirty)
             paths.append(path)
         written[split] = paths
+    with open(os.path.join(out_dir, MARKER), "w") as f:  # what staging names the data's source by
+        json.dump({"generated": True, "rows": rows, "seed": seed, "shards": shards}, f)
     return written
+
+
+def generated(path: str) -> dict | None:
+    """The generator's settings if `path` is a file this module wrote (its folder's marker), else None."""
+    try:
+        with open(os.path.join(os.path.dirname(path), MARKER)) as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and found.get("generated") is True else None
 
 
 __all__ = ["FEATURES", "generate", "write_csv", "write_splits"]

@@ -325,6 +325,18 @@ def train_and_evaluate(
     return result
 
 
+def code_fingerprint() -> str:
+    """The trainer's own code, as a short hash: the same data, settings and code train the same model."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    folder = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".py")):
+        with open(os.path.join(folder, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()[:12]
+
+
 def metrics(result: dict) -> dict[str, float]:
     """A run's figures as flat metrics (the pipeline's Metrics artifact)."""
     names = {"rmse": "valid_rmse", "mae": "valid_mae", "steps": "steps", "examples_per_sec": "examples_per_sec",

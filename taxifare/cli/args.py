@@ -155,9 +155,12 @@ def _literal(value: str) -> Any:
 
 
 def hparam_names() -> list[str]:
+    """The options `add_hparams` and `add_gate` define, by parameter name."""
     from pipeline.params import PIPELINE_HPARAMS
+    from trainer import settings
+    from trainer.config import Gate
 
-    return [*PIPELINE_HPARAMS, "tolerance"]
+    return [*PIPELINE_HPARAMS, *(s.name for s in settings.settings_of(Gate))]
 
 
 def add_image(p: argparse._ActionsContainer) -> None:

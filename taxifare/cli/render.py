@@ -113,9 +113,11 @@ def runs_table(runs: list[RunRecord], width: int | None = None) -> str:
 
 
 def models_table(versions: list[Any], champion: str | None) -> str:
+    """Each version's RMSE on its own run's test split, and which data that was (SOURCE, TEST): figures
+    of different test sets are not comparable, so the table says which is which."""
     if not versions:
         return "no model versions yet: `taxifare run` trains and registers one"
-    lines = [f"{'':2}{'VERSION':<8} {'CREATED':<21} {'RMSE':>7} {'BASELINE':>8} {'DATA':<17} RUN"]
+    lines = [f"{'':2}{'VERSION':<8} {'CREATED':<20} {'RMSE':>7} {'BASELINE':>8} {'TEST':<12} {'SOURCE':<24} RUN"]
     for v in versions:
         mark = "★ " if v.name == champion else "  "
         if getattr(v, "problem", None):
@@ -123,12 +125,31 @@ def models_table(versions: list[Any], champion: str | None) -> str:
             continue
         m = _mapping(v.metadata.get("metrics"))
         rmse, base = _number(_mapping(m.get("candidate")).get("rmse")), _number(_mapping(m.get("baseline")).get("rmse"))
+        test = v.metadata.get("test_fingerprint") or "?"
+        source = v.metadata.get("source") or "? (not recorded)"
         lines.append(
-            f"{mark}{v.name:<8} {v.metadata.get('created', '')!s:<21.21} {rmse:>7.3f} {base:>8.3f} "
-            f"{v.metadata.get('data_fingerprint', '')!s:<17.17} {v.metadata.get('run_id', '')!s:.40}"
+            f"{mark}{v.name:<8} {v.metadata.get('created', '')!s:<20.20} {rmse:>7.3f} {base:>8.3f} "
+            f"{test!s:<12.12} {_tail(str(source), 24):<24} {v.metadata.get('run_id', '')!s:.40}"
         )
     damaged = any(getattr(v, "problem", None) for v in versions)
-    lines.append("★ = champion" + (", ✘ = damaged (cannot be promoted or served)" if damaged else ""))
+    lines.append("★ = champion; RMSE on each run's own test split (TEST: its fingerprint)"
+                 + (", ✘ = damaged (cannot be promoted or served)" if damaged else ""))  # fmt: skip
+    return "\n".join(lines)
+
+
+def version_json(version: Any, champion: str | None) -> dict[str, Any]:
+    """A version for `--json`: name, champion, damaged (why, or null), and its metadata as registered."""
+    meta = {k: v for k, v in version.metadata.items() if k != "files"}
+    return {"version": version.name, "champion": version.name == champion, "damaged": version.problem,
+            "model_dir": version.model_dir, "metadata": meta}  # fmt: skip
+
+
+def history_table(moves: list[Any]) -> str:
+    if not moves:
+        return "the champion has not moved yet"
+    lines = [f"{'WHEN':<20} {'FROM':<8} {'TO':<8} {'RUN':<24} REASON"]
+    for m in moves:
+        lines.append(f"{m.time:<20.20} {m.previous or '-':<8.8} {m.to:<8.8} {m.run_id or 'by hand':<24.24} {m.reason}")
     return "\n".join(lines)
 
 
@@ -138,6 +159,7 @@ def version_details(version: Any, champion: str | None, run: RunRecord | None) -
     star = " ★ champion" if version.name == champion else ""
     lines = [f"{version.name}{star}  created {meta.get('created', '?')}", f"model: {version.model_dir}"]
     lines.append(f"run: {meta.get('run_id', '?')}   data fingerprint: {meta.get('data_fingerprint', '?')}")
+    lines.append(f"data: {meta.get('source') or '? (not recorded)'}   test split: {meta.get('test_fingerprint', '?')}")
     metrics = _mapping(meta.get("metrics"))
     for who in ("candidate", "baseline", "champion"):
         if m := _mapping(metrics.get(who)):
@@ -153,6 +175,11 @@ def version_details(version: Any, champion: str | None, run: RunRecord | None) -
     else:
         lines.append("parameters: the run's record is not under this --runs-root")
     return "\n".join(lines)
+
+
+def _tail(text: str, width: int) -> str:
+    """The end of a long text (a path's file names tell sources apart), marked as cut."""
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def _mapping(value: Any) -> dict[str, Any]:

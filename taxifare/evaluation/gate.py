@@ -36,17 +36,51 @@ def decide(
     )
 
 
-def assess(scored: Scored, tolerance: float) -> dict:
-    """The decision record: metrics, slices, the gate's verdict and a sample prediction."""
+def other_source(champion: dict | None, candidate: dict | None) -> str | None:
+    """Why the champion's figures are not comparable with the candidate's, or None when they are
+    (same data source and schema) or when the candidate's own lineage is unknown."""
+    if champion is None or not candidate:
+        return None
+    theirs, ours = champion.get("source"), candidate.get("source")
+    if not theirs:
+        return "it records no data source (registered by an older taxifare)"
+    if theirs != ours:
+        return f"it was trained on {theirs}; this candidate on {ours}"
+    if champion.get("schema") != candidate.get("schema"):
+        return "it was trained on another feature schema"
+    return None
+
+
+def assess(scored: Scored, tolerance: float, lineage: dict | None = None, allow_new_source: bool = False) -> dict:
+    """The decision record: metrics, slices, the gate's verdict and a sample prediction.
+
+    `lineage`: the candidate's data (source, schema, test fingerprint). A champion of another source
+    is scored here on this test split all the same (shown), but it is not replaced on those figures
+    unless `allow_new_source`; with it, the candidate need only beat the baseline.
+    """
     truth = scored.test[LABEL]
     metrics = {who: baseline.regression_metrics(truth, pred) for who, pred in scored.predictions.items()}
-    blessed, reason = decide(metrics["candidate"], metrics["baseline"], metrics.get("champion"), tolerance)
+    apart = other_source(scored.champion_lineage, lineage) if "champion" in metrics else None
+    if apart and not allow_new_source:
+        blessed, reason = (
+            False,
+            (
+                f"the champion {scored.champion_version} stays: {apart}, so their figures are not comparable; "
+                "allow_new_source (--allow-new-source) lets this candidate replace it"
+            ),
+        )
+    else:
+        champ = None if apart else metrics.get("champion")
+        blessed, reason = decide(metrics["candidate"], metrics["baseline"], champ, tolerance)
+        reason += f" (a new data source: {apart})" if apart else ""
     champion = scored.predictions.get("champion")
     return {
         "candidate": metrics["candidate"],
         "baseline": metrics["baseline"],
         "champion": metrics.get("champion"),
         "champion_version": scored.champion_version,
+        "comparable": apart is None,
+        "lineage": lineage or {},
         "blessed": blessed,
         "reason": reason,
         "test_rows": len(truth),

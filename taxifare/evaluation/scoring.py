@@ -12,6 +12,10 @@ from trainer import baseline, settings, slices, sources
 from trainer.config import Gate
 from trainer.features import FEATURES, LABEL
 
+# What a version records of its data (stage_data's outputs): a champion is judged only against
+# candidates of the same source and schema.
+LINEAGE = ("source", "schema", "test_fingerprint")
+
 
 @dataclasses.dataclass
 class Scored:
@@ -21,13 +25,14 @@ class Scored:
     predictions: dict[str, np.ndarray]  # candidate, baseline and (if any) champion
     champion_version: str | None
     rule: baseline.DistanceRule
+    champion_lineage: dict | None = None  # where the champion's data came from (None: not recorded)
 
 
 def champion_model_dir(
     deploy_target: str, registry: str, project: str = "", region: str = "", api_endpoint: str = "",
     scratch: str | None = None,
-) -> tuple[str | None, str | None]:  # fmt: skip
-    """(version, SavedModel dir) of the current champion, or (None, None) when there is none.
+) -> tuple[str | None, str | None, dict | None]:  # fmt: skip
+    """(version, SavedModel dir, lineage) of the current champion, or Nones when there is none.
 
     For vertex, `registry` is the parent model id and the directory is Vertex's /gcs/ mount
     of the champion's artifact, or a copy downloaded into `scratch` (the caller removes it).
@@ -37,13 +42,16 @@ def champion_model_dir(
 
         reg = vertex.VertexRegistry(project, region, registry, api_endpoint)
         found = reg.champion()
-        return (found.model, reg.download(found, scratch)) if found else (None, None)
+        return (found.model, reg.download(found, scratch), None) if found else (None, None, None)
     if deploy_target != "local":
         raise UsageError(f"unknown deploy_target {deploy_target!r}: expected 'local' or 'vertex'")
     from taxifare.registry.local import LocalRegistry
 
     champion = LocalRegistry(registry).champion()
-    return (champion.name, champion.model_dir) if champion else (None, None)
+    if champion is None:
+        return None, None, None
+    lineage = {k: champion.metadata.get(k) for k in LINEAGE}
+    return champion.name, champion.model_dir, lineage
 
 
 def score(
@@ -58,10 +66,12 @@ def score(
     rule = baseline.fit(train)
     predictions = {"candidate": Predictor(candidate_dir).predict(raw), "baseline": rule.predict(test)}
     with tempfile.TemporaryDirectory(prefix="champion-") as scratch:
-        version, champion_dir = champion_model_dir(deploy_target, registry, project, region, api_endpoint, scratch)
+        version, champion_dir, lineage = champion_model_dir(
+            deploy_target, registry, project, region, api_endpoint, scratch
+        )
         if champion_dir:
             predictions["champion"] = Predictor(champion_dir).predict(raw)
-    return Scored(test, predictions, version, rule)
+    return Scored(test, predictions, version, rule, lineage)
 
 
 def checked_score(

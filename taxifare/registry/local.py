@@ -4,6 +4,7 @@ Layout:
     <root>/versions/v0001/model/          the SavedModel
     <root>/versions/v0001/metadata.json   run id, metrics, data fingerprint, created time
     <root>/aliases.json                   {"champion": "v0001"}
+    <root>/history.jsonl                  every champion move (history.py)
 
 A version folder appears only when complete (written aside in `.incoming-<host>-<pid>-<hex>`,
 then renamed), and the alias file is replaced atomically, so readers never see a half-written
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taxifare.errors import ChampionMoved, RegistryError
+from taxifare.files import read_regular
+from taxifare.registry import history, manifest
 
 CHAMPION = "champion"
 VERSION_NAME = re.compile(r"^v\d+$")
@@ -92,29 +95,28 @@ class LocalRegistry:
         path = os.path.join(self.versions_dir, name)
         meta_path = os.path.join(path, "metadata.json")
         try:
-            with open(meta_path, "rb") as f:
-                metadata = json.loads(f.read(MAX_ALIASES_BYTES + 1))
+            metadata = json.loads(read_regular(meta_path, MAX_ALIASES_BYTES, RegistryError, FIX_VERSION))
         except FileNotFoundError:
             return Version(name, path, problem=f"{meta_path} is missing")
-        except OSError as err:
-            return Version(name, path, problem=f"{meta_path} cannot be read ({err.strerror})")
+        except RegistryError as err:
+            return Version(name, path, problem=err.message)
         except (ValueError, RecursionError):
             return Version(name, path, problem=f"{meta_path} is not valid JSON (damaged or truncated)")
         if not isinstance(metadata, dict):
             return Version(name, path, problem=f"{meta_path} is not a JSON object")
-        if not os.path.isfile(os.path.join(path, "model", "saved_model.pb")):
-            return Version(name, path, problem=f"{os.path.join(path, 'model')} holds no SavedModel")
+        model = os.path.join(path, "model")
+        if not os.path.isfile(os.path.join(model, "saved_model.pb")):
+            return Version(name, path, problem=f"{model} holds no SavedModel")
+        if problem := manifest.changed(model, metadata.get("files"), deep=False):
+            return Version(name, path, problem=problem)
         return Version(name, path, metadata)
 
     def aliases(self) -> dict[str, str]:
         """{alias: version name}; RegistryError naming aliases.json and the fix when it is damaged."""
-        try:
-            with open(self.aliases_path, "rb") as f:
-                raw = f.read(MAX_ALIASES_BYTES + 1)
+        try:  # a directory, a pipe or a link is refused, not waited on
+            raw = read_regular(self.aliases_path, MAX_ALIASES_BYTES, RegistryError, FIX_ALIASES)
         except FileNotFoundError:
             return {}
-        except OSError as err:
-            raise RegistryError(f"{self.aliases_path} cannot be read ({err.strerror})", FIX_ALIASES) from None
         try:
             aliases = json.loads(raw)
         except (ValueError, RecursionError):
@@ -170,9 +172,11 @@ class LocalRegistry:
         )
         try:
             _copy_tree(model_dir, os.path.join(staging, "model"))
+            files = manifest.of(os.path.join(staging, "model"))  # what `models list` and promote check against
             while True:
                 name = self._next_name()
-                record = {**metadata, "version": name, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                record = {**metadata, "version": name, "created": created, "files": files}
                 _write_new(os.path.join(staging, "metadata.json"), json.dumps(record, indent=2, sort_keys=True))
                 try:
                     # rename() onto an existing (non-empty) version fails: another run took the name.
@@ -212,8 +216,11 @@ class LocalRegistry:
         numbers = [int(name[1:]) for name in self.names()]
         return f"v{max(numbers, default=0) + 1:04d}"
 
-    def set_alias(self, alias: str, version: str, expected: object = ANY) -> str | None:
-        """Point `alias` at `version`; with `expected`, only if it still points there (else fail).
+    def set_alias(
+        self, alias: str, version: str, expected: object = ANY, reason: str = "", run_id: str | None = None
+    ) -> str | None:
+        """Point `alias` at `version`; with `expected`, only if it still points there (else fail). A move
+        of the champion is added to its history (`reason`, `run_id`: why, and which run made it).
 
         Without `expected` a damaged aliases.json is rewritten: the problem it had is returned.
         """
@@ -244,11 +251,35 @@ class LocalRegistry:
                 if os.path.exists(tmp):
                     os.remove(tmp)
                 raise
+            if alias == CHAMPION and current != version:
+                history.append(self.root, lock, version, current, run_id, reason or "promoted by hand")
         return repaired
 
-    def promote(self, version: str, expected: object = ANY) -> Version:
-        self.set_alias(CHAMPION, version, expected)
+    def promote(self, version: str, expected: object = ANY, reason: str = "", run_id: str | None = None) -> Version:
+        self.set_alias(CHAMPION, version, expected, reason, run_id)
         return self.get(version)
+
+    def history(self) -> tuple[list[history.Move], list[str]]:
+        """Every champion move, oldest first, and the log's lines that could not be read."""
+        return history.read(self.root)
+
+    def resolve(self, name: str) -> Version:
+        """A version by what a user typed: its name (v0003), `champion` or `latest`."""
+        if name in (CHAMPION, "latest"):
+            found = self.champion() if name == CHAMPION else (self.get(self.names()[-1]) if self.names() else None)
+            if found is None:
+                raise RegistryError(f"no {name} in {self.root} yet", "`taxifare run` trains and registers one")
+            return found
+        return self.get(name)
+
+    def verify(self, version: Version) -> None:
+        """Every file of the version as registered (sizes and SHA-256): RegistryError naming the first that is not."""
+        if problem := manifest.changed(version.model_dir, version.metadata.get("files"), deep=True):
+            raise RegistryError(f"{version.name}: {problem}", FIX_VERSION)
+
+    def find(self, key: str) -> Version | None:
+        """The version registered for a candidate key (same data, parameters, seed and code), if any."""
+        return next((v for v in self.versions() if not v.problem and v.metadata.get("candidate_key") == key), None)
 
 
 def _write_new(path: str, text: str) -> None:

@@ -14,13 +14,13 @@ import os
 import re
 import secrets
 import socket
-import stat
 import time
 from typing import Any
 
 import msgspec
 
 from taxifare.errors import RecordError, UsageError
+from taxifare.files import read_regular
 from taxifare.runs.dag import DagTask
 from taxifare.runs.status import Status
 
@@ -143,7 +143,10 @@ def save(record: RunRecord) -> None:
 def read(folder: str) -> RunRecord:
     """The record in a run's folder; RecordError (one line naming the file and the fix) if it cannot be trusted."""
     path = os.path.join(folder, RECORD)
-    raw = read_regular(path, MAX_RECORD_BYTES, RecordError, FIX)
+    try:
+        raw = read_regular(path, MAX_RECORD_BYTES, RecordError, FIX)
+    except FileNotFoundError:
+        raise RecordError(f"{path} is missing", FIX) from None
     try:
         record = _decoder.decode(raw)
     except msgspec.ValidationError as err:
@@ -157,23 +160,6 @@ def read(folder: str) -> RunRecord:
     if record.run_id != os.path.basename(os.path.normpath(folder)):
         raise RecordError(f"{path} names run {record.run_id!r}, not its folder's", FIX)
     return record.at(folder)
-
-
-def read_regular(path: str, limit: int, error: type[Exception], fix: str) -> bytes:
-    """A regular file's bytes, up to `limit`; never blocks on a pipe or device, never follows a link."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        raise error(f"{path} is missing", fix) from None
-    except OSError as err:
-        raise error(f"{path} cannot be read ({err.strerror})", fix) from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise error(f"{path} is not a regular file", fix)
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise error(f"{path} is over {limit >> 20} MiB: not a file taxifare wrote", fix)
-    return data
 
 
 def this_process(token: str) -> ProcessInfo:
