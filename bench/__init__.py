@@ -91,14 +91,6 @@ class Context:
             "generated data (../shared/data absent): trainer.sample_data, 20,000 rows, seed 0",
         )
 
-    def default_model(self) -> str:
-        """The output folder of a default training run, training one if no section has yet."""
-        if not self.default_runs:
-            from bench import trainer
-
-            self.default_runs.append(trainer.default_run(self, "default-model"))
-        return str(self.default_runs[0]["output_dir"])
-
 
 @dataclasses.dataclass
 class Process:

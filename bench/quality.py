@@ -25,7 +25,7 @@ import numpy as np
 
 from bench import LAB_TRAIN, LAB_VALID, Context, Settings, gbm
 from bench.report import Section, Target, markdown_table, spread
-from bench.trainer import train_run
+from bench.trainer import default_model, train_run
 from trainer import baseline, sources
 from trainer.config import DEFAULTS
 from trainer.features import KEY, LABEL
@@ -98,7 +98,7 @@ def _model_run(ctx: Context, split: Split, seed: int) -> dict:
     extra = ["--seed", str(seed)]  # given even when it is the default: one command shape for every seed
     if split.name == VALID:
         if seed == DEFAULTS.seed:
-            ctx.default_model()
+            default_model(ctx)
             return ctx.default_runs[0]
         return train_run(ctx, ctx.path("quality", "valid", f"seed{seed}"), LAB_TRAIN, LAB_VALID, extra)
     folder = split.name.replace(" ", "")

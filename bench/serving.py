@@ -27,6 +27,7 @@ from typing import Any
 
 from bench import Context
 from bench.report import Section, Target
+from bench.trainer import default_model
 
 TARGET_REQ_PER_S = 5_000.0
 TARGET_P99_MS = 10.0
@@ -177,7 +178,7 @@ def measure(ctx: Context) -> Section:
     if reason:
         section.skipped = reason
         return section
-    model = ctx.default_model()
+    model = default_model(ctx)
     flood_limit = str(int(FLOOD_MIB * (1 << 20)))
     argv = [os.path.join(ctx.bin_dir, "taxifare"), "serve", "--model-dir", model, "--port", "0"]
     argv += ["--max-body-bytes", flood_limit]

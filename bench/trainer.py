@@ -105,3 +105,10 @@ def measure(ctx: Context) -> Section:
     if math.isnan(median(rates)):
         section.notes.append("No steady chunk was timed: the run has a single chunk of steps.")
     return section
+
+
+def default_model(ctx: Context) -> str:
+    """The output folder of a default training run, training one if no section has yet."""
+    if not ctx.default_runs:
+        ctx.default_runs.append(default_run(ctx, "default-model"))
+    return str(ctx.default_runs[0]["output_dir"])

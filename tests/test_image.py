@@ -277,6 +277,14 @@ def _pipeline_in_containers(image: str, sample_dir: str, tmp: pathlib.Path, dock
     assert len(outputs) == 4 and {o.stat().st_uid for o in outputs} == {10001}  # written inside, by the image's user
     champion = json.loads((registry / "aliases.json").read_text())["champion"]
     assert (registry / "versions" / champion / "model" / "saved_model.pb").is_file()
+    # Shared with the image's user through ownership and the user's group, never opened to every user.
+    everything = [registry, *registry.rglob("*")]
+    assert registry.stat().st_uid == 10001 and registry.stat().st_gid == os.getgid()
+    assert not [str(p) for p in everything if p.stat().st_mode & 0o002], "world-writable files in the registry"
+    # The subprocess runner (this user) shares the same registry: its next run registers beside it.
+    again = [a for a in argv if a not in ("--runner", "container", "--image", image)] + ["--train-steps", "401"]
+    proc = subprocess.run(again, capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
 
 def test_the_whole_pipeline_runs_in_containers(image: str, sample_dir: str, tmp_path: pathlib.Path) -> None:
@@ -328,7 +336,8 @@ def test_a_container_run_gives_the_image_users_files_back(image: str, docker_eng
     model, lock, theirs = registry / "versions" / "v0001" / "saved_model.pb", registry / ".lock", registry / "mine"
     for folder in (written.parent, model.parent, theirs):
         folder.mkdir(parents=True)
-    registry.chmod(0o777)  # as `prepare` makes a new one
+    registry.chmod(0o2775)  # as `prepare` shares a new one: the image's user's, the user's group
+    os.chown(registry, containers.IMAGE_UID, 1235)
     for path in (written, others, model, lock):
         path.write_text("x")
     ids = containers.IMAGE_UID

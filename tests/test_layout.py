@@ -13,7 +13,7 @@ PACKAGES = ("trainer", "components", "pipeline", "taxifare")
 
 def _modules() -> dict[str, pathlib.Path]:
     found = {}
-    for package in PACKAGES:
+    for package in (*PACKAGES, "bench"):
         for path in (ROOT / package).rglob("*.py"):
             parts = path.relative_to(ROOT).with_suffix("").parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -117,3 +117,16 @@ def test_pipeline_holds_pipelines_only():
     taxifare/cloud/ (the local runner, records, containers, watchdog, cron and schedules are not here)."""
     names = sorted(p.stem for p in (ROOT / "pipeline").glob("*.py"))
     assert names == ["__init__", "compiler", "images", "machines", "params", "training"]
+
+
+def test_the_cli_builds_its_flags_without_importing_a_component_kfp_or_tensorflow():
+    """Every option comes from the settings (trainer/config.py), which import none of them: `--help` is instant."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from taxifare.cli import build_parser; build_parser(); heavy = {m.split('.')[0] for m in "
+        "sys.modules} & {'components', 'kfp', 'tensorflow', 'keras', 'pyarrow'}; print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -94,3 +94,39 @@ def test_a_new_step_appears_in_the_record_views_and_report_with_no_other_edit(tm
     html = run_report.html_page(record)
     drawn = dict(re.findall(r'data-task="([^"]+)" data-state="([^"]+)"', html))
     assert drawn == states and "count rows" in html and "if huge (not huge)" in html and "extra run" in html
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def where_am_i() -> str:
+    import os
+    import sys
+
+    return f"{os.getpid()} {os.getppid()} {'tensorflow' in sys.modules}"
+
+
+@pytest.mark.slow
+def test_tasks_run_in_children_of_one_warm_python_that_imported_tensorflow_once(tmp_path):
+    """The subprocess runner forks each task from a Python that imported TensorFlow and the project once
+    for the run; kfp's own runner (warm=False) starts a fresh Python per task, which has imported nothing."""
+    from taxifare.runs import subprocess_runner
+
+    @dsl.pipeline(name="where")
+    def where():
+        where_am_i().set_display_name("first")
+        where_am_i().set_display_name("second")
+
+    record = local.run(str(tmp_path / "runs"), {}, pipeline="where", built=where)
+    assert record.status == Status.SUCCEEDED, record.error
+    (pid1, parent1, tf1), (pid2, parent2, tf2) = (
+        record.tasks[t].outputs["Output"].split() for t in ("where-am-i", "where-am-i-2")
+    )
+    assert parent1 == parent2 and pid1 != pid2 and tf1 == tf2 == "True"
+    cold = subprocess_runner.SubprocessRunner(warm=False)
+    original = local.runner
+    try:
+        local.runner = lambda name, image: cold  # type: ignore[assignment]
+        record = local.run(str(tmp_path / "runs"), {}, pipeline="where", built=where)
+    finally:
+        local.runner = original
+    assert record.status == Status.SUCCEEDED, record.error
+    assert record.tasks["where-am-i"].outputs["Output"].split()[2] == "False"

@@ -202,3 +202,23 @@ def test_the_header_sniff_reads_a_bounded_prefix(tmp_path):
         assert len(prefix) == sources.SNIFF_BYTES and header is None and start == 0
     with pytest.raises(DataError, match=r"one-line\.csv"):
         sources.read_columns(str(path))
+
+
+def test_junk_bytes_are_malformed_rows_not_a_traceback_or_raw_bytes(tmp_path, capfd):
+    """Binary junk, and a short row of bytes that are not UTF-8 among good ones: pyarrow used to fail
+    decoding the row for its handler (a traceback on stderr, then the raw bytes in the message)."""
+    import random
+
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(bytes(random.Random(7).randrange(256) for _ in range(5000)))
+    with pytest.raises(DataError) as err:
+        sources.read_columns(str(junk))
+    assert "rows (100%) are invalid (malformed_row=" in str(err.value) and str(err.value).isprintable()
+    mixed = tmp_path / "mixed.csv"
+    good = b"8.5,-73.98,40.75,-73.97,40.76,1,k%d\n"
+    mixed.write_bytes(
+        b"".join(good % i for i in range(30)) + b"\xff\xfe,\x92\n" + b"9.5,-73.98,40.75,-73.97,40.76,2,\xe9t\xe9\n"
+    )
+    columns, stats = sources.read_columns(str(mixed))
+    assert stats.kept == 30 and stats.rejected == {"malformed_row": 2} and len(columns["key"]) == 30
+    assert capfd.readouterr().err == ""

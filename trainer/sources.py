@@ -151,7 +151,7 @@ def iter_file(
         except pa.ArrowInvalid as err:
             if "Empty CSV" in str(err):
                 raise DataError(f"{path}: no data rows; is the file empty?") from err
-            raise DataError(f"{path}: cannot be read as CSV ({err})") from err
+            raise DataError(f"{path}: cannot be read as CSV ({printable(str(err))})") from err
         except (OSError, EOFError) as err:
             raise DataError(f"{path}: cannot be read ({err}); a truncated gzip file?") from err
 
@@ -179,7 +179,7 @@ def _parse(
     )
     offset = 0
     for batch in reader:
-        columns, stats = _validate_batch(batch, path, offset, require_label)
+        columns, stats = _validate_batch(batch, path, offset, require_label, getattr(rest, "replaced", False))
         offset += batch.num_rows
         if malformed:
             stats.rejected["malformed_row"] += malformed
@@ -217,12 +217,16 @@ def _to_float(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
         return values, ~ok.to_numpy(zero_copy_only=False)
 
 
-def _utf8(batch: pa.RecordBatch) -> tuple[dict[str, pa.Array], np.ndarray]:
-    """The batch's columns as strings, and the rows holding bytes that are not UTF-8 (emptied; each one bad row)."""
+def _utf8(batch: pa.RecordBatch, replaced: bool = False) -> tuple[dict[str, pa.Array], np.ndarray]:
+    """The batch's columns as strings, and the rows holding bytes that are not UTF-8 (emptied; each one bad row).
+    `replaced`: the stream replaced such bytes with U+FFFD (_Prefixed), so a field holding it is one."""
     bad = np.zeros(batch.num_rows, dtype=bool)
     out = {}
     for name in batch.schema.names:
         col = batch.column(name)
+        if replaced:
+            marked = pc.fill_null(pc.match_substring(col.cast(pa.string()), "\ufffd"), False)
+            bad |= marked.to_numpy(zero_copy_only=False)
         try:
             out[name] = col.cast(pa.string())
         except pa.ArrowInvalid:  # rare: find the rows, one Python pass over this column only
@@ -242,8 +246,10 @@ def _is_utf8(value: bytes) -> bool:
     return True
 
 
-def _validate_batch(batch: pa.RecordBatch, path: str, offset: int, require_label: bool) -> tuple[Columns, ReadStats]:
-    strings, undecodable = _utf8(batch)
+def _validate_batch(
+    batch: pa.RecordBatch, path: str, offset: int, require_label: bool, replaced: bool = False
+) -> tuple[Columns, ReadStats]:
+    strings, undecodable = _utf8(batch, replaced)
     columns: Columns = {}
     unparsable = np.zeros(batch.num_rows, dtype=bool)
     for name in NUMERIC:
@@ -340,21 +346,42 @@ def write_csv(columns: Columns, out: str | IO[bytes]) -> None:
 
 
 class _Prefixed(io.RawIOBase):
-    """A stream that replays bytes already read (the sniffed first line) before the rest."""
+    """A stream that replays bytes already read (the sniffed first line) before the rest, with bytes that
+    are not UTF-8 replaced by U+FFFD (`replaced` says so): pyarrow decodes a malformed row's text for its
+    handler, and failed on such bytes with a traceback and the raw bytes in its message. A field holding
+    U+FFFD is then one malformed row (`_utf8`), as a row of undecodable bytes always was."""
 
     def __init__(self, prefix: bytes, rest: IO[bytes]):
-        self._prefix = prefix
+        self._pending = b""
         self._rest = rest
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.replaced = False
+        self._pending = self._clean(prefix)
 
     def readable(self) -> bool:
         return True
 
+    def _clean(self, data: bytes, final: bool = False) -> bytes:
+        if data.isascii() and not self._decoder.getstate()[0]:
+            return data
+        text = self._decoder.decode(data, final)
+        if "\ufffd" in text:
+            self.replaced = True
+        return text.encode("utf-8")
+
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._prefix:
-            n = min(len(buffer), len(self._prefix))
-            buffer[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            return n
-        data = self._rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        while not self._pending:
+            data = self._rest.read(len(buffer))
+            self._pending = self._clean(data, final=not data)
+            if not data:
+                break
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """A message quoting file content, safe for a terminal: control characters escaped, cut at `limit`."""
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"

@@ -183,26 +183,50 @@ def run_docker_container(client: Any, image: str, command: list[str], volumes: d
             container.remove(force=True)
 
 
-def prepare(pipeline_root: str, registry: str) -> list[Any]:
+def prepare(pipeline_root: str, registry: str, eng: Engine, image: str) -> list[Any]:
     """Make the run's folders usable by the image's user; return the extra mount (the registry).
 
-    The pipeline root is kfp's own mount (made world-writable for uid 10001); the registry is
-    mounted read-write at its own path.
+    The pipeline root is kfp's own mount (made writable for uid 10001, sticky, for this run only);
+    the registry is mounted read-write at its own path. A registry the image's user cannot write
+    (a new one, or one the subprocess runner made) is shared, never opened to every user: it goes
+    to uid 10001 and the user's group, group-writable (`share_registry`).
     """
     import docker
 
     os.makedirs(pipeline_root, exist_ok=True)
     os.chmod(pipeline_root, 0o1777)
-    if not os.path.isdir(registry):
-        os.makedirs(registry)
-        os.chmod(registry, 0o777)  # no sticky bit: `models promote` may replace aliases.json
-    elif not _writable_by_image_user(registry):
+    os.makedirs(registry, exist_ok=True)
+    if not _writable_by_image_user(registry):
+        share_registry(eng, image, registry)
+    return [docker.types.Mount(target=registry, source=registry, type="bind", read_only=False)]
+
+
+# Run as root inside the engine: the registry and all in it to uid 10001 and the user's group, folders
+# group-writable and setgid (what either makes joins the group), files group-writable.
+_SHARE = """
+chown -R "$2" "$1" && find "$1" -type d -exec chmod g+rwxs {} + && find "$1" -type f -exec chmod g+rw {} +
+"""
+
+
+def share_registry(eng: Engine, image: str, registry: str) -> None:
+    """The registry writable by the image's user (its owner) and the user who runs us (its group), not by others."""
+    import docker
+
+    _, gid = host_owner(eng)
+    client = docker.DockerClient(base_url=eng.host)
+    try:
+        mount = docker.types.Mount(target=registry, source=registry, type="bind")
+        client.containers.run(image, entrypoint=["sh", "-c", _SHARE, "share", registry, f"{IMAGE_UID}:{gid}"],
+                              user="0", mounts=[mount], network_mode="none", remove=True)  # fmt: skip
+    except docker.errors.DockerException as err:
         raise UsageError(
             f"--runner container runs every step as the image's user (uid {IMAGE_UID}), which cannot write "
-            f"the registry {registry}",
-            f"chmod -R a+rwX {registry}, or give --registry a new folder",
-        )
-    return [docker.types.Mount(target=registry, source=registry, type="bind", read_only=False)]
+            f"the registry {registry}, and handing it over failed ({err})",
+            f"sudo chown -R {IMAGE_UID}:$(id -g) {registry} && sudo chmod -R g+rwX {registry}, or give --registry "
+            "a new folder",
+        ) from None
+    finally:
+        client.close()
 
 
 def stage_inputs(spec: str, folder: str) -> str:
@@ -250,7 +274,7 @@ def docker_runner(image: str, pipeline_root: str, registry: str) -> Iterator[Any
 
     with engine() as eng:
         check_image(image, eng)
-        mounts = prepare(pipeline_root, registry)
+        mounts = prepare(pipeline_root, registry, eng, image)
         # A module attribute that DockerTaskHandler.run looks up at call time: no installed file changes.
         original = docker_task_handler.run_docker_container
         docker_task_handler.run_docker_container = run_docker_container

@@ -59,6 +59,20 @@ def observed(on_start: OnStart, on_end: OnEnd) -> Iterator[None]:
         task_dispatcher.run_single_task_implementation = original
 
 
+@contextlib.contextmanager
+def subprocess_handler(handler: type) -> Iterator[None]:
+    """Within this block, kfp's SubprocessRunner runs tasks with `handler` (a SubprocessTaskHandler
+    subclass): the runner's handler class is a module attribute its dispatcher looks up per task."""
+    from kfp.local import subprocess_task_handler
+
+    original = subprocess_task_handler.SubprocessTaskHandler
+    subprocess_task_handler.SubprocessTaskHandler = handler
+    try:
+        yield
+    finally:
+        subprocess_task_handler.SubprocessTaskHandler = original
+
+
 def exception_line(text: str) -> str | None:
     """"KeyError: 'x'" from a line a task printed that ends a Python traceback, else None."""
     found = _EXCEPTION.match(ANSI.sub("", text))

@@ -205,8 +205,18 @@ def run(
     registry = params.get("registry", "")
     before = _registry_state(registry)  # a damaged registry stops the run before it starts
     clean_leftovers(runs_root, registry)
-    built = built or pipelines.get(pipeline).build(image=image, target="local")
-    record = _new_record(runs_root, params, chosen, image, pipeline, built)
+    run_id, run_dir = records.new_run_dir(runs_root)
+    token = watchdog.new_token()
+    with watchdog.guarded(token), contextlib.closing(chosen):  # all it starts dies with the run
+        chosen.warm_up(run_dir)
+        built = built or pipelines.get(pipeline).build(image=image, target="local")
+        record = _new_record(run_id, run_dir, params, chosen, image, pipeline, built, token)
+        return _run_recorded(record, built, chosen, watcher, before)
+
+
+def _run_recorded(record: RunRecord, built: Any, chosen: Runner, watcher: Watcher | None,
+                  before: dict[str, Any]) -> RunRecord:  # fmt: skip
+    """The run whose record exists: its outcome into the record, whatever happens."""
     shown = _Shown(watcher)
     shown.call("started", record, record.log_path())
     try:
@@ -222,10 +232,9 @@ def run(
     return record
 
 
-def _new_record(runs_root: str, params: dict[str, Any], chosen: Runner, image: str, pipeline: str,
-                built: Any) -> RunRecord:  # fmt: skip
-    """A new run's folder and its record, saved: status running, with this process (for `interrupted`)."""
-    run_id, run_dir = records.new_run_dir(runs_root)
+def _new_record(run_id: str, run_dir: str, params: dict[str, Any], chosen: Runner, image: str, pipeline: str,
+                built: Any, token: str) -> RunRecord:  # fmt: skip
+    """A new run's record, saved: status running, with this process (for `interrupted`)."""
     takes = set(built.component_spec.inputs or {})  # a registered version records the run it came from
     given = {**params, **({"run_id": run_id} if "run_id" in takes else {})}
     if "deploy_target" in takes:
@@ -233,7 +242,7 @@ def _new_record(runs_root: str, params: dict[str, Any], chosen: Runner, image: s
     record = RunRecord(
         version=records.VERSION, run_id=run_id, pipeline=pipeline, started=time.time(), params=given,
         runner=chosen.name, image=image if chosen.name == "container" else None, dag=dag.of_pipeline(built),
-        process=records.this_process(watchdog.new_token()),
+        process=records.this_process(token),
     ).at(run_dir)  # fmt: skip
     records.save(record)
     return record
@@ -241,16 +250,14 @@ def _new_record(runs_root: str, params: dict[str, Any], chosen: Runner, image: s
 
 def _run_pipeline(built: Any, record: RunRecord, chosen: Runner, tracker: _Tracker) -> tuple[Status, str]:
     """kfp's local runner on the DAG, its chatter in the log file; (status, error). Each task's
-    process carries the watchdog's token: killed if this process dies."""
+    process carries the watchdog's token (the caller holds it): killed if this process dies."""
     from kfp import local
 
     params = dict(record.params)  # a runner may point inputs elsewhere; the record keeps what was given
     pipeline_root = os.path.join(record.folder, "pipeline-root")
-    token = record.process.token if record.process else watchdog.new_token()
     with (
         open(record.log_path(), "w") as log,
         _capture(log, tracker.line),
-        watchdog.guarded(token),
         chosen.prepared(record.folder, pipeline_root, params) as kfp_runner,
         kfp_tasks.observed(tracker.start, tracker.end),
     ):

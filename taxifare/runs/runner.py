@@ -21,3 +21,10 @@ class Runner(abc.ABC):
 
     def describe(self) -> str:
         return self.name
+
+    def warm_up(self, run_dir: str) -> None:
+        """Start what the tasks will need while the run is still being set up (the subprocess runner's
+        warm Python); called inside the run's watchdog, `close`d at its end."""
+
+    def close(self) -> None:
+        """Stop what `warm_up` started."""

@@ -1,0 +1,152 @@
+"""A warm Python for a local run's tasks: it imports TensorFlow, kfp and the project once, then forks
+a child per task, which runs the task's own command in-process (kfp's executor on the component).
+
+Every task of a subprocess run used to start a new Python and import TensorFlow again (seconds
+each: most of a local run's overhead over the bare trainer). Importing TensorFlow does not start
+its runtime (that happens at the first op, in the child), so a fork after the import is safe:
+tests/test_runs_warm.py runs every step this way, and the whole pipeline suite goes through it.
+
+Protocol, over the socket whose fd it is given (`python -m taxifare.runs.zygote FD`): the zygote sends
+b"ready\\n" once its imports are done; then per task the parent sends an 8-byte length with the
+write end of a pipe attached (the task's output), then that many bytes of JSON {"argv", "env"};
+the zygote answers with an 8-byte exit status once the child has ended. Standard library only
+until `preload`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import sys
+import traceback
+
+HEADER = struct.Struct("!q")
+PRELOAD = (
+    "tensorflow",
+    "keras",
+    "kfp.dsl.executor_main",
+    "matplotlib.pyplot",
+    "pyarrow.csv",
+    "trainer.train",
+    "trainer.predict",
+    "trainer.servable",
+    "taxifare.staging",
+    "taxifare.evaluation.gate",
+    "taxifare.deployment",
+    "taxifare.report.evaluation",
+    "taxifare.report.plots",
+    "taxifare.serving.server",
+)
+
+
+def command_of(full_command: list[str]) -> tuple[str, list[str]] | None:
+    """(component source, executor arguments) of a lightweight component's command, as kfp compiles it
+    (`sh -ec '<write $0 to ephemeral_component.py; python3 -m kfp.dsl.executor_main ...>' SOURCE ARGS...`),
+    or None for any other command (the caller runs those as kfp does)."""
+    if len(full_command) < 4 or full_command[0] != "sh" or full_command[1] not in ("-c", "-ec"):
+        return None
+    script = full_command[2]
+    if "kfp.dsl.executor_main" not in script or "ephemeral_component.py" not in script or "pip install" in script:
+        return None
+    return full_command[3], full_command[4:]
+
+
+def preload() -> None:
+    os.environ["_KFP_RUNTIME"] = "true"  # as the compiled command sets it: kfp imports its runtime path
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # a task that needs it will fail on its own, with its own traceback
+            print(f"zygote: could not preload {name}: {err}", file=sys.stderr, flush=True)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def run_task(source: str, args: list[str]) -> int:
+    """In the forked child: what the compiled command's shell script does, without a new Python."""
+    import tempfile
+
+    from kfp.dsl import executor_main
+
+    tempfile.tempdir = None  # TMPDIR may differ from the zygote's
+    folder = tempfile.mkdtemp()
+    path = os.path.join(folder, "ephemeral_component.py")
+    with open(path, "w") as f:
+        f.write(source)
+    sys.argv = ["kfp.dsl.executor_main", "--component_module_path", path, *args]
+    try:
+        executor_main.executor_main()
+        return 0
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
+def _child(out_fd: int, request: dict) -> None:
+    """The forked task: its output to the pipe, its environment as the parent gave it; never returns."""
+    code = 1
+    try:
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        os.close(out_fd)
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        os.environ.clear()
+        os.environ.update(request["env"])
+        source, args = request["argv"]
+        code = run_task(source, args)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed pipe: nobody to tell
+                pass
+        os._exit(code)
+
+
+def serve(sock: socket.socket) -> None:
+    sock.sendall(b"ready\n")
+    while True:
+        try:
+            header, fds, _, _ = socket.recv_fds(sock, HEADER.size, 1)
+        except OSError:
+            return
+        if len(header) < HEADER.size or not fds:
+            return  # the run closed its end: done
+        (size,) = HEADER.unpack(header)
+        request = json.loads(_recv_exact(sock, size))
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            _child(fds[0], request)
+        os.close(fds[0])
+        _, status = os.waitpid(pid, 0)
+        sock.sendall(HEADER.pack(os.waitstatus_to_exitcode(status)))
+
+
+def main() -> int:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    preload()
+    serve(sock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
