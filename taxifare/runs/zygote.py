@@ -23,22 +23,15 @@ import sys
 import traceback
 
 HEADER = struct.Struct("!q")
-PRELOAD = (
-    "tensorflow",
-    "keras",
-    "kfp.dsl.executor_main",
-    "matplotlib.pyplot",
-    "pyarrow.csv",
-    "trainer.train",
-    "trainer.predict",
-    "trainer.servable",
-    "taxifare.staging",
-    "taxifare.evaluation.gate",
-    "taxifare.deployment",
-    "taxifare.report.evaluation",
-    "taxifare.report.plots",
-    "taxifare.serving.server",
-)
+# In stages, in the order a run's tasks need them: the first task (staging: no TensorFlow) is forked
+# once the first stage is in, and each later stage is imported while the task before runs, so the
+# imports overlap the work instead of preceding it.
+PRELOAD: tuple[tuple[str, ...], ...] = (
+    ("kfp.dsl.executor_main", "pyarrow.csv", "taxifare.staging"),
+    ("tensorflow", "keras", "trainer.train", "trainer.predict"),
+    ("matplotlib.pyplot", "trainer.servable", "taxifare.evaluation.gate", "taxifare.deployment",
+     "taxifare.report.evaluation", "taxifare.report.plots", "taxifare.serving.server"),
+)  # fmt: skip
 
 
 def command_of(full_command: list[str]) -> tuple[str, list[str]] | None:
@@ -53,12 +46,10 @@ def command_of(full_command: list[str]) -> tuple[str, list[str]] | None:
     return full_command[3], full_command[4:]
 
 
-def preload() -> None:
-    os.environ["_KFP_RUNTIME"] = "true"  # as the compiled command sets it: kfp imports its runtime path
-    os.environ.setdefault("MPLBACKEND", "Agg")
+def preload(names: tuple[str, ...]) -> None:
     import importlib
 
-    for name in PRELOAD:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception as err:  # a task that needs it will fail on its own, with its own traceback
@@ -121,7 +112,9 @@ def _child(out_fd: int, request: dict) -> None:
         os._exit(code)
 
 
-def serve(sock: socket.socket) -> None:
+def serve(sock: socket.socket, later: list[tuple[str, ...]]) -> None:
+    """Fork a child per task; import the next stage of `later` while it runs (a child forked before a
+    stage is in imports what it needs itself)."""
     sock.sendall(b"ready\n")
     while True:
         try:
@@ -137,14 +130,18 @@ def serve(sock: socket.socket) -> None:
             sock.close()
             _child(fds[0], request)
         os.close(fds[0])
+        if later:
+            preload(later.pop(0))
         _, status = os.waitpid(pid, 0)
         sock.sendall(HEADER.pack(os.waitstatus_to_exitcode(status)))
 
 
 def main() -> int:
     sock = socket.socket(fileno=int(sys.argv[1]))
-    preload()
-    serve(sock)
+    os.environ["_KFP_RUNTIME"] = "true"  # as the compiled command sets it: kfp imports its runtime path
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    preload(PRELOAD[0])
+    serve(sock, list(PRELOAD[1:]))
     return 0
 
 
