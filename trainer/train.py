@@ -271,6 +271,14 @@ def _result(cfg: TrainConfig, inputs: data.Inputs, loop: _Progress, final: dict,
     }
 
 
+def _export(cfg: TrainConfig, net: keras.Model, scratch: str | None) -> str:
+    """The SavedModel under export_root (and at model_dir, Vertex's AIP_MODEL_DIR, when given)."""
+    export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
+    if cfg.model_dir:
+        model.save(net, os.path.join(scratch, "model") if scratch else cfg.model_dir)
+    return export_path
+
+
 def train_and_evaluate(
     cfg: TrainConfig,
     progress: Callable[[str], None] | None = None,
@@ -313,11 +321,7 @@ def train_and_evaluate(
     loop = _train_loop(cfg, run_steps, evaluate, manager, step, chief, on_progress)
     final = loop.metrics or evaluate()  # the last chunk already evaluated the final weights
     # Saving may run collectives, so every worker saves; only the chief's copy is kept.
-    export_path = (
-        model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root) if cfg.export else None
-    )
-    if cfg.model_dir and cfg.export:
-        model.save(net, os.path.join(scratch, "model") if scratch else cfg.model_dir)
+    export_path = _export(cfg, net, scratch) if cfg.export else None
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
         say(f"worker {index} done: eval rmse {final['rmse']:.3f}; the chief exports")
@@ -329,8 +333,8 @@ def train_and_evaluate(
     )  # fmt: skip
     with tf.io.gfile.GFile(os.path.join(cfg.output_dir, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2, default=list)
-    say(f"exported {export_path}: eval rmse {final['rmse']:.3f}, mae {final['mae']:.3f}" if export_path else
-        f"trained (not exported): eval rmse {final['rmse']:.3f}, mae {final['mae']:.3f}")  # fmt: skip
+    done = f"exported {export_path}" if export_path else "trained (not exported)"
+    say(f"{done}: eval rmse {final['rmse']:.3f}, mae {final['mae']:.3f}")
     return result
 
 
