@@ -99,6 +99,14 @@ def add_hparams(p: argparse.ArgumentParser) -> None:
     settings.add_options(p.add_argument_group("hyperparameters"), hparams())
 
 
+def add_tuning(p: argparse.ArgumentParser) -> None:
+    """The pipeline's tuning stage: --tune-trials N (0: off), --tune-parallel-trials."""
+    from trainer import settings
+    from trainer.config import Tuning
+
+    settings.add_options(p.add_argument_group("tuning"), settings.settings_of(Tuning))
+
+
 def add_gate(p: argparse.ArgumentParser) -> None:
     from trainer import settings
     from trainer.config import Gate
@@ -156,8 +164,10 @@ def _literal(value: str) -> Any:
 
 def hparam_names() -> list[str]:
     from pipeline.params import PIPELINE_HPARAMS
+    from trainer import settings
+    from trainer.config import Tuning
 
-    return [*PIPELINE_HPARAMS, "tolerance"]
+    return [*PIPELINE_HPARAMS, *(s.name for s in settings.settings_of(Tuning)), "tolerance"]
 
 
 def add_image(p: argparse._ActionsContainer) -> None:

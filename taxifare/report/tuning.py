@@ -95,6 +95,9 @@ def plot(study: Study) -> str:
     shown = [(n, v) for n, v in best if v != float("inf")]
     if shown:
         ax.step([p[0] for p in shown], [p[1] for p in shown], where="post", color="#1a7f37", label="best so far")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(f"{study.metric} (pruned: at the prune)")
     ax.legend(fontsize=8)
@@ -120,7 +123,12 @@ def fragment(study: Study) -> str:
 
 
 def html_page(study: Study) -> str:
+    """The tune step's artifact; the markers (only when it tuned) let the run report take the fragment out."""
     title = "taxifare tuning"
+    if not study.trials:
+        return page(
+            title, f"<h1>{title}</h1>\n<p>tuning off ({escape(study.error or '')}): the given hyperparameters</p>"
+        )
     return page(title, f"<h1>{title}</h1>\n{MARKERS[0]}{fragment(study)}{MARKERS[1]}")
 
 
