@@ -57,7 +57,8 @@ def config_from(args: argparse.Namespace, train: str, valid: str) -> Any:
     base = settings.check(HParams(**fixed))
     parallel = args.parallel or min(study.cores(), args.trials)
     return study.StudyConfig(train=train, valid=valid, params=params, base=base, trials=args.trials, parallel=parallel,
-                             folds=args.folds, prune=args.prune, seed=args.seed_sampler).check()  # fmt: skip
+                             folds=args.folds, prune=args.prune, seed=args.seed_sampler,
+                             given_first=args.given_first).check()  # fmt: skip
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
@@ -101,6 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a setting's space: LOW:HIGH, LOW:HIGH:log or choices A|B|C (a layout as 64,16,4)")  # fmt: skip
     g.add_argument("--prune", action=argparse.BooleanOptionalAction, default=True,
                    help="stop trials whose eval RMSE trails the median of the others at the same point")  # fmt: skip
+    g.add_argument("--given-first", action=argparse.BooleanOptionalAction, default=True,
+                   help="trial 0 trains the given hyperparameters (the flags): the bar to beat")  # fmt: skip
     g.add_argument("--seed-sampler", "--seed_sampler", type=int, default=0, help="the search's own seed")
     d = p.add_argument_group("data (default: generated sample data)")
     d.add_argument("--data", help="CSV to split by key into train and valid: a file, glob or comma-separated list")

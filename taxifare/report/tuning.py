@@ -53,7 +53,8 @@ def rows(study: Study) -> list[list[Any]]:
     for t in study.trials:
         mark = "★" if best and t.number == best.number else ""
         shown = [_show(t.params.get(n, "")) for n in names(study)]
-        out.append([f"{t.number}{mark}", t.state, t.value, t.seconds, *shown, t.error or ""])
+        note = t.error or ("the given settings" if t.given else "")
+        out.append([f"{t.number}{mark}", t.state, t.value, t.seconds, *shown, note])
     return out
 
 
@@ -74,7 +75,8 @@ def trial_line(t: Trial, metric: str = "rmse") -> str:
     value = f"{metric} {t.value:.3f}" if t.value is not None else (t.error or "")
     took = f" {t.seconds:.1f}s" if t.seconds is not None else ""
     params = " ".join(f"{k}={_show(v)}" for k, v in t.params.items())
-    return f"trial {t.number:>3} {t.state:<8}{took} {value}  {params}".rstrip()
+    given = " (the given settings)" if t.given else ""
+    return f"trial {t.number:>3} {t.state:<8}{took} {value}  {params}{given}".rstrip()
 
 
 def plot(study: Study) -> str:

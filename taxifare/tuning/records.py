@@ -32,6 +32,7 @@ class Trial(msgspec.Struct, kw_only=True):
     curve: list[list[float]] = []  # [progress, eval RMSE]: progress = fold + step/steps (0..folds)
     seconds: float | None = None
     error: str | None = None  # why it failed or was pruned
+    given: bool = False  # the settings the study was given (its trial 0): the bar tuning has to beat
 
 
 class Study(msgspec.Struct, kw_only=True):

@@ -48,6 +48,7 @@ class StudyConfig:
     folds: int = 0  # 0: score on valid; K >= 2: K key-hash folds of train + valid
     prune: bool = True
     seed: int = 0  # the sampler's
+    given_first: bool = True  # trial 0 trains the given settings (when the space holds them): the bar
     train_function: str = worker.TRAIN
 
     def check(self) -> StudyConfig:
@@ -88,7 +89,9 @@ def prepare(cfg: StudyConfig, folder: str, study_id: str) -> records.Study:
     with open(os.path.join(folder, worker.CONFIG), "w") as f:
         json.dump(config, f, indent=2)
     worker._quiet_optuna()
-    optuna.create_study(study_name=study_id, storage=worker.storage(folder), direction="minimize")
+    created = optuna.create_study(study_name=study_id, storage=worker.storage(folder), direction="minimize")
+    if cfg.given_first and (given := _given(cfg)):
+        created.enqueue_trial(given, user_attrs={"given": True})  # trial 0: what tuning has to beat
     searched = {p.name for p in cfg.params}
     study = records.Study(
         study_id=study_id, started=time.time(), metric=TUNING_METRIC, trials_wanted=cfg.trials, parallel=workers,
@@ -100,6 +103,24 @@ def prepare(cfg: StudyConfig, folder: str, study_id: str) -> records.Study:
     )  # fmt: skip
     records.save(study, folder)
     return study
+
+
+def _given(cfg: StudyConfig) -> dict[str, Any]:
+    """The base settings as a point of the space ({} when the space does not hold them)."""
+    from taxifare.tuning.space import label
+
+    point: dict[str, Any] = {}
+    for p in cfg.params:
+        value = getattr(cfg.base, p.name)
+        if p.search.values:
+            if label(value) not in p.labels:
+                return {}
+            point[p.name] = label(value)
+        elif not (p.search.low or 0) <= value <= (p.search.high or 0):
+            return {}
+        else:
+            point[p.name] = value
+    return point
 
 
 def _die_with_parent() -> None:
@@ -130,6 +151,7 @@ def trial_record(t: Any) -> records.Trial:
         value=float(t.value) if state == "complete" and t.value is not None else None,
         fold_values=attrs.get("fold_values", []), curve=attrs.get("curve", []),
         seconds=attrs.get("seconds") or (t.duration.total_seconds() if t.duration else None), error=attrs.get("error"),
+        given=bool(attrs.get("given")),
     )  # fmt: skip
 
 
