@@ -112,6 +112,7 @@ def run_trial(trial: Any, config: dict[str, Any], folder: str) -> tuple[str, flo
     params = spaces.build(list(config["space"]), config["space"])
     values = spaces.suggest(trial, params)
     attrs: dict[str, Any] = {"values": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
+    trial.set_user_attr("values", attrs["values"])  # now: a trial that kills its worker keeps them too
     started = time.perf_counter()
     run = _Trial(trial, len(config["splits"]))
     out_dir = os.path.join(folder, "trials", str(trial.number))
