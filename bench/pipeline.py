@@ -16,7 +16,7 @@ from bench import Context, run_process
 from bench.report import Section, Target
 
 TARGET_SECONDS = 30.0
-TASKS = ("stage-data", "train-model", "evaluate-model", "deploy-model")
+TASKS = ("stage-data", "tune-hparams", "train-model", "evaluate-model", "deploy-model")
 
 
 def one_run(ctx: Context, label: str) -> tuple[str, float, float, dict[str, Any]]:
