@@ -67,5 +67,5 @@ def measure(ctx: Context) -> Section:
     given = [t["value"] for *_, study in runs for t in study["trials"] if t.get("given") and t["value"] is not None]
     section.add("best trial's validation RMSE", best, "RMSE $", command)
     section.add("trial 0 (the defaults): validation RMSE", given, "RMSE $", command)
-    section.add("peak RSS (the study's own process)", [rss for _, _, rss, _ in runs], "MiB", command)
+    section.add("peak RSS (largest process: a worker)", [rss for _, _, rss, _ in runs], "MiB", command)
     return section

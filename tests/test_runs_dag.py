@@ -18,16 +18,25 @@ def test_the_training_pipelines_dag_comes_from_its_spec():
     tasks = dag.of_pipeline(training.build())
     assert [(t.name, t.display, t.condition, t.condition_task) for t in tasks] == [
         ("stage-data", "stage data", "", ""),
+        ("tune-hparams", "tune", "", ""),
         ("train-model", "train", "", ""),
         ("evaluate-model", "evaluate", "", ""),
         ("deploy-model", "deploy", "blessed", "evaluate-model"),
     ]
     # deploy reads the model, the decision and the test split: every producer is upstream of it.
-    assert tasks[3].upstream == ("evaluate-model", "stage-data", "train-model")
+    assert tasks[4].upstream == ("evaluate-model", "stage-data", "train-model")
     assert dag.direct_upstream(tasks)["deploy-model"] == ("evaluate-model",)
-    assert dag.levels(tasks) == {"stage-data": 0, "train-model": 1, "evaluate-model": 2, "deploy-model": 3}
-    # The vertex target (training as a custom job) draws the same DAG.
-    assert dag.of_pipeline(training.build(target="vertex")) == tasks
+    assert dag.levels(tasks) == {"stage-data": 0, "tune-hparams": 1, "train-model": 2, "evaluate-model": 3,
+                                 "deploy-model": 4}  # fmt: skip
+    # The vertex target draws the same steps, its tuning as a branch: a tuning job and its best
+    # trial when tune_trials > 0, else the tune step (passing the given hyperparameters).
+    on_vertex = dag.of_pipeline(training.build(target="vertex"))
+    assert [(t.name, t.condition) for t in on_vertex] == [
+        ("stage-data", ""), ("tune-hparams", "given"), ("tuning-job-spec", "tune"),
+        ("hyperparameter-tuning-job", "tune"), ("best-trial", "tune"), ("train-model", ""),
+        ("evaluate-model", ""), ("deploy-model", "blessed"),
+    ]  # fmt: skip
+    assert {"best-trial", "tune-hparams"} <= set(next(t for t in on_vertex if t.name == "train-model").upstream)
 
 
 # A pipeline the project does not have: its steps are new, one of them behind a condition that

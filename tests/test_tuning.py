@@ -138,3 +138,18 @@ def _cmdline(pid: str) -> str:
             return f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+@pytest.mark.slow
+def test_tune_splits_data_by_key_and_prints_the_trials_table_and_the_best(tmp_path, capsys):
+    train, _ = _sample(tmp_path)
+    code = main(["tune", "--trials", "2", "--parallel", "1", "--train-steps", "100", "--data", train,
+                 "--runs-root", str(tmp_path / "runs")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "split by key" in out and "searching: train_batch_size" in out
+    table = out[out.index("\n#  ") :]
+    assert "state" in table and "learning_rate" in table and "the given settings" in table
+    assert "best: trial" in out and "reuse: taxifare run --hparams" in out
+    ((folder, study_record),) = records.list_studies(str(tmp_path / "runs"))
+    assert os.path.isfile(os.path.join(folder, "data", "train.csv")) and len(study_record.trials) == 2
