@@ -90,7 +90,7 @@ def test_a_study_records_every_trial_and_fails_a_crashed_and_a_diverged_one(tmp_
     folder, result = study.run(cfg, str(tmp_path / "runs"), seen.append)
     assert [t.number for t in result.trials] == [0, 1, 2, 3, 4] and len(seen) == 5
     # Trial 0 trains the given settings: the bar the search has to beat.
-    assert result.trials[0].given and result.trials[0].params["hidden_units"] == [64, 16, 4]
+    assert result.trials[0].given and result.trials[0].params["hidden_units"] == list(HParams().hidden_units)
     assert result.trials[0].params["learning_rate"] == HParams().learning_rate
     failed = {t.error.split(" (")[0].split(":")[0] for t in result.trials if t.state == "failed"}
     assert failed == {"its worker process died", "diverged at step 100"}, [t.error for t in result.trials]
