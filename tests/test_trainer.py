@@ -139,7 +139,8 @@ def test_flags_parse_like_the_lab(monkeypatch):
     )
     env = {"AIP_MODEL_DIR": "gs://b/model", "AIP_TENSORBOARD_LOG_DIR": "gs://b/tb", "AIP_CHECKPOINT_DIR": "gs://b/ck"}
     cfg = task.config_from_args(args, env)
-    assert cfg.output_dir == "gs://b/job" and cfg.hidden_units == (8, 4) and cfg.train_batch_size == DEFAULTS.train_batch_size
+    assert cfg.output_dir == "gs://b/job" and cfg.hidden_units == (8, 4)
+    assert cfg.train_batch_size == DEFAULTS.train_batch_size
     assert (cfg.model_dir, cfg.tensorboard, cfg.checkpoints) == ("gs://b/model", "gs://b/tb", "gs://b/ck")
     # Both spellings, everywhere: the lab's and the dashed one.
     dashed = task.build_parser().parse_args(["--train-data-paths", "a", "--eval-data-paths", "b", "--train-steps", "7"])
