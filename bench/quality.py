@@ -58,6 +58,17 @@ NOT_ADOPTED = (
 )
 
 
+# Tried for issue 20 (the tuned defaults' bar: mean ratio to the GBM <= 0.92) on these folds, seed 42, with
+# the previous defaults (mean ratio 0.941): measured once, not rerun here.
+TUNING_TRIED = (
+    "Tried for the tuning issue's bar (mean fold ratio to the GBM <= 0.92), seed 42, previous defaults (0.941): "
+    "4 sub-networks averaged in one SavedModel 0.940, GELU 0.938, dropout 0.1 0.957, dropout 0.2 with 256 64 16 "
+    "units 0.943, 128 64 16 units 0.948; and, outside any SavedModel, the model's predictions blended with the GBM "
+    "reference's (20% GBM, the best weight) 0.936. Both families' errors are largely the same trips': what is left "
+    "is noise these five fields do not explain (the lab's rows carry no pickup time), so 0.92 was not reached."
+)
+
+
 def fold_of(keys: np.ndarray, folds: int = FOLDS) -> np.ndarray:
     """A stable fold per trip key (taxifare tune --folds uses the same)."""
     return tuning_folds.fold_of(keys, folds)
@@ -316,7 +327,7 @@ def _notes(ctx: Context, data: list[Split], seeds: Sequence[int], results: Seque
         f"Seed spread of the default model ({_seeds(seeds)}): mean fold RMSE ${mean_lo:.3f} – ${mean_hi:.3f}, "
         f"{VALID} RMSE ${valid_lo:.3f} – ${valid_hi:.3f}.",
     ]
-    notes.append(NOT_ADOPTED)
+    notes += [NOT_ADOPTED, TUNING_TRIED]
     if ctx.settings.quick:
         notes.append(
             f"**Quick run**: {len(data) - 1} of {FOLDS} folds and {len(seeds)} of {Settings.full().seeds} seeds; "
