@@ -327,7 +327,8 @@ def _notes(ctx: Context, data: list[Split], seeds: Sequence[int], results: Seque
         f"Seed spread of the default model ({_seeds(seeds)}): mean fold RMSE ${mean_lo:.3f} – ${mean_hi:.3f}, "
         f"{VALID} RMSE ${valid_lo:.3f} – ${valid_hi:.3f}.",
     ]
-    notes += [NOT_ADOPTED, TUNING_TRIED]
+    previous = " ".join(f"--{k}={v}" for k, v in PREVIOUS_DEFAULTS.items())
+    notes += [f"Previous defaults: the model's command with `{previous}`, the same seeds.", NOT_ADOPTED, TUNING_TRIED]
     if ctx.settings.quick:
         notes.append(
             f"**Quick run**: {len(data) - 1} of {FOLDS} folds and {len(seeds)} of {Settings.full().seeds} seeds; "
