@@ -20,7 +20,7 @@ from bench.report import Section, Target, ratio
 
 TARGET_SECONDS = 10.0
 TARGET_OVERHEAD = 1.3
-TASKS = ("stage-data", "train-model", "evaluate-model", "deploy-model")
+TASKS = ("stage-data", "tune-hparams", "train-model", "evaluate-model", "deploy-model")
 
 
 def sample(ctx: Context) -> str:

@@ -16,7 +16,6 @@ taxi-valid.csv alone: the targets are its RMSE relative to the GBM, on the mean 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import statistics
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 from bench import LAB_TRAIN, LAB_VALID, Context, Settings, gbm
 from bench.report import Section, Target, markdown_table, spread
 from bench.trainer import default_model, train_run
+from taxifare.tuning import folds as tuning_folds
 from trainer import baseline, sources
 from trainer.config import DEFAULTS
 from trainer.features import KEY, LABEL
@@ -37,6 +37,12 @@ TARGET_RULE_RATIO = Target("<", 0.95)
 # The issue's bar: beat gradient boosting on the mean fold, and be no worse than it on any fold.
 TARGET_MEAN_GBM_RATIO = Target("<", 1.0)
 TARGET_WORST_GBM_RATIO = Target("<=", 1.0)
+# Issue 20's bar for the tuned defaults: the mean fold ratio to the GBM at most 0.92.
+TARGET_TUNED_GBM_RATIO = Target("<=", 0.92)
+# The defaults before the tuning study (section 6 and taxifare/tuning/README.md): trained beside the
+# current ones on the same splits and seeds, so the table shows what tuning changed.
+PREVIOUS_DEFAULTS = {"train_batch_size": 512, "hidden_units": "64,16,4", "learning_rate": 0.001,
+                     "weight_decay": 0.1, "huber_delta": 10.0}  # fmt: skip
 
 
 # Measured on these folds when the default was chosen (not rerun here; the saturation quantile and the
@@ -52,12 +58,20 @@ NOT_ADOPTED = (
 )
 
 
+# Tried for issue 20 (the tuned defaults' bar: mean ratio to the GBM <= 0.92) on these folds, seed 42, with
+# the previous defaults (mean ratio 0.941): measured once, not rerun here.
+TUNING_TRIED = (
+    "Tried for the tuning issue's bar (mean fold ratio to the GBM <= 0.92), seed 42, previous defaults (0.941): "
+    "4 sub-networks averaged in one SavedModel 0.940, GELU 0.938, dropout 0.1 0.957, dropout 0.2 with 256 64 16 "
+    "units 0.943, 128 64 16 units 0.948; and, outside any SavedModel, the model's predictions blended with the GBM "
+    "reference's (20% GBM, the best weight) 0.936. Both families' errors are largely the same trips': what is left "
+    "is noise these five fields do not explain (the lab's rows carry no pickup time), so 0.92 was not reached."
+)
+
+
 def fold_of(keys: np.ndarray, folds: int = FOLDS) -> np.ndarray:
-    """A stable fold per trip key: the same key lands in the same fold on every machine."""
-    return np.array(
-        [int.from_bytes(hashlib.blake2b(str(k).encode(), digest_size=8).digest(), "big") % folds for k in keys],
-        dtype=np.int64,
-    )
+    """A stable fold per trip key (taxifare tune --folds uses the same)."""
+    return tuning_folds.fold_of(keys, folds)
 
 
 def _take(columns: sources.Columns, mask: np.ndarray) -> sources.Columns:
@@ -83,6 +97,7 @@ class Scores:
     model: list[float]
     gbm: float
     rule: float
+    previous: list[float] = dataclasses.field(default_factory=list)  # PREVIOUS_DEFAULTS, per seed
 
 
 def splits(train: sources.Columns, valid: sources.Columns, folds: int) -> list[Split]:
@@ -93,25 +108,31 @@ def splits(train: sources.Columns, valid: sources.Columns, folds: int) -> list[S
     return [*out, Split(VALID, train, valid)]
 
 
-def _model_run(ctx: Context, split: Split, seed: int) -> dict:
-    """A default training run on the split (section 1's run for taxi-valid.csv at the default seed)."""
+def _model_run(ctx: Context, split: Split, seed: int, previous: bool = False) -> dict:
+    """A default training run on the split (section 1's run for taxi-valid.csv at the default seed);
+    `previous`: with PREVIOUS_DEFAULTS instead."""
     extra = ["--seed", str(seed)]  # given even when it is the default: one command shape for every seed
+    label = f"seed{seed}"
+    if previous:
+        extra += [f"--{name}={value}" for name, value in PREVIOUS_DEFAULTS.items()]
+        label = f"previous-seed{seed}"
     if split.name == VALID:
-        if seed == DEFAULTS.seed:
+        if seed == DEFAULTS.seed and not previous:
             default_model(ctx)
             return ctx.default_runs[0]
-        return train_run(ctx, ctx.path("quality", "valid", f"seed{seed}"), LAB_TRAIN, LAB_VALID, extra)
+        return train_run(ctx, ctx.path("quality", "valid", label), LAB_TRAIN, LAB_VALID, extra)
     folder = split.name.replace(" ", "")
     fit_csv, held_csv = ctx.path("quality", folder, "train.csv"), ctx.path("quality", folder, "heldout.csv")
     if not os.path.isfile(held_csv):  # written to the scratch folder, never into the repo
         sources.write_csv(split.fit, fit_csv)
         sources.write_csv(split.held, held_csv)
-    return train_run(ctx, ctx.path("quality", folder, f"seed{seed}"), fit_csv, held_csv, extra)
+    return train_run(ctx, ctx.path("quality", folder, label), fit_csv, held_csv, extra)
 
 
 def score(ctx: Context, split: Split, seeds: Sequence[int]) -> tuple[Scores, list[str]]:
     """The three RMSEs on one split, and the commands of the model's runs."""
     runs = [_model_run(ctx, split, seed) for seed in seeds]
+    previous = [_model_run(ctx, split, seed, previous=True) for seed in seeds]
     truth = split.held[LABEL]
     rule = baseline.fit(split.fit).predict(split.held)
     scores = Scores(
@@ -119,6 +140,7 @@ def score(ctx: Context, split: Split, seeds: Sequence[int]) -> tuple[Scores, lis
         [float(run["summary"]["rmse"]) for run in runs],
         _rmse(truth, gbm.fit_predict(split.fit, split.held)),
         _rmse(truth, rule),
+        [float(run["summary"]["rmse"]) for run in previous],
     )
     return scores, [run["command"] for run in runs]
 
@@ -177,11 +199,20 @@ def split_table(folds: Sequence[Scores], valid: Scores) -> list[str]:
     model = {s.name: statistics.fmean(s.model) for s in (*folds, valid)}
     gbm_ratio = [model[s.name] / s.gbm for s in folds]
     rule_ratio = [model[s.name] / s.rule for s in folds]
+    before = {s.name: statistics.fmean(s.previous) for s in (*folds, valid)}
     rows = [
-        _row("model RMSE", [model[s.name] for s in folds], model[VALID], _money, False),
+        _row("model RMSE (tuned defaults)", [model[s.name] for s in folds], model[VALID], _money, False),
+        _row("previous defaults RMSE", [before[s.name] for s in folds], before[VALID], _money, False),
         _row("GBM reference RMSE", [s.gbm for s in folds], valid.gbm, _money, False),
         _row("distance rule RMSE", [s.rule for s in folds], valid.rule, _money, False),
         _row("ratio model / GBM", gbm_ratio, model[VALID] / valid.gbm, _ratio, True),
+        _row(
+            "ratio previous defaults / GBM",
+            [before[s.name] / s.gbm for s in folds],
+            before[VALID] / valid.gbm,
+            _ratio,
+            True,
+        ),
         _row("ratio model / distance rule", rule_ratio, model[VALID] / valid.rule, _ratio, True),
     ]
     header = ["", *(s.name for s in folds), "mean of folds", "worst fold", VALID]
@@ -216,6 +247,10 @@ def _add_figures(
     section.add(
         "folds: mean ratio model / GBM", [r.mean_gbm_ratio for r in results], "ratio", on_folds, TARGET_MEAN_GBM_RATIO
     )
+    section.add("folds: mean ratio model / GBM, issue 20's bar for the tuned defaults",
+                [r.mean_gbm_ratio for r in results], "ratio", on_folds, TARGET_TUNED_GBM_RATIO)  # fmt: skip
+    before = [statistics.fmean(f.previous[i] / f.gbm for f in folds) for i in range(len(results))]
+    section.add("folds: mean ratio previous defaults / GBM", before, "ratio", on_folds)
     section.add(
         "folds: worst fold ratio model / GBM",
         [r.worst_gbm_ratio for r in results],
@@ -292,7 +327,8 @@ def _notes(ctx: Context, data: list[Split], seeds: Sequence[int], results: Seque
         f"Seed spread of the default model ({_seeds(seeds)}): mean fold RMSE ${mean_lo:.3f} – ${mean_hi:.3f}, "
         f"{VALID} RMSE ${valid_lo:.3f} – ${valid_hi:.3f}.",
     ]
-    notes.append(NOT_ADOPTED)
+    previous = " ".join(f"--{k}={v}" for k, v in PREVIOUS_DEFAULTS.items())
+    notes += [f"Previous defaults: the model's command with `{previous}`, the same seeds.", NOT_ADOPTED, TUNING_TRIED]
     if ctx.settings.quick:
         notes.append(
             f"**Quick run**: {len(data) - 1} of {FOLDS} folds and {len(seeds)} of {Settings.full().seeds} seeds; "

@@ -23,9 +23,11 @@ _DIGITS = {
     "ratio": 3,
     "RMSE $": 3,
     "×": 1,
+    "trials/h": 0,
+    "trials": 0,
 }
 # The numbering of the sections.
-SECTION_ORDER = ("trainer", "streaming", "pipeline", "serving", "quality")
+SECTION_ORDER = ("trainer", "streaming", "pipeline", "serving", "quality", "tuning")
 _OPS = {">=": "≥", "<=": "≤", "<": "<", ">": ">"}
 
 

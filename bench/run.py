@@ -1,6 +1,6 @@
-"""`python -m bench.run`: measure the trainer, streaming, the pipeline, serving and quality; write BENCHMARKS.md.
+"""`python -m bench.run`: measure trainer, streaming, pipeline, serving, quality, tuning; write BENCHMARKS.md.
 
-    python -m bench.run --out BENCHMARKS.md                 # make bench: the figures to quote (~15 min)
+    python -m bench.run --out BENCHMARKS.md                 # make bench: the figures to quote (~25 min)
     python -m bench.run --quick --out bench/out/BENCHMARKS-quick.md   # make bench-quick: checks the harness (< 2 min)
     python -m bench.run --only trainer,quality              # some sections
 
@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import Context, Settings, pipeline, quality, serving, streaming, trainer
+from bench import Context, Settings, pipeline, quality, serving, streaming, trainer, tuning
 from bench import report as report_lib
 
 SECTIONS: dict[str, Callable[[Context], report_lib.Section]] = {  # in report_lib.SECTION_ORDER
@@ -29,6 +29,7 @@ SECTIONS: dict[str, Callable[[Context], report_lib.Section]] = {  # in report_li
     "pipeline": pipeline.measure,
     "serving": serving.measure,
     "quality": quality.measure,
+    "tuning": tuning.measure,
 }
 
 

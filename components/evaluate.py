@@ -14,6 +14,7 @@ def evaluate_model(
     test_data: Input[Dataset],
     train_data: Input[Dataset],
     candidate: Input[Model],
+    study: Input[Artifact],
     deploy_target: str,
     registry: str,
     tolerance: float,
@@ -41,7 +42,8 @@ def evaluate_model(
     decision.metadata.update({"blessed": result["blessed"], "reason": result["reason"]})
     with open(decision.path, "w") as f:
         json.dump(result, f, indent=2)
-    evaluation.write(result, scoring.figures(scored), report.path, summary.path)
+    # The run's tuning (its trials table and metric by trial) beside the evaluation, when it tuned.
+    evaluation.write(result, scoring.figures(scored), report.path, summary.path, tuning=study.path)
     events.summary(*gate.summary(result))
     return result["blessed"]
 

@@ -40,6 +40,10 @@ class InstanceError(DataError):
         super().__init__(f"{target}: {problem}")
 
 
+class Diverged(TaxifareError):
+    """Training went to NaN or infinity: nothing from the run is a model (a tuning trial so is failed)."""
+
+
 class RegistryError(TaxifareError):
     """A model registry that lacks what was asked for, or is damaged; names the file or version."""
 

@@ -137,8 +137,9 @@ def test_the_gbm_reference_learns_the_sample_data(sample_dir):
 def test_the_quality_summary_ratios_mean_worst_and_seeds():
     from bench import quality
 
-    folds = [quality.Scores("fold 0", [4.0, 5.0], 5.0, 8.0), quality.Scores("fold 1", [3.0, 2.0], 2.5, 4.0)]
-    valid = quality.Scores(quality.VALID, [4.5, 4.6], 5.0, 5.0)
+    folds = [quality.Scores("fold 0", [4.0, 5.0], 5.0, 8.0, [5.0, 5.0]),
+             quality.Scores("fold 1", [3.0, 2.0], 2.5, 4.0, [3.0, 3.0])]  # fmt: skip
+    valid = quality.Scores(quality.VALID, [4.5, 4.6], 5.0, 5.0, [5.0, 5.0])
     a, b = quality.per_seed(folds, valid, [42, 43])
     assert (a.seed, a.gbm_ratios, a.mean_rmse, a.valid_rmse) == (42, [0.8, 1.2], 3.5, 4.5)
     assert a.mean_gbm_ratio == pytest.approx(1.0) and a.worst_gbm_ratio == pytest.approx(1.2)
@@ -146,7 +147,8 @@ def test_the_quality_summary_ratios_mean_worst_and_seeds():
     table = quality.split_table(folds, valid)
     assert table[0] == f"|  | fold 0 | fold 1 | mean of folds | worst fold | {quality.VALID} |"
     assert "| ratio model / GBM | 0.900 | 1.000 | 0.950 | 1.000 | 0.910 |" in table
-    assert "| model RMSE | $4.500 | $2.500 | $3.500 |  | $4.550 |" in table
+    assert "| model RMSE (tuned defaults) | $4.500 | $2.500 | $3.500 |  | $4.550 |" in table
+    assert "| ratio previous defaults / GBM | 1.000 | 1.200 | 1.100 | 1.200 | 1.000 |" in table
     assert quality.seed_table([a, b])[2] == "| 42 | $4.000 | $3.000 | $3.500 | 1.000 | 1.200 | $4.500 |"
 
 

@@ -39,7 +39,9 @@ def _spec(tmp_path, **kwargs) -> dict:
 def test_every_local_step_runs_in_the_one_image_without_installing_packages(tmp_path):
     spec = _spec(tmp_path, target="local", image="example.com/taxifare:9")
     executors = spec["deploymentSpec"]["executors"]
-    assert set(executors) == {"exec-stage-data", "exec-train-model", "exec-evaluate-model", "exec-deploy-model"}
+    assert set(executors) == {
+        "exec-stage-data", "exec-tune-hparams", "exec-train-model", "exec-evaluate-model", "exec-deploy-model"
+    }  # fmt: skip
     for executor in executors.values():
         container = executor["container"]
         assert container["image"] == "example.com/taxifare:9"
@@ -72,9 +74,11 @@ def test_each_steps_inputs_are_described_by_the_same_settings(tmp_path, target):
     helps = {s.name: s.help for s in training.parameters()}
     components = _spec(tmp_path, target=target)["components"]
     steps = {name: c for name, c in components.items() if "executorLabel" in c}
-    assert len(steps) == 4
+    assert len(steps) == (8 if target == "vertex" else 5)
     if target == "vertex":
         assert "worker_pool_specs" in steps.pop("comp-train-model")["inputDefinitions"]["parameters"]
+        # GCPC's own op, described by GCPC.
+        assert "study_spec_metrics" in steps.pop("comp-hyperparameter-tuning-job")["inputDefinitions"]["parameters"]
     for step in steps.values():
         for name, given in step["inputDefinitions"].get("parameters", {}).items():
             assert given.get("description"), f"{name} has no description"
@@ -94,8 +98,12 @@ def test_vertex_target_trains_in_a_custom_job_on_the_chosen_machines(tmp_path):
     )
     spec = _spec(tmp_path, target="vertex", image="example.com/taxifare:9", machines=machines)
     local = _spec(tmp_path, target="local")
-    # Same tasks on both targets; only where training runs differs.
-    assert set(spec["root"]["dag"]["tasks"]) == set(local["root"]["dag"]["tasks"])
+
+    # Same tasks on both targets but tuning's: vertex runs a tuning job in a branch (test_tuning_vertex.py).
+    def steps(tasks: dict) -> set[str]:
+        return {t for t in tasks if not t.startswith("condition")}
+
+    assert steps(local["root"]["dag"]["tasks"]) - {"tune-hparams"} == steps(spec["root"]["dag"]["tasks"])
     executors = spec["deploymentSpec"]["executors"]
     for name in ("exec-stage-data", "exec-evaluate-model", "exec-deploy-model"):
         assert executors[name]["container"]["image"] == "example.com/taxifare:9"
@@ -133,7 +141,8 @@ def test_steps_that_read_changing_state_never_come_from_a_cache(tmp_path):
     """Same source path with new rows, or a new champion, must not reuse an old run's outputs."""
     for target in ("local", "vertex"):
         spec = _spec(tmp_path, target=target)
-        tasks = {**spec["root"]["dag"]["tasks"], **spec["components"]["comp-condition-1"]["dag"]["tasks"]}
+        conditions = [c["dag"]["tasks"] for n, c in spec["components"].items() if n.startswith("comp-condition-")]
+        tasks = {**spec["root"]["dag"]["tasks"], **{k: v for c in conditions for k, v in c.items()}}
         for name in ("stage-data", "evaluate-model", "deploy-model"):
             assert tasks[name]["cachingOptions"] == {}, (target, name)  # enableCache false is left out
         assert tasks["train-model"]["cachingOptions"] == {"enableCache": True}

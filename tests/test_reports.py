@@ -74,6 +74,7 @@ def test_the_run_report_draws_every_task_with_its_state(tmp_path):
     verdict = "not blessed: candidate RMSE 3.100 does not beat the distance baseline 3.000"
     tasks = {
         "stage-data": TaskRecord(name="stage-data", state="succeeded", seconds=1.0),
+        "tune-hparams": TaskRecord(name="tune-hparams", state="succeeded", seconds=0.5),
         "train-model": TaskRecord(name="train-model", state="succeeded", seconds=5.0),
         "evaluate-model": TaskRecord(name="evaluate-model", state="succeeded", seconds=2.0, summary=[verdict]),
         "deploy-model": TaskRecord(name="deploy-model", state="skipped", error=f"skipped: {verdict}"),
@@ -83,7 +84,7 @@ def test_the_run_report_draws_every_task_with_its_state(tmp_path):
                        dag=dag.of_pipeline(training.build())).at(str(tmp_path))  # fmt: skip
     html = run_report.html_page(record)
     states = dict(re.findall(r'data-task="([^"]+)" data-state="([^"]+)"', html))
-    assert states == {"stage-data": "succeeded", "train-model": "succeeded", "evaluate-model": "succeeded",
-                      "deploy-model": "skipped"}  # fmt: skip
+    assert states == {"stage-data": "succeeded", "tune-hparams": "succeeded", "train-model": "succeeded",
+                      "evaluate-model": "succeeded", "deploy-model": "skipped"}  # fmt: skip
     assert "if blessed (not blessed)" in html and "skipped: not blessed" in html and ">evaluate<" in html
     assert "evaluate did not run" in html  # no artifact file for this made-up record: said, not crashed

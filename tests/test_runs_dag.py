@@ -18,16 +18,28 @@ def test_the_training_pipelines_dag_comes_from_its_spec():
     tasks = dag.of_pipeline(training.build())
     assert [(t.name, t.display, t.condition, t.condition_task) for t in tasks] == [
         ("stage-data", "stage data", "", ""),
+        ("tune-hparams", "tune", "", ""),
         ("train-model", "train", "", ""),
         ("evaluate-model", "evaluate", "", ""),
         ("deploy-model", "deploy", "blessed", "evaluate-model"),
     ]
     # deploy reads the model, the decision and the test split: every producer is upstream of it.
-    assert tasks[3].upstream == ("evaluate-model", "stage-data", "train-model")
+    assert tasks[4].upstream == ("evaluate-model", "stage-data", "train-model")
     assert dag.direct_upstream(tasks)["deploy-model"] == ("evaluate-model",)
-    assert dag.levels(tasks) == {"stage-data": 0, "train-model": 1, "evaluate-model": 2, "deploy-model": 3}
-    # The vertex target (training as a custom job) draws the same DAG.
-    assert dag.of_pipeline(training.build(target="vertex")) == tasks
+    assert dag.levels(tasks) == {"stage-data": 0, "tune-hparams": 1, "train-model": 2, "evaluate-model": 3,
+                                 "deploy-model": 4}  # fmt: skip
+    # The vertex target draws the same steps, its tuning as a branch: a tuning job and its best
+    # trial when tune_trials > 0, else the tune step (passing the given hyperparameters).
+    on_vertex = dag.of_pipeline(training.build(target="vertex"))
+    assert {(t.name, t.condition) for t in on_vertex} == {
+        ("stage-data", ""), ("tune-hparams", "given"), ("tuning-job-spec", "tune"),
+        ("hyperparameter-tuning-job", "tune"), ("best-trial", "tune"), ("train-model", ""),
+        ("evaluate-model", ""), ("deploy-model", "blessed"),
+    }  # fmt: skip
+    order = [t.name for t in on_vertex]  # the branches' tasks side by side, in either order
+    assert order.index("tuning-job-spec") < order.index("hyperparameter-tuning-job") < order.index("best-trial")
+    assert order[0] == "stage-data" and order[-3:] == ["train-model", "evaluate-model", "deploy-model"]
+    assert {"best-trial", "tune-hparams"} <= set(next(t for t in on_vertex if t.name == "train-model").upstream)
 
 
 # A pipeline the project does not have: its steps are new, one of them behind a condition that
@@ -112,15 +124,16 @@ def test_tasks_run_in_children_of_one_warm_python_that_imported_tensorflow_once(
 
     @dsl.pipeline(name="where")
     def where():
-        where_am_i().set_display_name("first")
-        where_am_i().set_display_name("second")
+        first = where_am_i().set_display_name("first")
+        second = where_am_i().set_display_name("second").after(first)
+        where_am_i().set_display_name("third").after(second)
 
     record = local.run(str(tmp_path / "runs"), {}, pipeline="where", built=where)
     assert record.status == Status.SUCCEEDED, record.error
-    (pid1, parent1, tf1), (pid2, parent2, tf2) = (
-        record.tasks[t].outputs["Output"].split() for t in ("where-am-i", "where-am-i-2")
-    )
-    assert parent1 == parent2 and pid1 != pid2 and tf1 == tf2 == "True"
+    said = [record.tasks[t].outputs["Output"].split() for t in ("where-am-i", "where-am-i-2", "where-am-i-3")]
+    assert len({parent for _, parent, _ in said}) == 1 and len({pid for pid, _, _ in said}) == 3
+    # The first task is forked as soon as kfp is in; TensorFlow is imported while it runs, once.
+    assert [tf for *_, tf in said] == ["False", "True", "True"]
     cold = subprocess_runner.SubprocessRunner(warm=False)
     original = local.runner
     try:

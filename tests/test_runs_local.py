@@ -69,7 +69,7 @@ def test_a_watcher_sees_the_run_id_first_then_tasks_and_training_progress(histor
     # The id and log come before anything runs, with the record already on disk (`runs show` works).
     assert events[0] == ("started", first.run_id, os.path.join(first.folder, "pipeline.log"), True)
     tasks = [e[1:] for e in events if e[0] == "task"]
-    assert tasks == [(t, s) for t in ("stage-data", "train-model", "evaluate-model", "deploy-model")
+    assert tasks == [(t, s) for t in ("stage-data", "tune-hparams", "train-model", "evaluate-model", "deploy-model")
                      for s in ("running", "succeeded")]  # fmt: skip
     # Training progress arrives while train-model runs, as structured events, ending at the last step.
     names = [e[1] if e[0] == "task" else e[0] for e in events]
@@ -168,8 +168,8 @@ def test_run_record_is_json_with_task_durations(history):
     assert record["params"]["run_id"] == record["run_id"] and record["version"] == records.VERSION
     # The DAG the views draw is the pipeline's own, with its display names and condition.
     assert [(t["name"], t["display"], t["condition"]) for t in record["dag"]] == [
-        ("stage-data", "stage data", ""), ("train-model", "train", ""), ("evaluate-model", "evaluate", ""),
-        ("deploy-model", "deploy", "blessed"),
+        ("stage-data", "stage data", ""), ("tune-hparams", "tune", ""), ("train-model", "train", ""),
+        ("evaluate-model", "evaluate", ""), ("deploy-model", "deploy", "blessed"),
     ]  # fmt: skip
 
 

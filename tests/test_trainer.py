@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from trainer import predict, sources, task
+from trainer.config import DEFAULTS
 
 
 def test_trained_model_beats_the_mean_and_exports_a_working_signature(trained, sample_dir):
@@ -29,7 +30,7 @@ def test_trained_model_beats_the_mean_and_exports_a_working_signature(trained, s
     output_dir = os.path.dirname(os.path.dirname(os.path.dirname(export_dir)))
     with open(os.path.join(output_dir, "metrics.json")) as f:
         metrics = json.load(f)
-    assert metrics["steps"] == 400 and metrics["examples_seen"] == 400 * 512
+    assert metrics["steps"] == 400 and metrics["examples_seen"] == 400 * DEFAULTS.train_batch_size
     assert metrics["rows_skipped"]["train"]  # the sample data carries a few dirty rows
 
 
@@ -138,7 +139,8 @@ def test_flags_parse_like_the_lab(monkeypatch):
     )
     env = {"AIP_MODEL_DIR": "gs://b/model", "AIP_TENSORBOARD_LOG_DIR": "gs://b/tb", "AIP_CHECKPOINT_DIR": "gs://b/ck"}
     cfg = task.config_from_args(args, env)
-    assert cfg.output_dir == "gs://b/job" and cfg.hidden_units == (8, 4) and cfg.train_batch_size == 512
+    assert cfg.output_dir == "gs://b/job" and cfg.hidden_units == (8, 4)
+    assert cfg.train_batch_size == DEFAULTS.train_batch_size
     assert (cfg.model_dir, cfg.tensorboard, cfg.checkpoints) == ("gs://b/model", "gs://b/tb", "gs://b/ck")
     # Both spellings, everywhere: the lab's and the dashed one.
     dashed = task.build_parser().parse_args(["--train-data-paths", "a", "--eval-data-paths", "b", "--train-steps", "7"])

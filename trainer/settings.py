@@ -21,11 +21,83 @@ from taxifare.errors import UsageError
 Check = Callable[[Any], str | None]
 
 
-def setting(default: Any, help: str, check: Check | None = None, choices: tuple[str, ...] = ()) -> Any:
-    """A dataclass field that users set: `check(value)` returns what is wrong with a value, or None."""
+def setting(
+    default: Any, help: str, check: Check | None = None, choices: tuple[str, ...] = (), search: Search | None = None
+) -> Any:
+    """A dataclass field that users set: `check(value)` returns what is wrong with a value, or None.
+
+    `search`: how a tuner may vary it (`span` or `pick`); settings without one are never tuned.
+    """
     if choices:
         check = one_of(*choices)
-    return dataclasses.field(default=default, metadata={"help": help, "check": check, "choices": choices})
+    metadata = {"help": help, "check": check, "choices": choices, "search": search}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# --- search spaces: how a tuner may vary a setting (taxifare/tuning reads them) ---------------
+
+SCALES = ("linear", "log")
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """A setting's search space: a range `low`..`high` on a linear or log scale (its type is the
+    setting's: whole numbers for an int), or a list of `values` to choose from (a layer layout is
+    one value). `searched`: tuned unless the user narrows the search; False for a budget
+    (train_steps), tuned only when named."""
+
+    low: float | None = None
+    high: float | None = None
+    scale: str = "linear"
+    values: tuple[Any, ...] = ()
+    searched: bool = True
+
+    @property
+    def is_range(self) -> bool:
+        return not self.values
+
+    def describe(self) -> str:
+        if self.values:
+            return " | ".join(_show(v, quote=False).replace(" ", ",") for v in self.values)
+        return f"{self.low:g}..{self.high:g} ({self.scale})"
+
+
+def span(low: float, high: float, scale: str = "linear", searched: bool = True) -> Search:
+    return Search(low=low, high=high, scale=scale, searched=searched)
+
+
+def pick(*values: Any, searched: bool = True) -> Search:
+    return Search(values=tuple(values), searched=searched)
+
+
+def search_problem(s: Setting, space: Search) -> str | None:
+    """What is wrong with a search space for setting `s` (one line), or None."""
+    if space.values:
+        if len(set(map(repr, space.values))) != len(space.values):
+            return f"{s.name}: the choices repeat a value"
+        bad = next((v for v in space.values if s.check and s.check(v)), None)
+        return f"{s.name}: choice {_show(bad)} {s.check(bad)}" if bad is not None and s.check else None
+    low, high = space.low, space.high
+    if not (_number(low) and _number(high)):
+        return f"{s.name}: a range needs two finite numbers, got {low!r}..{high!r}"
+    assert low is not None and high is not None
+    if s.is_list or s.item not in (int, float):
+        return f"{s.name}: a range needs a numeric setting; give a list of choices instead"
+    if space.scale not in SCALES:
+        return f"{s.name}: scale must be one of {', '.join(SCALES)}, got {space.scale!r}"
+    if low == high:
+        return f"{s.name}: the range {low:g}..{high:g} is empty; give a low below the high"
+    if low > high:
+        return f"{s.name}: the range {low:g}..{high:g} is inverted; give the low end first"
+    if space.scale == "log" and low <= 0:
+        return f"{s.name}: a log-scale range must start above 0, got {low:g}"
+    if s.item is int and not (float(low).is_integer() and float(high).is_integer()):
+        return f"{s.name}: a range of whole numbers needs whole ends, got {low:g}..{high:g}"
+    for end in (low, high):
+        value = int(end) if s.item is int else float(end)
+        if s.check and (problem := s.check(value)):
+            return f"{s.name}: the range end {end:g} {problem}"
+    return None
 
 
 # --- checks: each says what a value must be ---------------------------------------------------
@@ -117,6 +189,7 @@ class Setting:
     help: str
     check: Check | None
     choices: tuple[str, ...] = ()
+    search: Search | None = None
 
     @property
     def is_list(self) -> bool:
@@ -136,7 +209,15 @@ class Setting:
 def settings_of(cls: type) -> list[Setting]:
     hints = typing.get_type_hints(cls)
     return [
-        Setting(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata["check"], f.metadata["choices"])
+        Setting(
+            f.name,
+            hints[f.name],
+            f.default,
+            f.metadata["help"],
+            f.metadata["check"],
+            f.metadata["choices"],
+            f.metadata.get("search"),
+        )
         for f in dataclasses.fields(cls)
         if "help" in f.metadata
     ]
@@ -229,8 +310,28 @@ def add_options(
             kwargs["type"] = lambda text, kind=s.item: parse_number(kind, text)
             kwargs["metavar"] = "N" if s.item is int else "X"
         if s.is_list:
+            # `--hidden_units 64 16 4`, or one word `--hidden_units=64,16,4` (how Vertex AI's tuning
+            # service passes a categorical value).
             kwargs["nargs"] = "+"
+            kwargs["action"] = _Flatten
+            if s.item in (int, float):
+                kwargs["type"] = lambda text, kind=s.item: [parse_number(kind, t) for t in _words(text)]
         group.add_argument(*names, **kwargs)
+
+
+def _words(text: str) -> list[str]:
+    words = text.replace(",", " ").split()
+    if not words:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no value")
+    return words
+
+
+class _Flatten(argparse.Action):
+    """A list option's values, each word possibly several comma-separated ones, as one flat list."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        flat = [v for group in values for v in (group if isinstance(group, list) else [group])]
+        setattr(namespace, self.dest, flat)
 
 
 def from_args(cls: type, args: argparse.Namespace) -> Any:

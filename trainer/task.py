@@ -52,6 +52,9 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Tr
     from trainer import train
 
     output_dir = args.output_dir or args.job_dir
+    if not output_dir and environ.get("AIP_MODEL_DIR"):
+        # A Vertex AI tuning trial: each trial's AIP_MODEL_DIR is its own (<base>/<trial>/model).
+        output_dir = os.path.dirname(environ["AIP_MODEL_DIR"].rstrip("/"))
     if not output_dir:
         raise UsageError("no output directory", "give --output_dir (or --job-dir): where to write the model")
     values = {s.name: getattr(args, s.name) for s in settings.settings_of(train.TrainConfig)}
@@ -73,9 +76,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m trainer.task"
     try:
         cfg = config_from_args(args, os.environ)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-        from trainer import train
+        from trainer import train, tuning_metric
 
-        result = train.train_and_evaluate(cfg)
+        # A Vertex AI tuning trial also reports its metric (cloudml-hypertune) after each evaluation.
+        say = logging.getLogger("trainer.train").info
+        on_progress = tuning_metric.reporter(say) if tuning_metric.active(os.environ) else None
+        result = train.train_and_evaluate(cfg, on_progress=on_progress)
     except TaxifareError as err:  # what the user can fix; anything else is a bug and keeps its traceback
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from taxifare.errors import UsageError
+from taxifare.errors import Diverged, UsageError
 from trainer import data, distribute, model, settings
 from trainer.config import HParams, RunOptions
 from trainer.progress import Progress
@@ -38,6 +38,7 @@ class TrainConfig(RunOptions, HParams):
     tensorboard_dir: str | None = None
     # None: from TF_CONFIG or Vertex's CLUSTER_SPEC; several workers train together.
     cluster: distribute.Cluster | None = None
+    export: bool = True  # False: a tuning trial, scored and thrown away (no SavedModel written)
 
     def check(self) -> TrainConfig:
         """Settings that cannot work fail here, naming each, before any data is read."""
@@ -219,6 +220,11 @@ def _train_loop(
         first = False
         now = int(step.numpy())
         metrics = progress.metrics = evaluate()
+        if not (math.isfinite(loss) and math.isfinite(metrics["rmse"])):
+            raise Diverged(
+                f"training diverged at step {now}: train loss {loss}, eval rmse {metrics['rmse']}",
+                "lower learning_rate (nothing was exported)",
+            )
         with train_writer.as_default(step=now):
             _scalar("loss", loss)
             _scalar("rmse", math.sqrt(mse))  # over the chunk's training batches, beside eval's
@@ -265,6 +271,14 @@ def _result(cfg: TrainConfig, inputs: data.Inputs, loop: _Progress, final: dict,
     }
 
 
+def _export(cfg: TrainConfig, net: keras.Model, scratch: str | None) -> str:
+    """The SavedModel under export_root (and at model_dir, Vertex's AIP_MODEL_DIR, when given)."""
+    export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
+    if cfg.model_dir:
+        model.save(net, os.path.join(scratch, "model") if scratch else cfg.model_dir)
+    return export_path
+
+
 def train_and_evaluate(
     cfg: TrainConfig,
     progress: Callable[[str], None] | None = None,
@@ -307,9 +321,7 @@ def train_and_evaluate(
     loop = _train_loop(cfg, run_steps, evaluate, manager, step, chief, on_progress)
     final = loop.metrics or evaluate()  # the last chunk already evaluated the final weights
     # Saving may run collectives, so every worker saves; only the chief's copy is kept.
-    export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
-    if cfg.model_dir:
-        model.save(net, os.path.join(scratch, "model") if scratch else cfg.model_dir)
+    export_path = _export(cfg, net, scratch) if cfg.export else None
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
         say(f"worker {index} done: eval rmse {final['rmse']:.3f}; the chief exports")
@@ -321,7 +333,8 @@ def train_and_evaluate(
     )  # fmt: skip
     with tf.io.gfile.GFile(os.path.join(cfg.output_dir, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2, default=list)
-    say(f"exported {export_path}: eval rmse {final['rmse']:.3f}, mae {final['mae']:.3f}")
+    done = f"exported {export_path}" if export_path else "trained (not exported)"
+    say(f"{done}: eval rmse {final['rmse']:.3f}, mae {final['mae']:.3f}")
     return result
 
 

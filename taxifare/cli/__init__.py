@@ -29,11 +29,13 @@ from taxifare.cli import (
     targets,
     tensorboard,
     train,
+    tune,
 )
 from taxifare.errors import TaxifareError
 
 COMMANDS = (
     train,
+    tune,
     predict,
     sample_data,
     compile,

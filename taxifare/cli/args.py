@@ -99,6 +99,14 @@ def add_hparams(p: argparse.ArgumentParser) -> None:
     settings.add_options(p.add_argument_group("hyperparameters"), hparams())
 
 
+def add_tuning(p: argparse.ArgumentParser) -> None:
+    """The pipeline's tuning stage: --tune-trials N (0: off), --tune-parallel-trials."""
+    from trainer import settings
+    from trainer.config import Tuning
+
+    settings.add_options(p.add_argument_group("tuning"), settings.settings_of(Tuning))
+
+
 def add_gate(p: argparse.ArgumentParser) -> None:
     from trainer import settings
     from trainer.config import Gate
@@ -158,9 +166,13 @@ def hparam_names() -> list[str]:
     """The options `add_hparams` and `add_gate` define, by parameter name."""
     from pipeline.params import PIPELINE_HPARAMS
     from trainer import settings
-    from trainer.config import Gate
+    from trainer.config import Gate, Tuning
 
-    return [*PIPELINE_HPARAMS, *(s.name for s in settings.settings_of(Gate))]
+    return [
+        *PIPELINE_HPARAMS,
+        *(s.name for s in settings.settings_of(Tuning)),
+        *(s.name for s in settings.settings_of(Gate)),
+    ]
 
 
 def add_image(p: argparse._ActionsContainer) -> None:

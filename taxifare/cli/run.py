@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from taxifare.cli import args as cli_args
+from taxifare.errors import UsageError
 
 LOCAL_RESERVED = {
     "registry": "give --registry",
@@ -20,6 +21,7 @@ def run_params(args: argparse.Namespace) -> dict[str, Any]:
     import pipeline
 
     given = cli_args.params_from(args, cli_args.hparam_names(), LOCAL_RESERVED)  # before any sample is written
+    given.update(reused_hparams(args, given))
     values = {
         **cli_args.data_params(args, args.runs_root),
         **given,
@@ -27,6 +29,23 @@ def run_params(args: argparse.Namespace) -> dict[str, Any]:
         "deploy_target": "local",
     }
     return dict(pipeline.get(args.pipeline).check(values))
+
+
+def reused_hparams(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
+    """--hparams: an earlier study's best settings (they replace the hyperparameter flags)."""
+    if not getattr(args, "hparams", ""):
+        return {}
+    if given.get("tune_trials"):
+        raise UsageError("--hparams reuses a study's best; --tune-trials runs a new one: give one of them")
+    from taxifare.tuning import reuse
+
+    values, where = reuse.resolve(args.hparams, args.runs_root)
+    print(f"hyperparameters: {where}: " + " ".join(f"{k}={_shown(v)}" for k, v in values.items()), flush=True)
+    return values
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -55,6 +74,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     cli_args.add_pipeline(p)
     cli_args.add_data(p, local_only=True)
     cli_args.add_hparams(p)
+    cli_args.add_tuning(p)
+    p.add_argument(
+        "--hparams",
+        default="",
+        metavar="best|ID|FILE",
+        help="train with an earlier study's best: best (the newest study's), a study or run id, or a JSON file",
+    )
     cli_args.add_gate(p)
     g = p.add_argument_group("where")
     cli_args.add_runs_root(g)

@@ -69,6 +69,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
 
     cli_args.add_data(p)
     cli_args.add_hparams(p)
+    cli_args.add_tuning(p)
     cli_args.add_gate(p)
     serving = [s for s in settings.settings_of(DeployTarget) if s.name.startswith(("serving_", "deploy_timeout"))]
     settings.add_options(p.add_argument_group("serving (deploy_target=vertex)"), serving)

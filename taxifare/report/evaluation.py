@@ -53,10 +53,12 @@ def fragment(result: dict[str, Any], figures: Sequence[str] = ()) -> str:
     return "\n".join(parts)
 
 
-def html_page(result: dict[str, Any], figures: Sequence[str] = ()) -> str:
-    """The artifact page; the markers let the run report take the fragment back out."""
+def html_page(result: dict[str, Any], figures: Sequence[str] = (), extra: str = "") -> str:
+    """The artifact page; the markers let the run report take the fragment back out. `extra`: more
+    sections after it (the run's tuning, when it tuned)."""
     title = "taxifare evaluation"
-    return page(title, f"<h1>{title}</h1>\n<!-- evaluation -->{fragment(result, figures)}<!-- /evaluation -->")
+    body = f"<h1>{title}</h1>\n<!-- evaluation -->{fragment(result, figures)}<!-- /evaluation -->{extra}"
+    return page(title, body)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -77,9 +79,22 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(text) + "\n"
 
 
-def write(result: dict[str, Any], figures: Sequence[str], html_path: str, markdown_path: str) -> None:
-    """The step's HTML artifact (rendered on the evaluate node) and its Markdown twin; self-contained."""
+def write(result: dict[str, Any], figures: Sequence[str], html_path: str, markdown_path: str,
+          tuning: str = "") -> None:  # fmt: skip
+    """The step's HTML artifact (rendered on the evaluate node) and its Markdown twin; self-contained.
+
+    `tuning`: the tune step's study folder; when the run tuned, its trials table and metric by trial
+    follow the evaluation (and its best trial the Markdown)."""
+    extra, note = "", ""
+    if tuning:
+        from taxifare.report import tuning as tuning_report
+        from taxifare.tuning import step
+
+        study = step.read(tuning)
+        if study is not None and study.trials:
+            extra = tuning_report.fragment(study)
+            note = f"\n### Tuning\n\n{tuning_report.headline(study)}\n\n{tuning_report.best_line(study)}\n"
     with open(html_path, "w") as f:
-        f.write(html_page(result, figures))
+        f.write(html_page(result, figures, extra))
     with open(markdown_path, "w") as f:
-        f.write(markdown(result))
+        f.write(markdown(result) + note)

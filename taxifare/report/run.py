@@ -119,6 +119,17 @@ def evaluation_fragment(record: RunRecord) -> str:
     return found.group(1) if found else ""
 
 
+def tuning_fragment(record: RunRecord) -> str:
+    """The tune step's trials table and metric by trial, from its HTML artifact (empty when the run did not tune)."""
+    from taxifare.report import tuning
+
+    uri = _artifact(record, "tuning_report")
+    if not uri:
+        return ""
+    with open(uri) as f:
+        return tuning.from_html(f.read())
+
+
 def _lineage(record: RunRecord) -> str:
     staged: dict[str, Any] = next(
         (t.outputs["train"] for t in record.tasks.values() if isinstance(t.outputs.get("train"), dict)), {}
@@ -158,6 +169,7 @@ def html_page(record: RunRecord) -> str:
         dag_svg(record),
         "<h2>Lineage</h2>",
         _lineage(record),
+        tuning_fragment(record),
         evaluation_fragment(record),
         "<h2>Parameters and data</h2>",
         _params(record),

@@ -44,18 +44,22 @@ class Zygote:
                 raise TaxifareError("the warm Python of this run did not start", "rerun; --runner container also works")
             self.ready = True
         read, write = os.pipe()
+        status_read, status_write = os.pipe()
         payload = json.dumps({"argv": list(command), "env": env}).encode()
         try:
-            socket.send_fds(self.sock, [zygote.HEADER.pack(len(payload))], [write])
+            socket.send_fds(self.sock, [zygote.HEADER.pack(len(payload))], [write, status_write])
             self.sock.sendall(payload)
         finally:
             os.close(write)
+            os.close(status_write)
         with os.fdopen(read, "r", errors="replace") as out:
             for line in iter(out.readline, ""):
                 print(line, end="")
         print("\n")
-        (code,) = zygote.HEADER.unpack(zygote._recv_exact(self.sock, zygote.HEADER.size))
-        return int(code)
+        with os.fdopen(status_read, "rb") as status:
+            said = status.read(zygote.HEADER.size)
+        # Nothing said: the child died without a word (a signal, the zygote gone): a failure.
+        return int(zygote.HEADER.unpack(said)[0]) if len(said) == zygote.HEADER.size else 1
 
     def _read_line(self) -> bytes:
         line = b""

@@ -7,9 +7,10 @@ its runtime (that happens at the first op, in the child), so a fork after the im
 tests/test_runs_warm.py runs every step this way, and the whole pipeline suite goes through it.
 
 Protocol, over the socket whose fd it is given (`python -m taxifare.runs.zygote FD`): the zygote sends
-b"ready\\n" once its imports are done; then per task the parent sends an 8-byte length with the
-write end of a pipe attached (the task's output), then that many bytes of JSON {"argv", "env"};
-the zygote answers with an 8-byte exit status once the child has ended. Standard library only
+b"ready\\n" once its first imports are done; then per task the parent sends an 8-byte length with
+the write ends of two pipes attached (the task's output, and its exit status), then that many
+bytes of JSON {"argv", "env"}. The child writes its 8-byte exit status itself as it ends, so the
+parent learns it at once, while the zygote may still be importing the next stage. Standard library only
 until `preload`.
 """
 
@@ -88,8 +89,9 @@ def run_task(source: str, args: list[str]) -> int:
         return 1
 
 
-def _child(out_fd: int, request: dict) -> None:
-    """The forked task: its output to the pipe, its environment as the parent gave it; never returns."""
+def _child(out_fd: int, status_fd: int, request: dict) -> None:
+    """The forked task: its output to the pipe, its environment as the parent gave it, its exit status
+    to the status pipe; never returns."""
     code = 1
     try:
         os.dup2(out_fd, 1)
@@ -109,7 +111,10 @@ def _child(out_fd: int, request: dict) -> None:
                 stream.flush()
             except Exception:  # a closed pipe: nobody to tell
                 pass
-        os._exit(code)
+        try:
+            os.write(status_fd, HEADER.pack(code))
+        finally:
+            os._exit(code)
 
 
 def serve(sock: socket.socket, later: list[tuple[str, ...]]) -> None:
@@ -118,22 +123,22 @@ def serve(sock: socket.socket, later: list[tuple[str, ...]]) -> None:
     sock.sendall(b"ready\n")
     while True:
         try:
-            header, fds, _, _ = socket.recv_fds(sock, HEADER.size, 1)
+            header, fds, _, _ = socket.recv_fds(sock, HEADER.size, 2)
         except OSError:
             return
-        if len(header) < HEADER.size or not fds:
+        if len(header) < HEADER.size or len(fds) != 2:
             return  # the run closed its end: done
         (size,) = HEADER.unpack(header)
         request = json.loads(_recv_exact(sock, size))
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _child(fds[0], request)
-        os.close(fds[0])
+            _child(fds[0], fds[1], request)
+        for fd in fds:
+            os.close(fd)
         if later:
             preload(later.pop(0))
-        _, status = os.waitpid(pid, 0)
-        sock.sendall(HEADER.pack(os.waitstatus_to_exitcode(status)))
+        os.waitpid(pid, 0)
 
 
 def main() -> int:
