@@ -460,3 +460,39 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     proc.stdout.close()  # before it has printed a line (it is still starting)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("label", "rule"),
+    [("Team=ML", "e.g. --label team=ml"), ("owner=a b", "e.g. --label owner=a-b"), ("1st=x", "starts with a lowercase"),
+     ("k=" + "v" * 64, "at most 63 characters"), ("vertex-ai-pipelines-run-billing-id=1", "Vertex AI's own")],
+)  # fmt: skip
+def test_labels_vertex_would_refuse_are_refused_before_any_upload_or_request(server, capsys, tmp_path, label, rule):
+    """Vertex AI checks labels only when it creates the job: after local data was uploaded."""
+    data = tmp_path / "trips.csv"
+    data.write_text("fare_amount,pickuplon,pickuplat,dropofflon,dropofflat,passengers,key\n")
+    for command in (["submit"], ["schedule", "create", "--cron", "0 3 * * 1"]):
+        assert cli.main([*command, *_cloud(server), "--data", str(data), "--label", label]) == 2
+        err = capsys.readouterr().err
+        assert f"--label {label}" in err and rule in err, err
+    assert server.requests == []  # no upload, no job
+
+
+def test_schedule_labels_reach_the_scheduled_runs(server, capsys):
+    argv = ["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, "--label", "team=fares", *_cloud(server)]
+    assert cli.main(argv) == 0, capsys.readouterr()
+    job = server.one("POST", r"/schedules$").body["createPipelineJobRequest"]["pipelineJob"]
+    assert job["labels"] == {"app": "taxifare", "team": "fares"}
+
+
+def test_creating_a_schedule_is_one_bounded_request_like_submit(server, capsys, monkeypatch):
+    """A schedule's create request waits no longer than submit's does (CREATE_TIMEOUT), then says so."""
+    import time
+
+    from taxifare.cloud import submit
+
+    monkeypatch.setattr(submit, "CREATE_TIMEOUT", 0.5)
+    server.route("POST", r"/schedules$", lambda req, m: time.sleep(5) or {}, times=1)
+    code = cli.main(["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, *_cloud(server)])
+    err = capsys.readouterr().err
+    assert code == 1 and "timed out" in err.lower(), err

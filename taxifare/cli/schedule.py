@@ -38,6 +38,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
     _check_cron(args)
     caching = None if args.cache else False
+    labels = targets.labels_from(args)
     targets.check_target_flags(args)
     targets.check_image(args)
     if args.host:
@@ -55,7 +56,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
     values = targets.run_params(args, target, recurring=True)
     with targets.compiled(args, "vertex") as spec:
         schedule = submit.create_schedule(target, spec, values, args.cron, args.timezone, args.max_concurrent,
-                                          args.max_runs, caching)  # fmt: skip
+                                          args.max_runs, caching, labels=labels)  # fmt: skip
     print(f"created {schedule.resource_name}: '{args.cron}' ({args.timezone})")
     return 0
 

@@ -177,13 +177,16 @@ def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -
 
 
 def labels_from(args: argparse.Namespace) -> dict[str, str]:
+    """The run's --label flags, checked by Vertex AI's rules now: before any upload or request."""
+    from taxifare.cloud import names
+
     labels = {}
     for item in args.label:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise UsageError(f"--label {item!r}: expected KEY=VALUE")
         labels[key] = value
-    return labels
+    return names.labels(labels)
 
 
 @contextlib.contextmanager

@@ -144,17 +144,19 @@ def create_schedule(
     max_runs: int | None = None,
     enable_caching: bool | None = None,
     display_name: str = "taxifare-retrain",
+    labels: Mapping[str, str] | None = None,
 ) -> Any:
     from google.cloud import aiplatform
 
     target.check_reachable()
-    job = pipeline_job(target, template_path, parameters, enable_caching, display_name=display_name)
+    job = pipeline_job(target, template_path, parameters, enable_caching, labels, display_name)
     schedule = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=display_name)
     schedule.create(
         cron=f"TZ={timezone} {cron}",
         max_concurrent_run_count=max_concurrent,
         max_run_count=max_runs,
         service_account=target.service_account or None,
+        create_request_timeout=CREATE_TIMEOUT,
     )
     return schedule
 
