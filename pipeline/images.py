@@ -7,6 +7,7 @@ Every step runs in this image (built by `make image`) and, on Vertex AI, serves 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -28,6 +29,28 @@ def registry_host(image: str) -> str | None:
     if not slash or not ("." in first or ":" in first) or first.split(":")[0] == "localhost":
         return None
     return first
+
+
+# Vertex AI serves a model version only from an image in Artifact Registry (its gcr.io hosts included).
+ARTIFACT_REGISTRY = re.compile(r"^[a-z0-9-]+-docker\.pkg\.dev$")
+GCR_HOSTS = ("gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io")
+
+
+def in_artifact_registry(image: str) -> bool:
+    host = registry_host(image) or ""
+    return bool(ARTIFACT_REGISTRY.match(host)) or host in GCR_HOSTS
+
+
+def check_serving(image: str) -> None:
+    """The image that serves on Vertex AI (serving_container=custom) must be in Artifact Registry: else
+    the model upload fails after stage, train and evaluate have run (and been paid for)."""
+    if not in_artifact_registry(image):
+        raise UsageError(
+            f"--image {image}: Vertex AI serves models only from an image in Artifact Registry "
+            "(REGION-docker.pkg.dev/PROJECT/REPOSITORY/...), and serving_container=custom serves from this one",
+            "push it there (make image IMAGE=REGION-docker.pkg.dev/PROJECT/REPO/taxifare:TAG && make push "
+            "IMAGE=...) and pass that, or serve with Vertex AI's own container: --serving-container prebuilt",
+        )
 
 
 def check_pullable(image: str, where: str) -> None:

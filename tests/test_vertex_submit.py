@@ -185,7 +185,8 @@ def test_schedule_on_a_kubeflow_host_uses_six_field_cron(server, capsys):
     argv = ["schedule", "create", "--host", server.url, "--image", IMAGE, "--cron", "0 3 * * 1", "--data", DATA]
     assert cli.main([*argv, "--timezone", "Europe/Paris", "--param", "registry=/mnt/m"]) == 2
     assert "read cron in UTC" in capsys.readouterr().err
-    code = cli.main([*argv, "--param", "deploy_target=vertex", "--param", "project=p1", "--param", "region=us-east1"])
+    vertex = ["--param", "deploy_target=vertex", "--param", "project=p1", "--param", "region=us-east1"]
+    code = cli.main([*argv, *vertex, "--bucket", BUCKET])
     assert code == 0, capsys.readouterr()
     body = server.one("POST", r"/apis/v2beta1/recurringruns$").body
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
@@ -496,3 +497,39 @@ def test_creating_a_schedule_is_one_bounded_request_like_submit(server, capsys, 
     code = cli.main(["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, *_cloud(server)])
     err = capsys.readouterr().err
     assert code == 1 and "timed out" in err.lower(), err
+
+
+def test_a_serving_image_outside_artifact_registry_is_refused_before_training_is_paid_for(server, capsys, tmp_path):
+    """Vertex AI serves a model only from Artifact Registry: without this check stage, train and evaluate
+    ran, then the upload failed."""
+    data = tmp_path / "trips.csv"
+    data.write_text("fare_amount,pickuplon,pickuplat,dropofflon,dropofflat,passengers,key\n")
+    for image in ("docker.io/someone/taxifare:1", "ghcr.io/someone/taxifare:1", "quay.io/x/taxifare:1"):
+        for command in (["submit"], ["schedule", "create", "--cron", "0 3 * * 1"]):
+            assert cli.main([*command, *_where(server), "--image", image, "--data", str(data)]) == 2
+            err = capsys.readouterr().err
+            assert f"--image {image}: Vertex AI serves models only from an image in Artifact Registry" in err, err
+            assert "--serving-container prebuilt" in err
+    assert server.requests == []  # nothing uploaded, nothing submitted
+    # Served by Vertex AI's own container, the steps may run from any registry Vertex AI can pull from.
+    argv = ["submit", *_where(server), "--image", "docker.io/someone/taxifare:1", "--data", DATA]
+    assert cli.main([*argv, "--serving-container", "prebuilt"]) == 0, capsys.readouterr()
+    # Artifact Registry's gcr.io hosts serve too.
+    assert cli.main(["submit", *_where(server), "--image", "gcr.io/taxifare-test/taxifare:1", "--data", DATA]) == 0
+
+
+def test_a_kubeflow_run_deploying_to_vertex_needs_a_gs_pipeline_root_before_it_starts(server, capsys):
+    """Deploy uploads the model to Model Registry from Cloud Storage: without a gs:// root it failed after training."""
+    vertex = ["--param", "deploy_target=vertex", "--param", "project=p1", "--param", "region=us-east1"]
+    base = ["--host", server.url, "--image", IMAGE, "--data", DATA, *vertex]
+    for command in (["submit"], ["schedule", "create", "--cron", "0 3 * * 1"]):
+        assert cli.main([*command, *base]) == 2
+        err = capsys.readouterr().err
+        assert "deploy_target=vertex from a Kubeflow host needs a gs:// pipeline root" in err, err
+        assert "give --bucket BUCKET" in err
+        assert cli.main([*command, *base, "--pipeline-root", "minio://mlpipeline/v2"]) == 2
+        assert "not --pipeline-root minio://mlpipeline/v2" in capsys.readouterr().err
+    assert server.requests == []
+    assert cli.main(["submit", *base, "--bucket", BUCKET]) == 0, capsys.readouterr()
+    run = server.one("POST", r"/apis/v2beta1/runs$").body
+    assert run["runtime_config"]["pipeline_root"] == f"gs://{BUCKET}/pipeline-root"

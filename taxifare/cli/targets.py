@@ -53,10 +53,15 @@ def add_target(p: argparse.ArgumentParser, runs: bool = True) -> None:
         )
 
 
+def _kubeflow_root(args: argparse.Namespace) -> str:
+    """--pipeline-root, else gs://BUCKET/pipeline-root with --bucket, else "" (the cluster's default)."""
+    return getattr(args, "pipeline_root", "") or (f"gs://{args.bucket}/pipeline-root" if args.bucket else "")
+
+
 def kubeflow_from(args: argparse.Namespace) -> Any:
     from taxifare.cloud import submit
 
-    root = getattr(args, "pipeline_root", "") or (f"gs://{args.bucket}/pipeline-root" if args.bucket else "")
+    root = _kubeflow_root(args)
     if hasattr(args, "pipeline_root") and not root:
         print("pipeline root: the cluster's default (give --pipeline-root or --bucket to choose one)")
     return submit.KubeflowTarget(args.host, args.namespace, args.token, args.sa_token_path, root)
@@ -161,6 +166,7 @@ def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -
     values.update(cli_args.data_params(args))
     values.update(cli_args.params_from(args, names, _reserved(args, target, recurring)))
     checked = training.check(values, "vertex" if target is not None else "local")
+    _check_destination(args, target, {**training.defaults("vertex" if target is not None else "local"), **checked})
     source = checked.get("source", "")
     local = [p for p in source.split(",") if p and "://" not in p]
     if local:
@@ -174,6 +180,27 @@ def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -
         checked["source"] = uploads.upload_local_data(source, bucket, project=args.project)
         print(f"data: {checked['source']}")
     return checked
+
+
+def _check_destination(args: argparse.Namespace, target: Any, params: dict[str, Any]) -> None:
+    """What a blessed model needs to reach Vertex AI, known before anything is uploaded or trained:
+    an image Vertex AI serves from, and (from a Kubeflow host) a gs:// pipeline root to upload from."""
+    if params["deploy_target"] != "vertex":
+        return
+    if params["serving_container"] == "custom":
+        from pipeline import images
+
+        images.check_serving(args.image)
+    if target is None and not _kubeflow_root(args).startswith("gs://"):
+        given = getattr(args, "pipeline_root", "")
+        which = (
+            f"not --pipeline-root {given}" if given else "and none is given (the cluster's default is not known here)"
+        )
+        raise UsageError(
+            f"deploy_target=vertex from a Kubeflow host needs a gs:// pipeline root, {which}: Model Registry "
+            "uploads the model from Cloud Storage",
+            "give --bucket BUCKET (its gs://BUCKET/pipeline-root) or --pipeline-root gs://...",
+        )
 
 
 def labels_from(args: argparse.Namespace) -> dict[str, str]:
