@@ -12,7 +12,7 @@ from typing import Any
 from kfp import dsl
 
 from components import deploy, evaluate, stage_data, train
-from pipeline import params
+from pipeline import images, params
 from pipeline.images import DEFAULT_IMAGE
 from pipeline.machines import TrainingMachines
 from trainer import config
@@ -66,18 +66,23 @@ def _mount_registry(task: Any, pvc: str) -> None:
 
 
 def build(
-    image: str = DEFAULT_IMAGE, target: str = "local", machines: TrainingMachines | None = None, registry_pvc: str = ""
+    image: str = DEFAULT_IMAGE,
+    target: str = "local",
+    machines: TrainingMachines | None = None,
+    registry_pvc: str = "",
+    gpu_image: str = "",
 ) -> Any:
     """The pipeline for an image and a target; its parameters' defaults are trainer/config.py's.
 
     `registry_pvc`: on a Kubeflow cluster, the PersistentVolumeClaim holding the local registry,
     mounted at REGISTRY_MOUNT on the steps that read or write it (evaluate, deploy).
+    `gpu_image`: TensorFlow's CUDA build, for the training step only (pipeline/images.py).
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
     funcs = (stage_data.stage_data, train.train_model, evaluate.evaluate_model, deploy.deploy_model)
     params.describe_steps(funcs, parameters(), **WIRED_INPUTS)
-    stage_op, train_op = stage_data.component(image), train.component(image)
+    stage_op, train_op = stage_data.component(image), train.component(images.for_training(image, gpu_image))
     evaluate_op, deploy_op = evaluate.component(image), deploy.component(image)
     train_inputs = params.inputs_of(train_op)
     if target == "vertex":
@@ -106,4 +111,6 @@ def build(
             deployed.set_display_name("deploy").set_caching_options(False)
             _mount_registry(deployed, registry_pvc)
 
-    return params.as_pipeline(NAME, DESCRIPTION, parameters(), defaults(target), dag)
+    # On vertex, project and region have no default: a run started from pipeline.yaml must give them.
+    required = ("project", "region") if target == "vertex" else ()
+    return params.as_pipeline(NAME, DESCRIPTION, parameters(), defaults(target), dag, required)

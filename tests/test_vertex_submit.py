@@ -22,6 +22,7 @@ from taxifare.errors import UsageError
 PROJECT, REGION, BUCKET = "taxifare-test", "europe-west4", "taxifare-test-ml"
 SA = "pipelines@taxifare-test.iam.gserviceaccount.com"
 IMAGE = "europe-west4-docker.pkg.dev/taxifare-test/taxifare/taxifare:7"
+GPU_IMAGE = "europe-west4-docker.pkg.dev/taxifare-test/taxifare/taxifare:7-gpu"
 DATA = "gs://taxifare-test-ml/taxifare/data/abc/*.csv"
 
 
@@ -47,10 +48,10 @@ def _cloud(server: CaptureServer) -> list[str]:
 def test_submit_sends_region_root_account_params_labels_caching_and_machines(server, capsys, monkeypatch, tmp_path):
     # The image's io.taxifare.accelerator label, as podman would report it for a `make image GPU=1` build
     # (reading real labels is an image test: tests/test_image.py).
-    monkeypatch.setattr(images, "accelerator", lambda image: "gpu" if image == IMAGE else None)
+    monkeypatch.setattr(images, "accelerator", lambda image: "gpu" if image == GPU_IMAGE else None)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the compiled spec is written
     code = cli.main(
-        ["submit", *_cloud(server), "--service-account", SA, "--image", IMAGE, "--data", DATA,
+        ["submit", *_cloud(server), "--service-account", SA, "--gpu-image", GPU_IMAGE, "--data", DATA,
          "--train-steps", "1234", "--label", "team=fares", "--no-cache",
          "--machine-type", "n1-highmem-8", "--accelerator-type", "NVIDIA_TESLA_T4", "--accelerator-count", "1",
          "--replica-count", "2", "--boot-disk-gb", "150"]
@@ -73,7 +74,8 @@ def test_submit_sends_region_root_account_params_labels_caching_and_machines(ser
     pools = job["pipelineSpec"]["components"]["comp-train-model"]["inputDefinitions"]["parameters"][
         "worker_pool_specs"
     ]["defaultValue"]
-    assert pools[0]["container_spec"]["image_uri"] == IMAGE
+    # Only training pulls the CUDA image: every other step, and the endpoint, the CPU one.
+    assert pools[0]["container_spec"]["image_uri"] == GPU_IMAGE
     assert pools[0]["machine_spec"] == {
         "machine_type": "n1-highmem-8",
         "accelerator_type": "NVIDIA_TESLA_T4",
@@ -319,7 +321,7 @@ def test_an_image_the_cloud_cannot_pull_is_refused_in_seconds_without_credential
 def test_gpus_are_refused_with_an_image_without_cudas_tensorflow(server, capsys, monkeypatch, label, message):
     monkeypatch.setattr(images, "accelerator", lambda image: label)
     code = cli.main(["submit", *_cloud(server), "--data", DATA, "--accelerator-type", "NVIDIA_TESLA_T4",
-                     "--accelerator-count", "1"])  # fmt: skip
+                     "--accelerator-count", "1", "--gpu-image", GPU_IMAGE])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and message in err and "make image GPU=1" in err
     assert server.requests == []
@@ -533,3 +535,55 @@ def test_a_kubeflow_run_deploying_to_vertex_needs_a_gs_pipeline_root_before_it_s
     assert cli.main(["submit", *base, "--bucket", BUCKET]) == 0, capsys.readouterr()
     run = server.one("POST", r"/apis/v2beta1/runs$").body
     assert run["runtime_config"]["pipeline_root"] == f"gs://{BUCKET}/pipeline-root"
+
+
+def test_only_training_pulls_the_cuda_image(server, capsys, monkeypatch):
+    """Two images, named in pipeline/images.py: --gpu-image for training on GPUs, --image for the rest and serving."""
+    monkeypatch.setattr(images, "accelerator", lambda image: {IMAGE: "cpu", GPU_IMAGE: "gpu"}.get(image))
+    gpus = ["--accelerator-type", "NVIDIA_TESLA_T4", "--accelerator-count", "1"]
+    # One (GPU) image for everything: every step and the CPU endpoint would pull CUDA's TensorFlow.
+    assert cli.main(["submit", *_where(server), "--image", GPU_IMAGE, "--data", DATA, *gpus]) == 2
+    err = capsys.readouterr().err
+    assert "needs the training image as --gpu-image" in err and "every step and the CPU endpoint" in err
+    # A GPU image without GPUs, or on a Kubeflow host: refused, not pulled for nothing.
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, "--gpu-image", GPU_IMAGE]) == 2
+    assert "without --accelerator-type" in capsys.readouterr().err
+    assert cli.main(["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--gpu-image", GPU_IMAGE]) == 2
+    assert "--gpu-image: Vertex AI only" in capsys.readouterr().err
+    assert server.requests == []
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, "--gpu-image", GPU_IMAGE, *gpus]) == 0
+    job = server.one("POST", r"/pipelineJobs$").body
+    spec = job["pipelineSpec"]
+    pools = spec["components"]["comp-train-model"]["inputDefinitions"]["parameters"]["worker_pool_specs"]
+    assert pools["defaultValue"][0]["container_spec"]["image_uri"] == GPU_IMAGE
+    others = {name: e["container"]["image"] for name, e in spec["deploymentSpec"]["executors"].items()
+              if "taxifare" in e["container"]["image"] and name != "exec-train-model"}  # fmt: skip
+    assert set(others) >= {"exec-stage-data", "exec-evaluate-model", "exec-deploy-model"}
+    assert set(others.values()) == {IMAGE}
+    assert GPU_IMAGE not in json.dumps(spec["components"]["comp-condition-1"])  # the endpoint serves the CPU image
+
+
+def test_the_committed_spec_names_a_placeholder_that_submit_refuses(server, capsys):
+    """pipeline.yaml is the Vertex AI target: no local-only image, and no empty project or region to deploy to."""
+    import os
+
+    import yaml
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "pipeline.yaml")) as f:
+        text = f.read()
+    spec = yaml.safe_load(text)
+    assert "localhost/" not in text and images.PLACEHOLDER_IMAGE in text
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["deploy_target"]["defaultValue"] == "vertex"
+    for name in ("project", "region"):  # required: a run started from the file must give them
+        assert "defaultValue" not in inputs[name] and not inputs[name].get("isOptional"), name
+    for image in (images.PLACEHOLDER_IMAGE, "us-central1-docker.pkg.dev/PROJECT/taxifare/taxifare:1"):
+        for flag in ("--image", "--gpu-image"):
+            extra = (
+                ["--accelerator-type", "NVIDIA_TESLA_T4", "--accelerator-count", "1"] if flag == "--gpu-image" else []
+            )
+            argv = ["submit", *_cloud(server), "--data", DATA, flag, image, *extra]
+            assert cli.main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"{flag} {image}: a placeholder" in err and "pass the image you pushed" in err, err
+    assert server.requests == []

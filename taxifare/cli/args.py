@@ -160,10 +160,23 @@ def hparam_names() -> list[str]:
     return [*PIPELINE_HPARAMS, "tolerance"]
 
 
-def add_image(p: argparse._ActionsContainer) -> None:
-    from pipeline.images import DEFAULT_IMAGE
+def add_image(p: argparse._ActionsContainer, by_target: bool = False, gpu: bool = False) -> None:
+    """--image (every step, and serving); with `gpu`, --gpu-image (the training step alone, on GPUs).
+    `by_target`: the default depends on --target (compile: vertex names a placeholder to replace)."""
+    from pipeline.images import DEFAULT_IMAGE, PLACEHOLDER_IMAGE
 
-    p.add_argument("--image", default=DEFAULT_IMAGE, help="container image every step runs in (and that serves)")
+    what = "container image every step runs in (and that serves)"
+    if by_target:
+        what += f" (default: {DEFAULT_IMAGE} for --target local, the placeholder {PLACEHOLDER_IMAGE} for vertex)"
+    p.add_argument("--image", default="" if by_target else DEFAULT_IMAGE, help=what)
+    if gpu:
+        p.add_argument(
+            "--gpu-image",
+            "--gpu_image",
+            default="",
+            help="TensorFlow's CUDA build (make image GPU=1) for the training step alone, with --accelerator-type: "
+            "the other steps and the endpoint keep --image",
+        )
 
 
 def add_machines(p: argparse.ArgumentParser) -> None:

@@ -85,7 +85,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
         default=True,
         help="let Vertex AI / Kubeflow reuse the train step's outputs when its inputs are unchanged",
     )
-    cli_args.add_image(p)
+    cli_args.add_image(p, gpu=True)
     from pipeline.images import ACCELERATORS
 
     p.add_argument(
@@ -93,7 +93,8 @@ def add_run(p: argparse.ArgumentParser) -> None:
         "--image_accelerator",
         choices=ACCELERATORS,
         default="",
-        help="what --image was built for, when no podman or docker here has it (read from its label otherwise)",
+        help="what the training image (--gpu-image) was built for, when no podman or docker here has it (read "
+        "from its label otherwise)",
     )
     cli_args.add_machines(p)
 
@@ -110,12 +111,30 @@ def target_from(args: argparse.Namespace) -> Any:
 
 
 def check_image(args: argparse.Namespace) -> None:
-    """An image the cloud can pull, with TensorFlow's CUDA build when GPUs are asked for: before any request."""
+    """Images the cloud can pull, TensorFlow's CUDA build for training on GPUs and the CPU build for every other
+    step and for serving (so only training pulls the CUDA image): before any request."""
     from pipeline import images
 
-    images.check_pullable(args.image, "a Kubeflow cluster" if args.host else "Vertex AI")
+    where = "a Kubeflow cluster" if args.host else "Vertex AI"
+    images.check_pullable(args.image, where)
     cli_args.machines_from(args)  # the machines' own checks
-    images.check_accelerators(args.image, args.accelerator_type, args.image_accelerator)
+    if args.accelerator_type and not args.gpu_image:
+        raise UsageError(
+            f"--accelerator-type {args.accelerator_type} needs the training image as --gpu-image (TensorFlow's CUDA "
+            "build): with one image, every step and the CPU endpoint would pull the multi-GB CUDA image",
+            "pass the CPU image as --image and the GPU one as --gpu-image (make image GPU=1 IMAGE=...-gpu && "
+            "make push IMAGE=...-gpu)",
+        )
+    if args.gpu_image:
+        if not args.accelerator_type:
+            raise UsageError(
+                f"--gpu-image {args.gpu_image} without --accelerator-type: training would pull the CUDA image and "
+                "run on CPUs",
+                "give --accelerator-type and --accelerator-count, or leave out --gpu-image",
+            )
+        images.check_pullable(args.gpu_image, where, "--gpu-image")
+    images.check_accelerators(images.for_training(args.image, args.gpu_image), args.accelerator_type,
+                              args.image_accelerator)  # fmt: skip
 
 
 def _reserved(args: argparse.Namespace, target: Any, recurring: bool) -> dict[str, str]:
@@ -140,7 +159,8 @@ def check_target_flags(args: argparse.Namespace) -> None:
     if not args.host:
         return
     given = [flag for flag, on in (("--service-account", getattr(args, "service_account", "")),
-                                   ("--label", getattr(args, "label", None)), ("--wait", getattr(args, "wait", False)))
+                                   ("--label", getattr(args, "label", None)), ("--wait", getattr(args, "wait", False)),
+                                   ("--gpu-image", getattr(args, "gpu_image", "")))
              if on]  # fmt: skip
     if given:
         raise UsageError(
@@ -225,7 +245,8 @@ def compiled(args: argparse.Namespace, target: str) -> Iterator[str]:
     pvc = getattr(args, "registry_pvc", "")
     with tempfile.TemporaryDirectory(prefix="taxifare-") as folder:
         out = os.path.join(folder, "pipeline.yaml")
-        yield compiler.compile_pipeline(out, target=target, image=args.image, machines=machines, registry_pvc=pvc)
+        yield compiler.compile_pipeline(out, target=target, image=args.image, machines=machines, registry_pvc=pvc,
+                                        gpu_image=getattr(args, "gpu_image", ""))  # fmt: skip
 
 
 def service_error(err: Exception) -> str | None:
