@@ -587,3 +587,20 @@ def test_the_committed_spec_names_a_placeholder_that_submit_refuses(server, caps
             err = capsys.readouterr().err
             assert f"{flag} {image}: a placeholder" in err and "pass the image you pushed" in err, err
     assert server.requests == []
+
+
+def test_caching_is_off_unless_asked_for_since_no_training_step_could_come_from_it(server, capsys):
+    """train reads the splits stage_data writes anew every run: a cache that can never hit is not on by default."""
+    assert cli.main(["submit", *_cloud(server), "--data", DATA]) == 0, capsys.readouterr()
+    tasks = server.one("POST", r"/pipelineJobs$").body["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert "train-model" in tasks and all(t["cachingOptions"].get("enableCache") is not True for t in tasks.values())
+    server.clear()
+    assert cli.main(["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, *_cloud(server)]) == 0
+    job = server.one("POST", r"/schedules$").body["createPipelineJobRequest"]["pipelineJob"]
+    assert all(
+        t["cachingOptions"].get("enableCache") is not True for t in job["pipelineSpec"]["root"]["dag"]["tasks"].values()
+    )
+    server.clear()
+    assert cli.main(["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m"]) == 0
+    tasks = server.one("POST", r"/apis/v2beta1/runs$").body["pipeline_spec"]["root"]["dag"]["tasks"]
+    assert all(t.get("cachingOptions", {}).get("enableCache") is not True for t in tasks.values())

@@ -82,8 +82,10 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="let Vertex AI / Kubeflow reuse the train step's outputs when its inputs are unchanged",
+        default=False,
+        help="let Vertex AI / Kubeflow reuse a step's outputs when its inputs are unchanged. Off by default: no step "
+        "of the training pipeline can come from the cache (stage_data, evaluate and deploy never do, and train's "
+        "inputs are the splits stage_data writes anew every run, so its cache key never repeats)",
     )
     cli_args.add_image(p, gpu=True)
     from pipeline.images import ACCELERATORS
