@@ -604,3 +604,64 @@ def test_caching_is_off_unless_asked_for_since_no_training_step_could_come_from_
     assert cli.main(["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m"]) == 0
     tasks = server.one("POST", r"/apis/v2beta1/runs$").body["pipeline_spec"]["root"]["dag"]["tasks"]
     assert all(t.get("cachingOptions", {}).get("enableCache") is not True for t in tasks.values())
+
+
+def _service_account_key(path, token_uri: str) -> str:
+    """A service-account key file (a fresh RSA key) whose token endpoint is the recorder."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()  # fmt: skip
+    key_file = {"type": "service_account", "project_id": PROJECT, "private_key_id": "k1", "private_key": pem,
+                "client_email": SA, "client_id": "1", "token_uri": token_uri}  # fmt: skip
+    path.write_text(json.dumps(key_file))
+    return str(path)
+
+
+def test_behind_iap_client_id_signs_in_with_an_id_token_for_the_proxy(server, capsys, monkeypatch, tmp_path):
+    """IAP takes OIDC ID tokens whose audience is its client id, not access tokens: --client-id hands that to
+    kfp's own flow (kfp.Client(client_id=...)), which asks Google's token endpoint (here the recorder) for one."""
+    import base64
+
+    from kfp.client import auth
+
+    client_id = "123-abc.apps.googleusercontent.com"
+    monkeypatch.setenv(
+        "GOOGLE_APPLICATION_CREDENTIALS", _service_account_key(tmp_path / "sa.json", server.url + "/token")
+    )
+    monkeypatch.setattr(auth, "OAUTH_TOKEN_URI", server.url + "/oauth2/v4/token")
+    monkeypatch.setattr(auth, "LOCAL_KFP_CREDENTIAL", str(tmp_path / "kfp-credentials.json"))
+    server.route("POST", r"^/token$", {"access_token": "ya29.access", "expires_in": 3600, "token_type": "Bearer"})
+    server.route("POST", r"^/oauth2/v4/token$", {"id_token": "eyJ.iap-id-token.sig"})
+    argv = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m"]
+    assert cli.main([*argv, "--client-id", client_id]) == 0, capsys.readouterr()
+    run = server.one("POST", r"/apis/v2beta1/runs$")
+    assert run.headers["authorization"] == "Bearer eyJ.iap-id-token.sig"
+    (grant,) = server.find("POST", r"^/oauth2/v4/token$")
+    assertion = dict(p.split("=", 1) for p in grant.raw.decode().split("&"))["assertion"]
+    claims = json.loads(base64.urlsafe_b64decode(assertion.split(".")[1] + "=="))
+    assert claims["target_audience"] == client_id and claims["iss"] == SA
+    # Two ways to sign in at once is one too many, said before any request.
+    server.clear()
+    assert cli.main([*argv, "--client-id", client_id, "--token", "t"]) == 2
+    assert "--token and --client-id: give one way to sign in" in capsys.readouterr().err
+    assert server.requests == []
+
+
+def test_with_a_users_credentials_client_id_says_what_kfp_needs_instead_of_going_on_unsigned(
+    server, capsys, monkeypatch, tmp_path
+):
+    from kfp.client import auth
+
+    user = tmp_path / "adc.json"
+    user.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
+                                "refresh_token": "r"}))  # fmt: skip
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(user))
+    monkeypatch.setattr(auth, "LOCAL_KFP_CREDENTIAL", str(tmp_path / "kfp-credentials.json"))
+    argv = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m"]
+    assert cli.main([*argv, "--client-id", "123-abc.apps.googleusercontent.com"]) == 1
+    err = capsys.readouterr().err
+    assert "kfp got no ID token for the Identity-Aware Proxy" in err and "KF_PIPELINES_APP_OAUTH2_CLIENT_ID" in err
+    assert server.find("POST", r"/apis/v2beta1/runs$") == []

@@ -35,7 +35,20 @@ def add_target(p: argparse.ArgumentParser, runs: bool = True) -> None:
     k = p.add_argument_group("Kubeflow Pipelines (--host)")
     k.add_argument("--host", help="a Kubeflow Pipelines host URL instead of Vertex AI")
     k.add_argument("--namespace", default="kubeflow", help="the Kubeflow namespace (multi-user clusters: yours)")
-    k.add_argument("--token", default="", help="an existing bearer token, e.g. $(gcloud auth print-access-token)")
+    k.add_argument(
+        "--token",
+        default="",
+        help="an existing bearer token, sent as it is; behind Identity-Aware Proxy an OIDC ID token whose audience is "
+        "the proxy's client id, e.g. $(gcloud auth print-identity-token --impersonate-service-account=SA "
+        "--audiences=CLIENT_ID --include-email) (an access token is refused by IAP)",
+    )
+    k.add_argument(
+        "--client-id",
+        "--client_id",
+        default="",
+        help="behind Identity-Aware Proxy: the proxy's OAuth client id; kfp gets ID tokens for it from your "
+        "service account's credentials (for a user: also KF_PIPELINES_APP_OAUTH2_CLIENT_ID/_SECRET)",
+    )
     k.add_argument("--sa-token-path", "--sa_token_path", default="", help="a service-account token file (in a pod)")
     if runs:
         k.add_argument("--experiment", default="taxifare", help="the Kubeflow experiment")
@@ -58,13 +71,21 @@ def _kubeflow_root(args: argparse.Namespace) -> str:
     return getattr(args, "pipeline_root", "") or (f"gs://{args.bucket}/pipeline-root" if args.bucket else "")
 
 
+def _check_sign_in(args: argparse.Namespace) -> None:
+    signs_in = [flag for flag, on in (("--token", args.token), ("--client-id", args.client_id),
+                                      ("--sa-token-path", args.sa_token_path)) if on]  # fmt: skip
+    if len(signs_in) > 1:
+        raise UsageError(f"{' and '.join(signs_in)}: give one way to sign in to the Kubeflow host")
+
+
 def kubeflow_from(args: argparse.Namespace) -> Any:
     from taxifare.cloud import submit
 
+    _check_sign_in(args)
     root = _kubeflow_root(args)
     if hasattr(args, "pipeline_root") and not root:
         print("pipeline root: the cluster's default (give --pipeline-root or --bucket to choose one)")
-    return submit.KubeflowTarget(args.host, args.namespace, args.token, args.sa_token_path, root)
+    return submit.KubeflowTarget(args.host, args.namespace, args.token, args.sa_token_path, root, args.client_id)
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
@@ -160,6 +181,7 @@ def check_target_flags(args: argparse.Namespace) -> None:
     """Flags only Vertex AI acts on, refused with --host rather than ignored."""
     if not args.host:
         return
+    _check_sign_in(args)
     given = [flag for flag, on in (("--service-account", getattr(args, "service_account", "")),
                                    ("--label", getattr(args, "label", None)), ("--wait", getattr(args, "wait", False)),
                                    ("--gpu-image", getattr(args, "gpu_image", "")))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from taxifare.cloud import reach
-from taxifare.errors import UsageError
+from taxifare.errors import CloudError, UsageError
 
 LABELS = {"app": "taxifare"}
 CREATE_TIMEOUT = 60.0  # seconds for one create request
@@ -193,9 +193,10 @@ class KubeflowTarget:
 
     host: str
     namespace: str = "kubeflow"
-    token: str = ""  # an existing bearer token (e.g. `gcloud auth print-access-token` behind IAP)
+    token: str = ""  # an existing bearer token, sent as it is (behind IAP: an OIDC ID token for its client id)
     sa_token_path: str = ""  # a projected service-account token file, in a pod
     pipeline_root: str = ""  # "" : the cluster's default pipeline root
+    client_id: str = ""  # the OAuth client id of the Identity-Aware Proxy in front of the host: kfp gets ID tokens
 
     def client(self) -> Any:
         import kfp
@@ -206,9 +207,19 @@ class KubeflowTarget:
             from kfp.client import ServiceAccountTokenVolumeCredentials
 
             credentials = ServiceAccountTokenVolumeCredentials(path=self.sa_token_path)
-        return kfp.Client(
-            host=self.host, namespace=self.namespace, existing_token=self.token or None, credentials=credentials
-        )
+        client = kfp.Client(
+            host=self.host, namespace=self.namespace, existing_token=self.token or None, credentials=credentials,
+            client_id=self.client_id or None,
+        )  # fmt: skip
+        if self.client_id and not client._existing_config.api_key.get("authorization"):
+            raise CloudError(
+                f"--client-id {self.client_id}: kfp got no ID token for the Identity-Aware Proxy: these credentials "
+                "are a user's, and IAP's token for a user needs a desktop OAuth client",
+                "set KF_PIPELINES_APP_OAUTH2_CLIENT_ID and KF_PIPELINES_APP_OAUTH2_CLIENT_SECRET (kfp asks once in "
+                "the browser and keeps the refresh token), or use a service account's credentials "
+                "(GOOGLE_APPLICATION_CREDENTIALS)",
+            )
+        return client
 
 
 def kfp_submit(
