@@ -43,6 +43,11 @@ def vertex_service_agent(project_number: str) -> str:
     return f"serviceAccount:service-{project_number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
 
 
+def custom_code_agent(project_number: str) -> str:
+    """Vertex AI's Custom Code Service Agent: training jobs and the pipeline's steps pull their images as it."""
+    return f"serviceAccount:service-{project_number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+
+
 def default_pipeline_account(project_number: str) -> str:
     """Vertex AI Pipelines runs as the Compute Engine default service account unless told otherwise."""
     return f"serviceAccount:{project_number}-compute@developer.gserviceaccount.com"
@@ -171,6 +176,7 @@ def setup(
     grant: bool = False,
     bigquery: bool = False,
     caller: str = "",
+    images: tuple[str, ...] = (),
     number: str = "",
     storage_client: Any = None,
     endpoints: access.Endpoints | None = None,
@@ -190,7 +196,8 @@ def setup(
     endpoints = endpoints or access.Endpoints()
     if not endpoints.local:
         reach.check_all([endpoints.resource_manager, endpoints.service_usage, endpoints.iam,
-                         "https://storage.googleapis.com", f"https://{reach.TOKEN_HOST}"])  # fmt: skip
+                         "https://storage.googleapis.com", f"https://{reach.TOKEN_HOST}",
+                         *([endpoints.artifact_registry] if images else [])])  # fmt: skip
     options = None
     if endpoints.local:  # a local recorder: no Google credentials
         from google.auth.credentials import AnonymousCredentials
@@ -220,4 +227,6 @@ def setup(
     # Custom Code Service Agent (which reads and writes the project's buckets), and needs no actAs.
     if service_account:
         report.findings.append(checks.self_act_as(account, grant))
+    for image in dict.fromkeys(images):  # the agents that pull it: for serving, and for training and the steps
+        report.findings += checks.image_readers(image, [agent, custom_code_agent(number)], grant)
     return report
