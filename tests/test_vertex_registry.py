@@ -187,7 +187,12 @@ def test_first_deploy_creates_parent_model_and_endpoint(fake, tmp_path, trained)
         "predictRoute": "/predict",
         "healthRoute": "/health/ready",
         "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"}],
-    }
+        # Vertex AI's probes: a start-up probe patient enough for TensorFlow and the model's download, then health.
+        "startupProbe": {"httpGet": {"path": "/health/ready", "port": 8080}, "periodSeconds": 10, "timeoutSeconds": 5,
+                         "failureThreshold": 60},
+        "healthProbe": {"httpGet": {"path": "/health/ready", "port": 8080}, "periodSeconds": 10, "timeoutSeconds": 5,
+                        "failureThreshold": 3},
+    }  # fmt: skip
     assert model["labels"] == {"run_id": "taxifare-run-1", "data_fingerprint": "fp123"}
     assert json.loads(model["versionDescription"])["metrics"]["candidate"] == {"rmse": 3.9}
     (create,) = fake.server.sent("POST", r".*/endpoints")
