@@ -401,3 +401,35 @@ def test_an_image_in_another_projects_registry_must_be_readable_by_the_agents_th
     argv[-1] = "europe-west4-docker.pkg.dev/my-proj/taxifare/taxifare:1"
     assert cli.main(argv) == 0
     assert not google.server.find(None, r"/repositories/")
+
+
+def test_setup_creates_a_vertex_ai_tensorboard_when_asked_and_finds_it_after(google, capsys):
+    boards: list[dict] = []
+    parent = "/v1/projects/my-proj/locations/us-central1/tensorboards"
+
+    def create(req, m):
+        boards.append({**req.json(), "name": f"projects/my-proj/locations/us-central1/tensorboards/{77 + len(boards)}"})
+        kind = "type.googleapis.com/google.cloud.aiplatform.v1.Tensorboard"
+        return 200, {"name": "operations/tb", "done": True, "response": {"@type": kind, **boards[-1]}}
+
+    google.server.route("GET", parent, lambda req, m: (200, {"tensorboards": [
+        b for b in boards if f'"{b["displayName"]}"' in req.query.get("filter", [""])[0]]}))  # fmt: skip
+    google.server.route("POST", parent, create)
+    google.project_policy["bindings"].append({"role": "roles/editor", "members": [COMPUTE]})
+    google.account_policies["123-compute@developer.gserviceaccount.com"] = {
+        "etag": "a1", "bindings": [{"role": access.ACT_AS_ROLE, "members": [CALLER]}]
+    }  # fmt: skip
+    argv = ["setup", "--project", "my-proj", "--region", "us-central1", "--api-endpoint", google.server.url,
+            "--caller", CALLER, "--tensorboard", "taxifare"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    name = "projects/my-proj/locations/us-central1/tensorboards/77"
+    assert f"changed: created Vertex AI TensorBoard taxifare ({name})" in out
+    assert f"tensorboard: {name} (taxifare submit --tensorboard 77)" in out
+    assert boards == [{"displayName": "taxifare", "name": name}]
+    assert cli.main(argv) == 0  # found, not made again
+    assert f"already in place: Vertex AI TensorBoard taxifare ({name})" in capsys.readouterr().out
+    assert len(boards) == 1
+    # A TensorBoard lives in a Vertex AI region, not a multi-region.
+    argv[argv.index("us-central1")] = "us"
+    assert cli.main(argv) == 2 and "not a region such as us-central1" in capsys.readouterr().err

@@ -82,6 +82,11 @@ class Endpoints:
     service_usage: str = "https://serviceusage.googleapis.com"
     iam: str = "https://iam.googleapis.com"
     artifact_registry: str = "https://artifactregistry.googleapis.com"
+    vertex: str = ""  # the Vertex AI API (TensorBoard): "" is the region's own endpoint
+
+    def google(self) -> list[str]:
+        """The hosts every `setup` asks."""
+        return [self.resource_manager, self.service_usage, self.iam]
 
     @property
     def local(self) -> bool:
