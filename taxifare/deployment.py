@@ -13,15 +13,16 @@ if TYPE_CHECKING:
     from taxifare.registry.vertex import ServingConfig
 
 
-def serving(target: DeployTarget, image: str) -> ServingConfig:
-    """How Vertex AI serves the version: the pipeline's image (custom) or TF Serving (prebuilt)."""
+def serving(target: DeployTarget, image: str, encryption_key: str = "") -> ServingConfig:
+    """How Vertex AI serves the version: the pipeline's image (custom) or TF Serving (prebuilt); the model and
+    a new endpoint encrypted with `encryption_key` (Cloud KMS) when given."""
     from taxifare.registry.vertex import ServingConfig
 
     if target.serving_container == "custom" and not image:
         raise UsageError("serving_container=custom needs the pipeline image to serve with")
     return ServingConfig(
         target.serving_container, image, target.serving_machine_type, target.serving_min_replicas,
-        target.serving_max_replicas, target.deploy_timeout,
+        target.serving_max_replicas, target.deploy_timeout, encryption_key,
     )  # fmt: skip
 
 
@@ -55,17 +56,23 @@ def deploy_local(model_dir: str, registry: str, metadata: dict) -> str:
 
 
 def deploy_vertex(
-    model_uri: str, metadata: dict, target: DeployTarget, config: ServingConfig, api_endpoint: str = ""
-) -> str:
+    model_uri: str, metadata: dict, target: DeployTarget, config: ServingConfig, api_endpoint: str = "",
+    decision: dict | None = None,
+) -> tuple[str, dict]:  # fmt: skip
+    """Upload (with its evaluation), deploy, switch, promote; return the version and what was registered."""
     from taxifare.registry import vertex
 
     reg = vertex.VertexRegistry(target.project, target.region, target.registry, api_endpoint)
     labels = {"run_id": metadata["run_id"], "data_fingerprint": metadata["data_fingerprint"]}
     description = json.dumps({k: metadata[k] for k in ("metrics", "decision", "test_rows", "run_id")}, default=str)
     endpoint = target.endpoint_name or vertex.MODEL_ID
-    done = vertex.deploy_version(reg, model_uri, labels, description, endpoint, config, metadata.get("replaced"))
+    done = vertex.deploy_version(reg, model_uri, labels, description, endpoint, config, metadata.get("replaced"),
+                                 decision)  # fmt: skip
     print(f"deployed {done.model} to {done.endpoint} (replaced: {done.replaced}; undeployed: {done.undeployed})")
-    return done.model
+    print(f"evaluation: {done.evaluation} with {len(done.slices)} slice(s)")
+    registered = {"registry": "vertex", "model": done.model, "endpoint": done.endpoint,
+                  "model_evaluation": done.evaluation, "slices": done.slices}  # fmt: skip
+    return done.model, registered
 
 
 def deploy(
@@ -78,12 +85,16 @@ def deploy(
     model_uri: str = "",
     image: str = "",
     api_endpoint: str = "",
+    encryption_key: str = "",
+    registered_path: str = "",
 ) -> str:
     """Check the blessed model serves, then register (local) or deploy (vertex) it; return the version.
 
     `model_dir` is a local path to the SavedModel (on Vertex AI, its /gcs/ mount); `model_uri`
     its gs:// form for Model Registry (default: `model_dir`); `image` the pipeline's image,
-    which serves it on Vertex AI with serving_container=custom.
+    which serves it on Vertex AI with serving_container=custom; `encryption_key` the Cloud KMS
+    key of the model and a new endpoint. `registered_path`: where to write what was registered
+    (on Vertex AI the version's ModelEvaluation and its slices), as JSON.
     """
     target.check()
     with open(decision_path) as f:
@@ -98,11 +109,17 @@ def deploy(
         "data_fingerprint": fingerprint,
         "replaced": decision.get("champion_version"),
     }
-    config = serving(target, image) if target.deploy_target == "vertex" else None
+    config = serving(target, image, encryption_key) if target.deploy_target == "vertex" else None
     check_servable(model_dir, target.deploy_target, config)
     if config is None:
-        return deploy_local(model_dir, target.registry, metadata)
-    return deploy_vertex(model_uri or model_dir, metadata, target, config, api_endpoint)
+        version = deploy_local(model_dir, target.registry, metadata)
+        registered = {"registry": "local", "version": version, "metrics": metadata["metrics"]}
+    else:
+        version, registered = deploy_vertex(model_uri or model_dir, metadata, target, config, api_endpoint, decision)
+    if registered_path:
+        with open(registered_path, "w") as f:
+            json.dump(registered, f, indent=2, default=str)
+    return version
 
 
 def summary(version: str, target: DeployTarget) -> list[str]:
