@@ -16,11 +16,13 @@ def compile_pipeline(
     registry_pvc: str = "",
     pipeline: str = "training",
     gpu_image: str = "",
+    **options: bool,
 ) -> str:
     """Write the pipeline spec; the committed pipeline.yaml is the default (training, vertex) one.
 
-    `image` defaults to the target's (pipeline/images.py: the local build, or vertex's placeholder)."""
-    extra = {"gpu_image": gpu_image} if gpu_image else {}
+    `image` defaults to the target's (pipeline/images.py: the local build, or vertex's placeholder);
+    `options` go to the pipeline's build (the training pipeline's `webhook`, `email`)."""
+    extra = {"gpu_image": gpu_image, **options} if gpu_image else dict(options)
     dag = get(pipeline).build(image=image or images.default(target), target=target, machines=machines,
                               registry_pvc=registry_pvc, **extra)  # fmt: skip
     compiler.Compiler().compile(dag, package_path=out)

@@ -16,18 +16,24 @@ from taxifare.runs.status import Status
 
 def test_the_training_pipelines_dag_comes_from_its_spec():
     tasks = dag.of_pipeline(training.build())
-    assert [(t.name, t.display, t.condition, t.condition_task) for t in tasks] == [
-        ("stage-data", "stage data", "", ""),
-        ("train-model", "train", "", ""),
-        ("evaluate-model", "evaluate", "", ""),
-        ("deploy-model", "deploy", "blessed", "evaluate-model"),
+    assert [(t.name, t.display, t.condition, t.condition_task, t.exit) for t in tasks] == [
+        ("stage-data", "stage data", "", "", False),
+        ("train-model", "train", "", "", False),
+        ("evaluate-model", "evaluate", "", "", False),
+        ("deploy-model", "deploy", "blessed", "evaluate-model", False),
+        ("notify-failure", "notify", "", "", True),  # the exit handler's task: after all the others, always
     ]
     # deploy reads the model, the decision and the test split: every producer is upstream of it.
     assert tasks[3].upstream == ("evaluate-model", "stage-data", "train-model")
     assert dag.direct_upstream(tasks)["deploy-model"] == ("evaluate-model",)
-    assert dag.levels(tasks) == {"stage-data": 0, "train-model": 1, "evaluate-model": 2, "deploy-model": 3}
-    # The vertex target (training as a custom job) draws the same DAG.
+    assert dag.direct_upstream(tasks)["notify-failure"] == ("deploy-model",)
+    levels = {"stage-data": 0, "train-model": 1, "evaluate-model": 2, "deploy-model": 3, "notify-failure": 4}
+    assert dag.levels(tasks) == levels
+    # The vertex target (training as a custom job) draws the same DAG; with emails, Vertex AI's email follows.
     assert dag.of_pipeline(training.build(target="vertex")) == tasks
+    emailed = dag.of_pipeline(training.build(target="vertex", email=True))
+    assert emailed[:5] == tasks and (emailed[5].display, emailed[5].exit) == ("email", True)
+    assert "notify-failure" in emailed[5].upstream
 
 
 # A pipeline the project does not have: its steps are new, one of them behind a condition that

@@ -26,6 +26,14 @@ GPU_IMAGE = "europe-west4-docker.pkg.dev/taxifare-test/taxifare/taxifare:7-gpu"
 DATA = "gs://taxifare-test-ml/taxifare/data/abc/*.csv"
 
 
+def _all_tasks(spec: dict) -> dict:
+    """Every task of a pipeline spec, whatever group it is in (the exit handler's, a condition's)."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
 def _serve(monkeypatch: pytest.MonkeyPatch, **kwargs) -> Iterator[CaptureServer]:
     with CaptureServer(**kwargs) as server, route_project_lookups_to(server):
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
@@ -69,7 +77,7 @@ def test_submit_sends_region_root_account_params_labels_caching_and_machines(ser
     params = job["runtimeConfig"]["parameterValues"]
     assert params["source"] == DATA and params["train_steps"] == 1234
     assert (params["deploy_target"], params["project"], params["region"]) == ("vertex", PROJECT, REGION)
-    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    tasks = _all_tasks(job["pipelineSpec"])
     assert all(t.get("cachingOptions", {}).get("enableCache", False) is False for t in tasks.values())
     pools = job["pipelineSpec"]["components"]["comp-train-model"]["inputDefinitions"]["parameters"][
         "worker_pool_specs"
@@ -89,8 +97,7 @@ def test_submit_sends_region_root_account_params_labels_caching_and_machines(ser
     assert job_id in out
     # Blessed models are served by the same image, running `taxifare serve`, unless asked otherwise.
     assert params["serving_container"] == "custom"
-    deploy_inputs = job["pipelineSpec"]["root"]["dag"]["tasks"]["condition-1"]["componentRef"]["name"]
-    deploy_task = job["pipelineSpec"]["components"][deploy_inputs]["dag"]["tasks"]["deploy-model"]
+    deploy_task = _all_tasks(job["pipelineSpec"])["deploy-model"]
     assert deploy_task["inputs"]["parameters"]["serving_image"]["runtimeValue"]["constant"] == IMAGE
 
 
@@ -378,13 +385,14 @@ def _resolved_payload(job: dict, task: str) -> dict:
     """The CustomJob body gcpc's launcher sends for `task`: its --payload with the inputs filled in, as Vertex
     AI fills the placeholders from the task's inputs and the run's parameter values."""
     spec, values = job["pipelineSpec"], job["runtimeConfig"]["parameterValues"]
-    dag_task = spec["root"]["dag"]["tasks"][task]
+    dag_task = _all_tasks(spec)[task]
     component = spec["components"][dag_task["componentRef"]["name"]]
     defaults = {k: v.get("defaultValue") for k, v in component["inputDefinitions"]["parameters"].items()}
     inputs = dict(defaults)
     for name, given in dag_task["inputs"].get("parameters", {}).items():
-        if "componentInputParameter" in given:
-            inputs[name] = values.get(given["componentInputParameter"], defaults.get(name))
+        if "componentInputParameter" in given:  # a run parameter, passed down through its groups
+            parameter = given["componentInputParameter"].removeprefix("pipelinechannel--")
+            inputs[name] = values.get(parameter, defaults.get(name))
         elif "runtimeValue" in given:
             inputs[name] = given["runtimeValue"]["constant"]
     container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
@@ -560,7 +568,8 @@ def test_only_training_pulls_the_cuda_image(server, capsys, monkeypatch):
               if "taxifare" in e["container"]["image"] and name != "exec-train-model"}  # fmt: skip
     assert set(others) >= {"exec-stage-data", "exec-evaluate-model", "exec-deploy-model"}
     assert set(others.values()) == {IMAGE}
-    assert GPU_IMAGE not in json.dumps(spec["components"]["comp-condition-1"])  # the endpoint serves the CPU image
+    serving = _all_tasks(spec)["deploy-model"]["inputs"]["parameters"]["serving_image"]
+    assert serving["runtimeValue"]["constant"] == IMAGE  # the endpoint serves the CPU image
 
 
 def test_the_committed_spec_names_a_placeholder_that_submit_refuses(server, capsys):
@@ -592,17 +601,16 @@ def test_the_committed_spec_names_a_placeholder_that_submit_refuses(server, caps
 def test_caching_is_off_unless_asked_for_since_no_training_step_could_come_from_it(server, capsys):
     """train reads the splits stage_data writes anew every run: a cache that can never hit is not on by default."""
     assert cli.main(["submit", *_cloud(server), "--data", DATA]) == 0, capsys.readouterr()
-    tasks = server.one("POST", r"/pipelineJobs$").body["pipelineSpec"]["root"]["dag"]["tasks"]
+    tasks = _all_tasks(server.one("POST", r"/pipelineJobs$").body["pipelineSpec"])
     assert "train-model" in tasks and all(t["cachingOptions"].get("enableCache") is not True for t in tasks.values())
     server.clear()
     assert cli.main(["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, *_cloud(server)]) == 0
     job = server.one("POST", r"/schedules$").body["createPipelineJobRequest"]["pipelineJob"]
-    assert all(
-        t["cachingOptions"].get("enableCache") is not True for t in job["pipelineSpec"]["root"]["dag"]["tasks"].values()
-    )
+    assert all(t["cachingOptions"].get("enableCache") is not True for t in _all_tasks(job["pipelineSpec"]).values())
     server.clear()
     assert cli.main(["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m"]) == 0
-    tasks = server.one("POST", r"/apis/v2beta1/runs$").body["pipeline_spec"]["root"]["dag"]["tasks"]
+    tasks = _all_tasks(server.one("POST", r"/apis/v2beta1/runs$").body["pipeline_spec"])
+    assert "train-model" in tasks
     assert all(t.get("cachingOptions", {}).get("enableCache") is not True for t in tasks.values())
 
 
@@ -665,3 +673,160 @@ def test_with_a_users_credentials_client_id_says_what_kfp_needs_instead_of_going
     err = capsys.readouterr().err
     assert "kfp got no ID token for the Identity-Aware Proxy" in err and "KF_PIPELINES_APP_OAUTH2_CLIENT_ID" in err
     assert server.find("POST", r"/apis/v2beta1/runs$") == []
+
+
+KEY = f"projects/{PROJECT}/locations/{REGION}/keyRings/ml/cryptoKeys/runs"
+NETWORK = "projects/123456789012/global/networks/ml-vpc"
+BOARD = f"projects/{PROJECT}/locations/{REGION}/tensorboards/4242"
+
+
+def test_tensorboard_key_and_network_reach_the_pipeline_job_and_its_training_job(server, capsys):
+    """--tensorboard: the training custom job writes its logs to Vertex AI TensorBoard (base_output_directory makes
+    AIP_TENSORBOARD_LOG_DIR, which the train step writes to); --encryption-key and --network: the pipeline job and
+    the training job (and, through the deploy step, the model and endpoint: tests/test_vertex_registry.py)."""
+    argv = ["submit", *_cloud(server), "--data", DATA, "--tensorboard", "4242", "--encryption-key", KEY,
+            "--network", NETWORK]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr()
+    job = server.one("POST", r"/pipelineJobs$").body
+    assert job["encryptionSpec"] == {"kmsKeyName": KEY} and job["network"] == NETWORK
+    params = job["runtimeConfig"]["parameterValues"]
+    assert (params["tensorboard"], params["encryption_key"], params["network"]) == (BOARD, KEY, NETWORK)
+    body = _resolved_payload(job, "train-model")
+    assert body["job_spec"]["tensorboard"] == BOARD  # the TensorBoard link
+    assert body["job_spec"]["base_output_directory"]["output_uri_prefix"] == (
+        "{{$.pipeline_root}}/custom-jobs/{{$.pipeline_job_uuid}}"  # filled in by Vertex AI: the run's own folder
+    )
+    assert body["encryption_spec"] == {"kms_key_name": KEY} and body["job_spec"]["network"] == NETWORK
+    deploy = _all_tasks(job["pipelineSpec"])["deploy-model"]["inputs"]["parameters"]
+    assert deploy["encryption_key"] == {"componentInputParameter": "pipelinechannel--encryption_key"}
+    # Schedules: the same, for every run they start.
+    server.clear()
+    assert cli.main(["schedule", "create", "--cron", "0 3 * * 1", *argv[1:]]) == 0, capsys.readouterr()
+    schedule = server.one("POST", r"/schedules$").body["createPipelineJobRequest"]["pipelineJob"]
+    assert schedule["encryptionSpec"] == {"kmsKeyName": KEY} and schedule["network"] == NETWORK
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--tensorboard", "projects/p/locations/us-east1/tensorboards/1"], "in us-east1, not the run's region"),
+        (["--encryption-key", "projects/p/locations/us/keyRings/k/cryptoKeys/c"], "in us, not the run's region"),
+        (["--encryption-key", "my-key"], "encryption_key must be projects/P/locations/R/keyRings/K/cryptoKeys/C"),
+        (["--network", "ml-vpc"], "network must be projects/NUMBER/global/networks/NAME"),
+        (["--param", f"network={NETWORK}"], "--param network: this command sets it; give --network"),
+        (["--notify-emails", "a@x.io", "b@x.io", "c@x.io", "d@x.io"], "notify_emails must be at most 3 email"),
+        (["--notify-emails", "not-an-address"], "notify_emails must be at most 3 email addresses"),
+        (["--notify-webhook", "hooks.slack.com/x"], "notify_webhook must be an http:// or https:// URL"),
+        (["--experiment", "Fares_2024"], "--experiment 'Fares_2024': an experiment's name is 1-128 lowercase"),
+    ],
+)
+def test_vertex_options_are_checked_before_any_request(server, capsys, flags, message):
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert server.requests == []
+
+
+def test_vertex_only_options_are_refused_with_a_kubeflow_host(server, capsys):
+    for flags in (["--tensorboard", BOARD], ["--encryption-key", KEY], ["--network", NETWORK],
+                  ["--notify-emails", "ops@example.com"]):  # fmt: skip
+        argv = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m", *flags]
+        assert cli.main(argv) == 2
+        assert "Vertex AI only, not with --host" in capsys.readouterr().err
+    assert cli.main(["schedule", "create", "--cron", "0 3 * * 1", *_cloud(server), "--data", DATA,
+                     "--experiment", "fares"]) == 2  # fmt: skip
+    assert "cannot put them in an experiment" in capsys.readouterr().err
+    assert server.requests == []
+
+
+def _experiments(server: CaptureServer, store_exists: bool = False) -> dict:
+    """Vertex ML Metadata as far as an experiment's association uses it (the recorder keeps what is created)."""
+    state: dict = {"contexts": {}, "children": []}
+    base = rf"/v1/projects/{PROJECT}/locations/{REGION}/metadataStores"
+    if store_exists:
+        server.route(
+            "GET", base + r"/default$", {"name": f"projects/{PROJECT}/locations/{REGION}/metadataStores/default"}
+        )
+    else:
+        server.route(
+            "GET", base + r"/default$", (404, {"error": {"code": 404, "message": "no store", "status": "NOT_FOUND"}})
+        )
+    server.route("POST", base + r"$", {"name": "operations/store", "done": True, "response": {
+        "@type": "type.googleapis.com/google.cloud.aiplatform.v1.MetadataStore", "name": "default"}})  # fmt: skip
+
+    def get_context(req, m):
+        found = state["contexts"].get(m.group(1))
+        return found or (404, {"error": {"code": 404, "message": "no context", "status": "NOT_FOUND"}})
+
+    def create_context(req, m):
+        name = f"projects/{PROJECT}/locations/{REGION}/metadataStores/default/contexts/{req.query['contextId'][0]}"
+        state["contexts"][name.rsplit("/", 1)[-1]] = {**req.body, "name": name}
+        return state["contexts"][name.rsplit("/", 1)[-1]]
+
+    def add_children(req, m):
+        state["children"].append((m.group(1), req.body["childContexts"]))
+        return {}
+
+    server.route("GET", base + r"/default/contexts/([^/:]+)$", get_context)
+    server.route("POST", base + r"/default/contexts$", create_context)
+    server.route("POST", base + r"/default/contexts/([^/:]+):addContextChildren$", add_children)
+    return state
+
+
+def test_experiment_puts_the_run_in_vertex_ai_experiments_with_bounded_requests(server, capsys, monkeypatch):
+    """What PipelineJob.submit(experiment=...) does: the store and the experiment before the job, then the run's
+    own context as the experiment's child, once Vertex AI has made it (the SDK waits for it without bound)."""
+    state = _experiments(server)
+    run_context = f"projects/{PROJECT}/locations/{REGION}/metadataStores/default/contexts/the-run"
+    polls = {"n": 0}
+
+    def job_with_context_later(req, m):
+        polls["n"] += 1
+        job = server.resources[m.group(1)]
+        return {**job, "jobDetail": {"pipelineRunContext": {"name": run_context}}} if polls["n"] >= 2 else job
+
+    server.route("GET", r"/v1/(projects/[^/]+/locations/[^/]+/pipelineJobs/[^/:]+)$", job_with_context_later)
+    from taxifare.cloud import experiments
+
+    monkeypatch.setattr(experiments, "POLL_SECONDS", 0.01)
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, "--experiment", "fares-2024"]) == 0
+    out = capsys.readouterr().out
+    assert f"experiment: fares-2024 has the run ({run_context})" in out
+    calls = [f"{r.method} {r.path.rsplit('/', 1)[-1]}" for r in server.requests]
+    assert calls.index("POST contexts") < calls.index("POST pipelineJobs")  # the experiment first, as the SDK does
+    experiment = state["contexts"]["fares-2024"]
+    assert experiment["schemaTitle"] == "system.Experiment" and experiment["displayName"] == "fares-2024"
+    assert state["children"] == [("fares-2024", [run_context])]  # the association
+    assert server.find("POST", r"/metadataStores$")  # the project's first: the default store made too
+    # A run still queued past the bound is said, not waited for; the run itself was created.
+    server.clear()
+    polls["n"] = -(10**6)
+    monkeypatch.setattr(experiments, "ASSOCIATE_TIMEOUT", 0.05)
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, "--experiment", "fares-2024"]) == 0
+    assert "not in fares-2024; add it from the console" in capsys.readouterr().out
+    assert not server.find("POST", r"/contexts$")  # it existed: found, not made again
+
+
+def test_failure_notifications_are_run_parameters_a_schedule_sets(server, capsys):
+    """notify_webhook and notify_emails are pipeline parameters: a schedule's runs carry them; with emails the run
+    is compiled with Vertex AI's notification email as well as the webhook's exit handler."""
+    hook = "https://hooks.example.com/services/T0/B0/x"
+    argv = ["--data", DATA, *_cloud(server), "--notify-webhook", hook, "--notify-emails", "ops@example.com"]
+    assert cli.main(["schedule", "create", "--cron", "0 3 * * 1", *argv]) == 0, capsys.readouterr()
+    job = server.one("POST", r"/schedules$").body["createPipelineJobRequest"]["pipelineJob"]
+    params = job["runtimeConfig"]["parameterValues"]
+    assert params["notify_webhook"] == hook and params["notify_emails"] == ["ops@example.com"]
+    tasks = _all_tasks(job["pipelineSpec"])
+    assert {"notify-failure", "vertex-pipelines-notification-email"} <= set(tasks)
+    # Without emails: the webhook's exit handler alone (a Vertex AI email to nobody is not sent).
+    server.clear()
+    assert cli.main(["submit", "--data", DATA, *_cloud(server)]) == 0
+    tasks = _all_tasks(server.one("POST", r"/pipelineJobs$").body["pipelineSpec"])
+    assert "notify-failure" in tasks and "vertex-pipelines-notification-email" not in tasks
+    # On a Kubeflow host only when asked for: older backends refuse an exit task reading the run's final state.
+    for extra, present in (([], False), (["--notify-webhook", hook], True)):
+        server.clear()
+        kfp = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m", *extra]
+        assert cli.main(kfp) == 0, capsys.readouterr()
+        spec = server.one("POST", r"/apis/v2beta1/runs$").body["pipeline_spec"]
+        assert ("notify-failure" in _all_tasks(spec)) is present

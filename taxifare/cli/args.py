@@ -132,8 +132,7 @@ def params_from(
     `reserved`: parameters this command sets itself, each with what to do instead; a --param naming
     one is refused rather than silently replaced."""
     values = {n: getattr(args, n) for n in names if hasattr(args, n)}
-    if "hidden_units" in values:
-        values["hidden_units"] = list(values["hidden_units"])
+    values = {n: list(v) if isinstance(v, tuple) else v for n, v in values.items()}  # list flags: hidden_units, ...
     for item in getattr(args, "param", None) or []:
         name, eq, value = item.partition("=")
         name = name.strip()

@@ -17,6 +17,11 @@ from typing import Any
 from taxifare.cli import args as cli_args
 from taxifare.errors import UsageError
 
+KUBEFLOW_EXPERIMENT = "taxifare"
+# Options only Vertex AI acts on: refused with --host rather than ignored.
+VERTEX_ONLY = ("service_account", "label", "wait", "gpu_image", "notify_emails", "tensorboard", "encryption_key",
+               "network")  # fmt: skip
+
 
 def add_target(p: argparse.ArgumentParser, runs: bool = True) -> None:
     """Where: Vertex AI (project, region, bucket) or a Kubeflow host, and who runs it."""
@@ -51,7 +56,12 @@ def add_target(p: argparse.ArgumentParser, runs: bool = True) -> None:
     )
     k.add_argument("--sa-token-path", "--sa_token_path", default="", help="a service-account token file (in a pod)")
     if runs:
-        k.add_argument("--experiment", default="taxifare", help="the Kubeflow experiment")
+        p.add_argument(
+            "--experiment",
+            default="",
+            help="Vertex AI: the Vertex AI Experiments experiment the run joins, with its parameters and metrics "
+            f"(created when missing); Kubeflow: the experiment (default there: {KUBEFLOW_EXPERIMENT})",
+        )
         k.add_argument(
             "--pipeline-root",
             "--pipeline_root",
@@ -98,15 +108,20 @@ def add_run(p: argparse.ArgumentParser) -> None:
     cli_args.add_gate(p)
     serving = [s for s in settings.settings_of(DeployTarget) if s.name.startswith(("serving_", "deploy_timeout"))]
     settings.add_options(p.add_argument_group("serving (deploy_target=vertex)"), serving)
+    from trainer.config import Notify, VertexJob
+
+    settings.add_options(p.add_argument_group("when a run fails (an exit handler)"), settings.settings_of(Notify))
+    settings.add_options(p.add_argument_group("Vertex AI: TensorBoard, encryption, network"),
+                         settings.settings_of(VertexJob))  # fmt: skip
     cli_args.add_params(p)
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a run label")
     p.add_argument(
         "--cache",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="let Vertex AI / Kubeflow reuse a step's outputs when its inputs are unchanged. Off by default: no step "
-        "of the training pipeline can come from the cache (stage_data, evaluate and deploy never do, and train's "
-        "inputs are the splits stage_data writes anew every run, so its cache key never repeats)",
+        help="let Vertex AI / Kubeflow reuse a step's outputs where the step allows it. Off, and no step of the "
+        "training pipeline allows it: stage_data, evaluate and deploy read what changes between runs (new rows, "
+        "the champion), and train's inputs are the splits stage_data writes anew every run",
     )
     cli_args.add_image(p, gpu=True)
     from pipeline.images import ACCELERATORS
@@ -172,6 +187,10 @@ def _reserved(args: argparse.Namespace, target: Any, recurring: bool) -> dict[st
         )
     if getattr(args, "registry_pvc", ""):
         reserved["registry"] = "--registry-pvc keeps the registry at the claim's mount"
+    if target is not None:
+        for name in ("encryption_key", "network"):
+            flag = "--" + name.replace("_", "-")
+            reserved[name] = f"give {flag} (the pipeline job itself takes it too)"
     if recurring:
         reserved["run_id"] = "every scheduled run needs its own (the default: the pipeline job's name)"
     return reserved
@@ -182,10 +201,7 @@ def check_target_flags(args: argparse.Namespace) -> None:
     if not args.host:
         return
     _check_sign_in(args)
-    given = [flag for flag, on in (("--service-account", getattr(args, "service_account", "")),
-                                   ("--label", getattr(args, "label", None)), ("--wait", getattr(args, "wait", False)),
-                                   ("--gpu-image", getattr(args, "gpu_image", "")))
-             if on]  # fmt: skip
+    given = ["--" + name.replace("_", "-") for name in VERTEX_ONLY if getattr(args, name, None)]
     if given:
         raise UsageError(
             f"{', '.join(given)}: Vertex AI only, not with --host",
@@ -198,7 +214,8 @@ def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -
     from pipeline import training
 
     names = [*cli_args.hparam_names(), "serving_container", "serving_machine_type", "serving_min_replicas",
-             "serving_max_replicas", "deploy_timeout"]  # fmt: skip
+             "serving_max_replicas", "deploy_timeout", "notify_emails", "notify_webhook", "tensorboard",
+             "encryption_key", "network"]  # fmt: skip
 
     values: dict[str, Any] = {}
     if target is not None:  # on Vertex AI, blessed models go to its Model Registry in the same region
@@ -209,7 +226,12 @@ def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -
         values["registry"] = training.REGISTRY_MOUNT  # the claim's mount on evaluate and deploy
     values.update(cli_args.data_params(args))
     values.update(cli_args.params_from(args, names, _reserved(args, target, recurring)))
+    board = values.get("tensorboard", "")
+    if target is not None and board and "/" not in board:  # an instance's id: in the run's project and region
+        values["tensorboard"] = f"projects/{target.project}/locations/{target.region}/tensorboards/{board}"
     checked = training.check(values, "vertex" if target is not None else "local")
+    if target is not None:
+        _check_region(target, checked)
     _check_destination(args, target, {**training.defaults("vertex" if target is not None else "local"), **checked})
     source = checked.get("source", "")
     local = [p for p in source.split(",") if p and "://" not in p]
@@ -247,6 +269,17 @@ def _check_destination(args: argparse.Namespace, target: Any, params: dict[str, 
         )
 
 
+def _check_region(target: Any, params: dict[str, Any]) -> None:
+    """A TensorBoard and a Cloud KMS key must be in the run's region: Vertex AI refuses them elsewhere."""
+    for name in ("tensorboard", "encryption_key"):
+        value = params.get(name, "")
+        where = value.split("/locations/", 1)[1].split("/", 1)[0] if "/locations/" in value else ""
+        if value and where != target.region:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} {value}: in {where}, not the run's region {target.region}",
+                             f"give one in {target.region}")  # fmt: skip
+
+
 def labels_from(args: argparse.Namespace) -> dict[str, str]:
     """The run's --label flags, checked by Vertex AI's rules now: before any upload or request."""
     from taxifare.cloud import names
@@ -261,16 +294,25 @@ def labels_from(args: argparse.Namespace) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def compiled(args: argparse.Namespace, target: str) -> Iterator[str]:
-    """The pipeline compiled for this submission, in a temporary file removed after."""
+def compiled(args: argparse.Namespace, target: str, values: dict[str, Any] | None = None) -> Iterator[str]:
+    """The pipeline compiled for this submission (`values`: its checked parameters), in a temporary file
+    removed after. On Vertex AI the exit handler is always in it, with Vertex AI's email when there are
+    notify_emails; on a Kubeflow host only with a notify_webhook (older backends refuse the final-status input)."""
     from pipeline import compiler
 
     machines = cli_args.machines_from(args)
     pvc = getattr(args, "registry_pvc", "")
+    given = values or {}
+    notify: dict[str, bool] = {}
+    if target == "vertex" and given.get("notify_emails"):
+        notify["email"] = True
+    if target != "vertex" and not given.get("notify_webhook"):
+        notify["webhook"] = False
     with tempfile.TemporaryDirectory(prefix="taxifare-") as folder:
         out = os.path.join(folder, "pipeline.yaml")
-        yield compiler.compile_pipeline(out, target=target, image=args.image, machines=machines, registry_pvc=pvc,
-                                        gpu_image=getattr(args, "gpu_image", ""))  # fmt: skip
+        gpu = getattr(args, "gpu_image", "")
+        # (positionally up to gpu_image: the build options in `notify` are keywords of their own)
+        yield compiler.compile_pipeline(out, target, args.image, machines, pvc, "training", gpu, **notify)
 
 
 def service_error(err: Exception) -> str | None:
