@@ -4,7 +4,7 @@
 from typing import TYPE_CHECKING
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 if TYPE_CHECKING:  # kfp's runtime import path breaks on python_component at run time
     from kfp.dsl.python_component import PythonComponent
@@ -27,8 +27,13 @@ def deploy_model(
     serving_min_replicas: int,
     serving_max_replicas: int,
     deploy_timeout: float,
+    encryption_key: str,
+    registered: Output[Artifact],
 ) -> str:
-    """Check the blessed model serves, register it as a new version and make it the champion."""
+    """Check the blessed model serves, register it as a new version and make it the champion (on Vertex AI
+    the version gets its evaluation: a ModelEvaluation with the test split's metrics and slices)."""
+    import json
+
     from taxifare import deployment
     from trainer import events
     from trainer.config import DeployTarget
@@ -39,7 +44,10 @@ def deploy_model(
     )  # fmt: skip
     fingerprint = test_data.metadata.get("fingerprint", "")
     done = deployment.deploy(model.path, decision.path, fingerprint, target, run_id or job_name,
-                             model_uri=model.uri, image=serving_image, model_info=dict(model.metadata))  # fmt: skip
+                             model_uri=model.uri, image=serving_image, model_info=dict(model.metadata),
+                             encryption_key=encryption_key, registered_path=registered.path)  # fmt: skip
+    with open(registered.path) as f:  # the console shows an artifact's metadata: the ModelEvaluation's name too
+        registered.metadata.update({**json.load(f), "version": done.version})
     events.summary(done.note)
     return done.version
 

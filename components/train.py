@@ -38,7 +38,10 @@ def train_model(
         learning_rate=learning_rate, weight_decay=weight_decay, huber_delta=huber_delta, seed=seed,
     )  # fmt: skip
     work_dir = os.path.join(os.path.dirname(model.path), "trainer-output")
-    cfg = train.TrainConfig.of(hparams, train_data.path, valid_data.path, work_dir, model.path, tensorboard.path)
+    # On Vertex AI, the custom job's base_output_directory makes AIP_TENSORBOARD_LOG_DIR: with a TensorBoard
+    # instance given, Vertex AI uploads what is written there to it as the training goes.
+    log_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or tensorboard.path
+    cfg = train.TrainConfig.of(hparams, train_data.path, valid_data.path, work_dir, model.path, log_dir)
     result = train.train_and_evaluate(cfg, progress=print, on_progress=progress.emit)
     if result.get("export_dir") is None:
         # A non-chief replica of a multi-worker custom job: leave the step's outputs (and
@@ -46,7 +49,7 @@ def train_model(
         os._exit(0)
     model.metadata.update({"framework": "tensorflow", "valid_rmse": result["rmse"], "signature": "serving_default",
                            "hparams": dataclasses.asdict(hparams), "code": train.code_fingerprint()})  # fmt: skip
-    tensorboard.metadata["log_dir"] = tensorboard.uri
+    tensorboard.metadata["log_dir"] = tensorboard.uri if log_dir == tensorboard.path else log_dir
     os.makedirs(tensorboard.path, exist_ok=True)
     record(metrics, train.metrics(result), {k: v for k, v in result.items() if k != "config"})
     events.summary(*train.summary(result))

@@ -99,13 +99,16 @@ def check(
     return given
 
 
-def signature(specs: Sequence[Setting], values: Mapping[str, Any]) -> inspect.Signature:
-    """The pipeline function's signature: each parameter typed as its setting, defaulting to `values`."""
+def signature(specs: Sequence[Setting], values: Mapping[str, Any], required: Iterable[str] = ()) -> inspect.Signature:
+    """The pipeline function's signature: each parameter typed as its setting, defaulting to `values`
+    (`required` ones have no default: a run must give them; they come first, as Python wants)."""
     kinds = {str: str, int: int, float: float, bool: bool}
+    needed = set(required)
     params = [
-        inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=values[s.name],
+        inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          default=inspect.Parameter.empty if s.name in needed else values[s.name],
                           annotation=list if s.is_list else kinds[s.item])
-        for s in specs
+        for s in sorted(specs, key=lambda s: s.name not in needed)
     ]  # fmt: skip
     return inspect.Signature(params)
 
@@ -138,16 +141,18 @@ def call(op: Any, params: Mapping[str, Any], inputs: frozenset[str] | None = Non
 
 
 def as_pipeline(name: str, description: str, specs: Sequence[Setting], values: Mapping[str, Any],
-                dag: Callable[[dict[str, Any]], None]) -> Any:  # fmt: skip
-    """A kfp pipeline whose parameters are `specs` (defaults `values`) and whose body is `dag(params)`."""
+                dag: Callable[[dict[str, Any]], None], required: Iterable[str] = ()) -> Any:  # fmt: skip
+    """A kfp pipeline whose parameters are `specs` (defaults `values`, none for `required`) and whose
+    body is `dag(params)`."""
     from kfp import dsl
 
-    names = [s.name for s in specs]
+    sig = signature(specs, values, required)
+    names = list(sig.parameters)
 
     def body(*args: Any) -> None:  # kfp calls it positionally, in the signature's order
         dag(dict(zip(names, args, strict=True)))
 
-    body.__signature__ = signature(specs, values)  # type: ignore[attr-defined]
+    body.__signature__ = sig  # type: ignore[attr-defined]
     body.__name__ = name
     body.__doc__ = docstring(description, specs)
     return dsl.pipeline(name=name, description=description)(body)

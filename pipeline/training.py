@@ -1,4 +1,5 @@
-"""The training pipeline: stage_data -> tune -> train -> evaluate -> deploy (only when blessed).
+"""The training pipeline: stage_data -> tune -> train -> evaluate -> deploy (only when blessed), then,
+whatever happened, notify (an exit handler: a failed run is told to notify_webhook; on vertex, notify_emails).
 
 `build()` returns it for an image and a target. The targets share the tasks; on `vertex` the
 training step runs as a Vertex AI custom job on the machines given. Nothing here reads the
@@ -16,8 +17,8 @@ from typing import Any
 
 from kfp import dsl
 
-from components import deploy, evaluate, stage_data, train, tune, tuning_job
-from pipeline import params
+from components import deploy, evaluate, notify, stage_data, train, tune, tuning_job
+from pipeline import images, params
 from pipeline.images import DEFAULT_IMAGE
 from pipeline.machines import TrainingMachines
 from taxifare.tuning.step import TUNED
@@ -26,7 +27,9 @@ from trainer import config
 NAME = "taxifare"
 DESCRIPTION = "Taxi fare: stage, tune (optional), train, evaluate against baseline and champion, deploy."
 TARGETS = ("local", "vertex")
-STEPS: tuple[type, ...] = (config.Source, config.Tuning, config.Gate, config.DeployTarget)
+STEPS: tuple[type, ...] = (
+    config.Source, config.Tuning, config.Gate, config.DeployTarget, config.Notify, config.VertexJob
+)  # fmt: skip
 # Where a Kubernetes volume holding the local registry is mounted on evaluate and deploy (--registry-pvc).
 REGISTRY_MOUNT = "/mnt/taxifare-registry"
 # The inputs this DAG wires itself (not pipeline parameters), described where they are wired.
@@ -39,6 +42,7 @@ WIRED_INPUTS = {
     "accelerator_count": "each tuning trial's accelerators",
     "boot_disk_size_gb": "each tuning trial's boot disk (GB)",
     "gcp_resources": "the tuning job, as GCPC's op names it",
+    "status": "how the run ended (Vertex AI and kfp fill it in for an exit handler's task)",
 }
 # What the vertex target's tuning job reports and searches (the trainer's eval RMSE, the HParams spaces).
 TUNING_JOB_NAME = "taxifare-tune"
@@ -46,7 +50,7 @@ TUNING_JOB_NAME = "taxifare-tune"
 
 def parameters() -> list[params.Setting]:
     return params.gathered(config.Source, params.hparams(), config.Tuning, config.Gate, config.DeployTarget,
-                           [params.SERVICE_ACCOUNT, params.RUN_ID])  # fmt: skip
+                           [params.SERVICE_ACCOUNT, params.RUN_ID], config.Notify, config.VertexJob)  # fmt: skip
 
 
 def defaults(target: str = "local") -> dict[str, Any]:
@@ -101,6 +105,39 @@ def _vertex_tuning(p: dict[str, Any], split: Any, image: str, machines: Training
     return {name: dsl.OneOf(best.outputs[name], given.outputs[name]) for name in (*step.TUNED, "study")}
 
 
+def _job_options(p: dict[str, Any]) -> dict[str, Any]:
+    """The training custom job's own inputs (gcpc's wrapper): its account, TensorBoard, key and network, and
+    where Vertex AI points AIP_TENSORBOARD_LOG_DIR (the run's own folder under the pipeline root)."""
+    return {
+        "service_account": p["service_account"],
+        "tensorboard": p["tensorboard"],
+        "encryption_spec_key_name": p["encryption_key"],
+        "network": p["network"],
+        "base_output_directory": f"{dsl.PIPELINE_ROOT_PLACEHOLDER}/custom-jobs/{dsl.PIPELINE_JOB_ID_PLACEHOLDER}",
+    }
+
+
+def _on_exit(notify_op: Any, p: dict[str, Any], steps: Any) -> None:
+    """`steps()` inside an exit handler whose task tells notify_webhook when the run failed."""
+    hook = params.call(notify_op, p, job_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER).set_display_name("notify")
+    hook.set_caching_options(False)
+    with dsl.ExitHandler(hook, name="run"):
+        steps()
+
+
+def _emailed(inner: Any, values: dict[str, Any], required: tuple[str, ...]) -> Any:
+    """Vertex AI's notification email after `inner` (the whole run, its own exit handler included): kfp
+    allows one exit handler per pipeline body, so the run is a sub-pipeline of this one."""
+    from google_cloud_pipeline_components.v1.vertex_notification_email import VertexNotificationEmailOp
+
+    def outer(p: dict[str, Any]) -> None:
+        mail = VertexNotificationEmailOp(recipients=p["notify_emails"]).set_display_name("email")
+        with dsl.ExitHandler(mail, name="emailed"):
+            params.call(inner, p).set_display_name("run")
+
+    return params.as_pipeline(NAME, DESCRIPTION, parameters(), values, outer, required)
+
+
 def _mount_registry(task: Any, pvc: str) -> None:
     if pvc:
         from kfp import kubernetes
@@ -108,26 +145,39 @@ def _mount_registry(task: Any, pvc: str) -> None:
         kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=REGISTRY_MOUNT)
 
 
+# Every step's function: kfp compiles their Args into their inputs' descriptions (describe_steps).
+FUNCS = (stage_data.stage_data, tune.tune_hparams, tuning_job.tuning_job_spec, tuning_job.best_trial,
+         train.train_model, evaluate.evaluate_model, deploy.deploy_model, notify.notify_failure)  # fmt: skip
+
+
 def build(
-    image: str = DEFAULT_IMAGE, target: str = "local", machines: TrainingMachines | None = None, registry_pvc: str = ""
+    image: str = DEFAULT_IMAGE,
+    target: str = "local",
+    machines: TrainingMachines | None = None,
+    registry_pvc: str = "",
+    gpu_image: str = "",
+    webhook: bool = True,
+    email: bool = False,
 ) -> Any:
     """The pipeline for an image and a target; its parameters' defaults are trainer/config.py's.
 
     `registry_pvc`: on a Kubeflow cluster, the PersistentVolumeClaim holding the local registry,
     mounted at REGISTRY_MOUNT on the steps that read or write it (evaluate, deploy).
+    `gpu_image`: TensorFlow's CUDA build, for the training step only (pipeline/images.py).
+    `webhook`: the exit handler that tells notify_webhook of a failed run (a Kubeflow backend must know
+    PipelineTaskFinalStatus); `email`, on vertex: Vertex AI's notification email to notify_emails too.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
-    funcs = (stage_data.stage_data, tune.tune_hparams, tuning_job.tuning_job_spec, tuning_job.best_trial,
-             train.train_model, evaluate.evaluate_model, deploy.deploy_model)  # fmt: skip
-    params.describe_steps(funcs, parameters(), **WIRED_INPUTS)
-    stage_op, train_op, tune_op = stage_data.component(image), train.component(image), tune.component(image)
-    evaluate_op, deploy_op = evaluate.component(image), deploy.component(image)
+    params.describe_steps(FUNCS, parameters(), **WIRED_INPUTS)
+    stage_op, train_op = stage_data.component(image), train.component(images.for_training(image, gpu_image))
+    tune_op, evaluate_op, deploy_op = tune.component(image), evaluate.component(image), deploy.component(image)
+    notify_op = notify.component(image)
     train_inputs = params.inputs_of(train_op)
     if target == "vertex":
         train_op = _custom_job(train_op, machines or TrainingMachines())
 
-    def dag(p: dict[str, Any]) -> None:
+    def steps(p: dict[str, Any]) -> None:
         staged = params.call(stage_op, p).set_display_name("stage data")
         # Never from a cache: the same source path may hold new rows (scheduled retraining),
         # and the champion that evaluate and deploy read is not among their inputs.
@@ -139,11 +189,11 @@ def build(
             tuning = params.call(tune_op, p, train_data=split["train"], valid_data=split["valid"])
             tuned = {name: tuning.set_display_name("tune").outputs[name] for name in (*TUNED, "study")}
         study = tuned.pop("study")
-        # On vertex, the custom job's own input (gcpc's wrapper) takes the runtime service account.
-        job = {"service_account": p["service_account"]} if target == "vertex" else {}
+        job = _job_options(p) if target == "vertex" else {}
         trained = params.call(train_op, p, train_inputs, train_data=split["train"], valid_data=split["valid"],
                               **tuned, **job)  # fmt: skip
-        model = trained.set_display_name("train").outputs["model"]
+        # Nor train: its inputs are the splits stage_data writes anew every run, so its key never repeats.
+        model = trained.set_display_name("train").set_caching_options(False).outputs["model"]
         evaluated = params.call(evaluate_op, p, test_data=split["test"], train_data=split["train"], candidate=model,
                                 study=study)  # fmt: skip
         evaluated.set_display_name("evaluate").set_caching_options(False)
@@ -158,4 +208,22 @@ def build(
             deployed.set_display_name("deploy").set_caching_options(False)
             _mount_registry(deployed, registry_pvc)
 
-    return params.as_pipeline(NAME, DESCRIPTION, parameters(), defaults(target), dag)
+    return _assembled(steps, notify_op if webhook else None, target, email)
+
+
+def _assembled(steps: Any, notify_op: Any, target: str, email: bool) -> Any:
+    """The pipeline of `steps`: inside the exit handler of `notify_op` (when given), and on vertex with
+    `email` inside Vertex AI's email's too. On vertex, project and region have no default: a run started
+    from pipeline.yaml must give them."""
+
+    def dag(p: dict[str, Any]) -> None:
+        if notify_op is not None:
+            _on_exit(notify_op, p, lambda: steps(p))
+        else:
+            steps(p)
+
+    required = ("project", "region") if target == "vertex" else ()
+    if target == "vertex" and email:
+        run = params.as_pipeline(f"{NAME}-run", DESCRIPTION, parameters(), defaults(target), dag, required)
+        return _emailed(run, defaults(target), required)
+    return params.as_pipeline(NAME, DESCRIPTION, parameters(), defaults(target), dag, required)

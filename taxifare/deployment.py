@@ -15,15 +15,16 @@ if TYPE_CHECKING:
     from taxifare.registry.vertex import ServingConfig
 
 
-def serving(target: DeployTarget, image: str) -> ServingConfig:
-    """How Vertex AI serves the version: the pipeline's image (custom) or TF Serving (prebuilt)."""
+def serving(target: DeployTarget, image: str, encryption_key: str = "") -> ServingConfig:
+    """How Vertex AI serves the version: the pipeline's image (custom) or TF Serving (prebuilt); the model and
+    a new endpoint encrypted with `encryption_key` (Cloud KMS) when given."""
     from taxifare.registry.vertex import ServingConfig
 
     if target.serving_container == "custom" and not image:
         raise UsageError("serving_container=custom needs the pipeline image to serve with")
     return ServingConfig(
         target.serving_container, image, target.serving_machine_type, target.serving_min_replicas,
-        target.serving_max_replicas, target.deploy_timeout,
+        target.serving_max_replicas, target.deploy_timeout, encryption_key,
     )  # fmt: skip
 
 
@@ -51,6 +52,7 @@ class Deployed:
     version: str
     promoted: bool
     note: str  # what happened, for a person
+    registered: dict = dataclasses.field(default_factory=dict)  # what the registry holds of it (vertex: its evaluation)
 
 
 def deploy_local(model_dir: str, registry: str, metadata: dict) -> Deployed:
@@ -84,17 +86,24 @@ def _identical(registry: str, metadata: dict) -> Deployed | None:
 
 
 def deploy_vertex(
-    model_uri: str, metadata: dict, target: DeployTarget, config: ServingConfig, api_endpoint: str = ""
-) -> Deployed:
+    model_uri: str, metadata: dict, target: DeployTarget, config: ServingConfig, api_endpoint: str = "",
+    decision: dict | None = None,
+) -> Deployed:  # fmt: skip
+    """Upload (with its evaluation), deploy, switch, promote; the version and what was registered."""
     from taxifare.registry import vertex
 
     reg = vertex.VertexRegistry(target.project, target.region, target.registry, api_endpoint)
     labels = {"run_id": metadata["run_id"], "data_fingerprint": metadata["data_fingerprint"]}
     description = json.dumps({k: metadata[k] for k in ("metrics", "decision", "test_rows", "run_id")}, default=str)
     endpoint = target.endpoint_name or vertex.MODEL_ID
-    done = vertex.deploy_version(reg, model_uri, labels, description, endpoint, config, metadata.get("replaced"))
+    done = vertex.deploy_version(reg, model_uri, labels, description, endpoint, config, metadata.get("replaced"),
+                                 decision)  # fmt: skip
     print(f"deployed {done.model} to {done.endpoint} (replaced: {done.replaced}; undeployed: {done.undeployed})")
-    return Deployed(done.model, True, f"deployed {done.model} to the {endpoint} endpoint and made it the champion")
+    print(f"evaluation: {done.evaluation} with {len(done.slices)} slice(s)")
+    registered = {"registry": "vertex", "model": done.model, "endpoint": done.endpoint,
+                  "model_evaluation": done.evaluation, "slices": done.slices}  # fmt: skip
+    note = f"deployed {done.model} to the {endpoint} endpoint and made it the champion"
+    return Deployed(done.model, True, note, registered)
 
 
 def deploy(
@@ -108,13 +117,17 @@ def deploy(
     image: str = "",
     api_endpoint: str = "",
     model_info: dict | None = None,
+    encryption_key: str = "",
+    registered_path: str = "",
 ) -> Deployed:
     """Check the blessed model serves, then register (local) or deploy (vertex) it; return the version.
 
     `model_dir` is a local path to the SavedModel (on Vertex AI, its /gcs/ mount); `model_uri`
     its gs:// form for Model Registry (default: `model_dir`); `image` the pipeline's image,
     which serves it on Vertex AI with serving_container=custom; `model_info` the train step's
-    metadata of the model (its hyperparameters and code fingerprint: the candidate's identity).
+    metadata of the model (its hyperparameters and code fingerprint: the candidate's identity);
+    `encryption_key` the Cloud KMS key of the model and a new endpoint. `registered_path`: where to
+    write what was registered (on Vertex AI the version's ModelEvaluation and its slices), as JSON.
     """
     target.check()
     with open(decision_path) as f:
@@ -133,13 +146,20 @@ def deploy(
     if model_info and model_info.get("hparams") and model_info.get("code"):
         metadata["hparams"] = model_info["hparams"]
         metadata["candidate_key"] = candidate_key(fingerprint, model_info["hparams"], model_info["code"])
-    config = serving(target, image) if target.deploy_target == "vertex" else None
-    if config is None and (same := _identical(target.registry, metadata)):
-        return same  # nothing to check or register: the very same model is there already
-    check_servable(model_dir, target.deploy_target, config)
-    if config is None:
-        return deploy_local(model_dir, target.registry, metadata)
-    return deploy_vertex(model_uri or model_dir, metadata, target, config, api_endpoint)
+    config = serving(target, image, encryption_key) if target.deploy_target == "vertex" else None
+    # The very same model registered already (same data, parameters, code): nothing to check or register.
+    done = _identical(target.registry, metadata) if config is None else None
+    if done is None:
+        check_servable(model_dir, target.deploy_target, config)
+        if config is None:
+            done = deploy_local(model_dir, target.registry, metadata)
+        else:
+            done = deploy_vertex(model_uri or model_dir, metadata, target, config, api_endpoint, decision)
+    if registered_path:
+        with open(registered_path, "w") as f:
+            json.dump(done.registered or {"registry": "local", "version": done.version, "metrics": metadata["metrics"]},
+                      f, indent=2, default=str)  # fmt: skip
+    return done
 
 
 def candidate_key(fingerprint: str, hparams: dict, code: str) -> str:

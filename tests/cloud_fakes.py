@@ -119,3 +119,34 @@ def upload_dir(bucket: Any, local_dir: str, prefix: str) -> None:
         for name in names:
             rel = os.path.relpath(os.path.join(root, name), local_dir)
             bucket.blob(f"{prefix}/{rel}").upload_from_filename(os.path.join(root, name))
+
+
+class Webhook:
+    """A webhook (Slack's, a chat's): records each JSON POST as (path, content type, body), answers `status`."""
+
+    def __init__(self, status: int = 200, path: str = "/hook"):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.status, self.posts = status, []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.posts.append((self.path, self.headers["Content-Type"], json.loads(body)))
+                self.send_response(hook.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

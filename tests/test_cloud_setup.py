@@ -364,3 +364,72 @@ def test_setup_against_a_real_project():
     report = setup.setup(project, "us-central1", bucket=bucket)
     again = setup.setup(project, "us-central1", bucket=bucket)
     assert again.changed == [] and report.bucket == bucket
+
+
+SHARED_IMAGE = "us-docker.pkg.dev/shared-images/ml/taxifare:1"
+CC_AGENT = "serviceAccount:service-123@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+
+
+def test_an_image_in_another_projects_registry_must_be_readable_by_the_agents_that_pull_it(google, capsys):
+    """Vertex AI pulls images as its own agents (never as the pipeline's account): an image in another project's
+    Artifact Registry needs roles/artifactregistry.reader for them on that repository, or the first run fails."""
+    repository = {"etag": "r1", "bindings": [{"role": "roles/artifactregistry.reader", "members": [AGENT]}]}
+    repo_path = r"/v1/projects/shared-images/locations/us/repositories/ml"
+    google.server.route("GET", repo_path + ":getIamPolicy", lambda req, m: (200, repository))
+    google.server.route(
+        "POST", repo_path + ":setIamPolicy", lambda req, m: FakeGoogle._set(repository, req.json()["policy"])
+    )
+    google.project_policy["bindings"].append({"role": "roles/editor", "members": [COMPUTE]})
+    google.account_policies["123-compute@developer.gserviceaccount.com"] = {
+        "etag": "a1", "bindings": [{"role": access.ACT_AS_ROLE, "members": [CALLER]}]
+    }  # fmt: skip
+    argv = ["setup", "--project", "my-proj", "--region", "us-central1", "--api-endpoint", google.server.url,
+            "--caller", CALLER, "--image", SHARED_IMAGE]  # fmt: skip
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert f"already in place: roles/artifactregistry.reader for {AGENT} on us-docker.pkg.dev/shared-images/ml" in out
+    assert f"missing: roles/artifactregistry.reader for {CC_AGENT} on us-docker.pkg.dev/shared-images/ml" in out
+    assert ("fix: gcloud artifacts repositories add-iam-policy-binding ml --project=shared-images --location=us "
+            f"--member={CC_AGENT} --role=roles/artifactregistry.reader") in out  # fmt: skip
+    assert not google.server.find("POST", repo_path + ":setIamPolicy")
+    assert cli.main([*argv, "--grant"]) == 0, capsys.readouterr().out
+    (granted,) = google.server.find("POST", repo_path + ":setIamPolicy")
+    assert granted.json()["policy"]["etag"] == "r1"  # read-modify-write, guarded
+    assert repository["bindings"] == [{"role": "roles/artifactregistry.reader", "members": [AGENT, CC_AGENT]}]
+    # An image in the run's own project: the agents read it through their project roles; nothing is asked.
+    google.server.clear()
+    argv[-1] = "europe-west4-docker.pkg.dev/my-proj/taxifare/taxifare:1"
+    assert cli.main(argv) == 0
+    assert not google.server.find(None, r"/repositories/")
+
+
+def test_setup_creates_a_vertex_ai_tensorboard_when_asked_and_finds_it_after(google, capsys):
+    boards: list[dict] = []
+    parent = "/v1/projects/my-proj/locations/us-central1/tensorboards"
+
+    def create(req, m):
+        boards.append({**req.json(), "name": f"projects/my-proj/locations/us-central1/tensorboards/{77 + len(boards)}"})
+        kind = "type.googleapis.com/google.cloud.aiplatform.v1.Tensorboard"
+        return 200, {"name": "operations/tb", "done": True, "response": {"@type": kind, **boards[-1]}}
+
+    google.server.route("GET", parent, lambda req, m: (200, {"tensorboards": [
+        b for b in boards if f'"{b["displayName"]}"' in req.query.get("filter", [""])[0]]}))  # fmt: skip
+    google.server.route("POST", parent, create)
+    google.project_policy["bindings"].append({"role": "roles/editor", "members": [COMPUTE]})
+    google.account_policies["123-compute@developer.gserviceaccount.com"] = {
+        "etag": "a1", "bindings": [{"role": access.ACT_AS_ROLE, "members": [CALLER]}]
+    }  # fmt: skip
+    argv = ["setup", "--project", "my-proj", "--region", "us-central1", "--api-endpoint", google.server.url,
+            "--caller", CALLER, "--tensorboard", "taxifare"]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    name = "projects/my-proj/locations/us-central1/tensorboards/77"
+    assert f"changed: created Vertex AI TensorBoard taxifare ({name})" in out
+    assert f"tensorboard: {name} (taxifare submit --tensorboard 77)" in out
+    assert boards == [{"displayName": "taxifare", "name": name}]
+    assert cli.main(argv) == 0  # found, not made again
+    assert f"already in place: Vertex AI TensorBoard taxifare ({name})" in capsys.readouterr().out
+    assert len(boards) == 1
+    # A TensorBoard lives in a Vertex AI region, not a multi-region.
+    argv[argv.index("us-central1")] = "us"
+    assert cli.main(argv) == 2 and "not a region such as us-central1" in capsys.readouterr().err

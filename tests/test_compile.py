@@ -30,6 +30,14 @@ def test_compiling_reads_no_environment(tmp_path):
         assert text == f.read()
 
 
+def _tasks(spec: dict) -> dict:
+    """Every task of the spec, whatever group it is in (the exit handler's, a condition's)."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
+
+
 def _spec(tmp_path, **kwargs) -> dict:
     out = compiler.compile_pipeline(str(tmp_path / "p.yaml"), **kwargs)
     with open(out) as f:
@@ -39,9 +47,8 @@ def _spec(tmp_path, **kwargs) -> dict:
 def test_every_local_step_runs_in_the_one_image_without_installing_packages(tmp_path):
     spec = _spec(tmp_path, target="local", image="example.com/taxifare:9")
     executors = spec["deploymentSpec"]["executors"]
-    assert set(executors) == {
-        "exec-stage-data", "exec-tune-hparams", "exec-train-model", "exec-evaluate-model", "exec-deploy-model"
-    }  # fmt: skip
+    assert set(executors) == {"exec-stage-data", "exec-tune-hparams", "exec-train-model", "exec-evaluate-model",
+                              "exec-deploy-model", "exec-notify-failure"}  # fmt: skip
     for executor in executors.values():
         container = executor["container"]
         assert container["image"] == "example.com/taxifare:9"
@@ -74,7 +81,7 @@ def test_each_steps_inputs_are_described_by_the_same_settings(tmp_path, target):
     helps = {s.name: s.help for s in training.parameters()}
     components = _spec(tmp_path, target=target)["components"]
     steps = {name: c for name, c in components.items() if "executorLabel" in c}
-    assert len(steps) == (8 if target == "vertex" else 5)
+    assert len(steps) == (9 if target == "vertex" else 6)
     if target == "vertex":
         assert "worker_pool_specs" in steps.pop("comp-train-model")["inputDefinitions"]["parameters"]
         # GCPC's own op, described by GCPC.
@@ -121,8 +128,9 @@ def test_vertex_target_trains_in_a_custom_job_on_the_chosen_machines(tmp_path):
     assert pools[0]["replica_count"] == 1 and pools[1]["replica_count"] == 2
     assert pools[0]["disk_spec"]["boot_disk_size_gb"] == 200
     # The custom job's account is the run's: the pipeline's `service_account` parameter, set at submit time.
-    train_task = spec["root"]["dag"]["tasks"]["train-model"]
-    assert train_task["inputs"]["parameters"]["service_account"] == {"componentInputParameter": "service_account"}
+    train_task = _tasks(spec)["train-model"]
+    given = train_task["inputs"]["parameters"]
+    assert given["service_account"] == {"componentInputParameter": "pipelinechannel--service_account"}
 
 
 def test_machine_options_are_checked_before_compiling():
@@ -141,11 +149,10 @@ def test_steps_that_read_changing_state_never_come_from_a_cache(tmp_path):
     """Same source path with new rows, or a new champion, must not reuse an old run's outputs."""
     for target in ("local", "vertex"):
         spec = _spec(tmp_path, target=target)
-        conditions = [c["dag"]["tasks"] for n, c in spec["components"].items() if n.startswith("comp-condition-")]
-        tasks = {**spec["root"]["dag"]["tasks"], **{k: v for c in conditions for k, v in c.items()}}
-        for name in ("stage-data", "evaluate-model", "deploy-model"):
+        tasks = _tasks(spec)
+        # Nor train: its inputs are the splits stage_data writes anew every run, so its cache key never repeats.
+        for name in ("stage-data", "train-model", "evaluate-model", "deploy-model", "notify-failure"):
             assert tasks[name]["cachingOptions"] == {}, (target, name)  # enableCache false is left out
-        assert tasks["train-model"]["cachingOptions"] == {"enableCache": True}
 
 
 def test_evaluate_declares_its_html_and_markdown_visuals(tmp_path):
@@ -155,3 +162,46 @@ def test_evaluate_declares_its_html_and_markdown_visuals(tmp_path):
     assert outputs["report"]["artifactType"]["schemaTitle"] == "system.HTML"
     assert outputs["summary"]["artifactType"]["schemaTitle"] == "system.Markdown"
     assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+
+
+def test_the_vertex_spec_has_the_exit_handler_and_the_deploy_imports_the_evaluation():
+    """The committed pipeline.yaml (golden): every step inside an exit handler whose task runs however the run
+    ended and tells notify_webhook of a failure; deploy registers the version with its evaluation."""
+    with open(os.path.join(ROOT, "pipeline.yaml")) as f:
+        spec = yaml.safe_load(f)
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "notify-failure"}
+    notify = root["notify-failure"]
+    assert notify["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+    assert notify["dependentTasks"] == ["exit-handler-1"]
+    inputs = notify["inputs"]["parameters"]
+    assert inputs["status"] == {"taskFinalStatus": {"producerTask": "exit-handler-1"}}
+    assert inputs["notify_webhook"] == {"componentInputParameter": "notify_webhook"}
+    inside = spec["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    assert {"stage-data", "train-model", "evaluate-model"} <= set(inside)
+    assert "deploy-model" in _tasks(spec)
+    for name in ("notify_webhook", "notify_emails", "tensorboard", "encryption_key", "network"):
+        assert name in spec["root"]["inputDefinitions"]["parameters"], name
+    # The evaluation import: deploy's `registered` artifact (the version and its ModelEvaluation), said in its
+    # description, which the console shows.
+    deploy = spec["components"]["comp-deploy-model"]
+    assert deploy["outputDefinitions"]["artifacts"]["registered"]["artifactType"]["schemaTitle"] == "system.Artifact"
+    assert "ModelEvaluation with the test split's metrics and slices" in " ".join(
+        spec["deploymentSpec"]["executors"]["exec-deploy-model"]["container"]["command"]
+    )
+
+
+def test_with_emails_vertex_ai_mails_after_the_run_and_its_webhook_handler(tmp_path):
+    """kfp takes one exit handler per pipeline body: the run (with its webhook handler) becomes a sub-pipeline of
+    one whose exit task is gcpc's VertexNotificationEmailOp, reading notify_emails."""
+    spec = _spec(tmp_path, email=True)
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "vertex-pipelines-notification-email"}
+    mail = root["vertex-pipelines-notification-email"]
+    assert mail["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+    assert mail["inputs"]["parameters"]["recipients"] == {"componentInputParameter": "notify_emails"}
+    executor = spec["deploymentSpec"]["executors"][spec["components"][mail["componentRef"]["name"]]["executorLabel"]]
+    assert "VertexNotificationEmail" in executor["container"]["args"]
+    tasks = _tasks(spec)
+    assert tasks["notify-failure"]["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+    assert {"stage-data", "train-model", "evaluate-model", "deploy-model"} <= set(tasks)

@@ -78,6 +78,7 @@ def test_the_run_report_draws_every_task_with_its_state(tmp_path):
         "train-model": TaskRecord(name="train-model", state="succeeded", seconds=5.0),
         "evaluate-model": TaskRecord(name="evaluate-model", state="succeeded", seconds=2.0, summary=[verdict]),
         "deploy-model": TaskRecord(name="deploy-model", state="skipped", error=f"skipped: {verdict}"),
+        "notify-failure": TaskRecord(name="notify-failure", state="succeeded", summary=["nothing to report"]),
     }
     record = RunRecord(version=2, run_id="20261201-000000-abcdef", status="succeeded", started=0.0, seconds=12.5,
                        params={"source": "/data/trips.csv", "train_steps": 300}, tasks=tasks,
@@ -85,6 +86,7 @@ def test_the_run_report_draws_every_task_with_its_state(tmp_path):
     html = run_report.html_page(record)
     states = dict(re.findall(r'data-task="([^"]+)" data-state="([^"]+)"', html))
     assert states == {"stage-data": "succeeded", "tune-hparams": "succeeded", "train-model": "succeeded",
-                      "evaluate-model": "succeeded", "deploy-model": "skipped"}  # fmt: skip
+                      "evaluate-model": "succeeded", "deploy-model": "skipped",
+                      "notify-failure": "succeeded"}  # fmt: skip
     assert "if blessed (not blessed)" in html and "skipped: not blessed" in html and ">evaluate<" in html
     assert "evaluate did not run" in html  # no artifact file for this made-up record: said, not crashed

@@ -16,30 +16,41 @@ from taxifare.runs.status import Status
 
 def test_the_training_pipelines_dag_comes_from_its_spec():
     tasks = dag.of_pipeline(training.build())
-    assert [(t.name, t.display, t.condition, t.condition_task) for t in tasks] == [
-        ("stage-data", "stage data", "", ""),
-        ("tune-hparams", "tune", "", ""),
-        ("train-model", "train", "", ""),
-        ("evaluate-model", "evaluate", "", ""),
-        ("deploy-model", "deploy", "blessed", "evaluate-model"),
+    assert [(t.name, t.display, t.condition, t.condition_task, t.exit) for t in tasks] == [
+        ("stage-data", "stage data", "", "", False),
+        ("tune-hparams", "tune", "", "", False),
+        ("train-model", "train", "", "", False),
+        ("evaluate-model", "evaluate", "", "", False),
+        ("deploy-model", "deploy", "blessed", "evaluate-model", False),
+        ("notify-failure", "notify", "", "", True),  # the exit handler's task: after all the others, always
     ]
     # deploy reads the model, the decision and the test split: every producer is upstream of it.
     assert tasks[4].upstream == ("evaluate-model", "stage-data", "train-model")
     assert dag.direct_upstream(tasks)["deploy-model"] == ("evaluate-model",)
+    assert dag.direct_upstream(tasks)["notify-failure"] == ("deploy-model",)
     assert dag.levels(tasks) == {"stage-data": 0, "tune-hparams": 1, "train-model": 2, "evaluate-model": 3,
-                                 "deploy-model": 4}  # fmt: skip
+                                 "deploy-model": 4, "notify-failure": 5}  # fmt: skip
     # The vertex target draws the same steps, its tuning as a branch: a tuning job and its best
     # trial when tune_trials > 0, else the tune step (passing the given hyperparameters).
     on_vertex = dag.of_pipeline(training.build(target="vertex"))
     assert {(t.name, t.condition) for t in on_vertex} == {
         ("stage-data", ""), ("tune-hparams", "given"), ("tuning-job-spec", "tune"),
         ("hyperparameter-tuning-job", "tune"), ("best-trial", "tune"), ("train-model", ""),
-        ("evaluate-model", ""), ("deploy-model", "blessed"),
+        ("evaluate-model", ""), ("deploy-model", "blessed"), ("notify-failure", ""),
     }  # fmt: skip
     order = [t.name for t in on_vertex]  # the branches' tasks side by side, in either order
     assert order.index("tuning-job-spec") < order.index("hyperparameter-tuning-job") < order.index("best-trial")
-    assert order[0] == "stage-data" and order[-3:] == ["train-model", "evaluate-model", "deploy-model"]
+    assert order[0] == "stage-data" and order[-4:] == [
+        "train-model",
+        "evaluate-model",
+        "deploy-model",
+        "notify-failure",
+    ]
     assert {"best-trial", "tune-hparams"} <= set(next(t for t in on_vertex if t.name == "train-model").upstream)
+    # With emails, Vertex AI's email follows everything, the webhook's task included.
+    emailed = dag.of_pipeline(training.build(target="vertex", email=True))
+    assert emailed[:-1] == on_vertex and (emailed[-1].display, emailed[-1].exit) == ("email", True)
+    assert "notify-failure" in emailed[-1].upstream
 
 
 # A pipeline the project does not have: its steps are new, one of them behind a condition that

@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from cloud_fakes import Webhook, free_port
 
 from taxifare import cli
 from taxifare.registry.local import LocalRegistry
@@ -54,14 +55,18 @@ def history(tmp_path_factory, sample_dir):
     ws = {"runs": str(root / "runs"), "registry": str(root / "registry")}
     ws["events"] = _Recorder(ws["runs"])
     ws["first"] = local.run(ws["runs"], _params(sample_dir, ws["registry"]), ws["events"])
-    # Two steps of training cannot beat the distance rule: the gate must hold.
-    ws["second"] = local.run(ws["runs"], _params(sample_dir, ws["registry"], train_steps=2))
+    # Two steps of training cannot beat the distance rule: the gate must hold. Its webhook is down: a good run
+    # tells it nothing, and the exit handler's task does not fail the run.
+    down = f"http://127.0.0.1:{free_port()}/hook"
+    ws["second"] = local.run(ws["runs"], _params(sample_dir, ws["registry"], train_steps=2, notify_webhook=down))
     bad = root / "bad.csv"
     bad.write_text("8.5,0,0,-73.97,40.76,1,k1\n" * 50 + "8.5,-73.98,40.75,-73.97,40.76,1,k2\n")
     ws["bad_data"] = str(bad)
+    ws["hook"] = Webhook()
     ws["failed"] = _cli("run", "--data", str(bad), "--runs-root", ws["runs"], "--registry", ws["registry"],
-                        "--train-steps", "10")  # fmt: skip
-    return ws
+                        "--train-steps", "10", "--param", f"notify_webhook={ws['hook'].url}")  # fmt: skip
+    yield ws
+    ws["hook"].close()
 
 
 def test_a_watcher_sees_the_run_id_first_then_tasks_and_training_progress(history):
@@ -69,7 +74,8 @@ def test_a_watcher_sees_the_run_id_first_then_tasks_and_training_progress(histor
     # The id and log come before anything runs, with the record already on disk (`runs show` works).
     assert events[0] == ("started", first.run_id, os.path.join(first.folder, "pipeline.log"), True)
     tasks = [e[1:] for e in events if e[0] == "task"]
-    assert tasks == [(t, s) for t in ("stage-data", "tune-hparams", "train-model", "evaluate-model", "deploy-model")
+    names = ("stage-data", "tune-hparams", "train-model", "evaluate-model", "deploy-model", "notify-failure")
+    assert tasks == [(t, s) for t in names
                      for s in ("running", "succeeded")]  # fmt: skip
     # Training progress arrives while train-model runs, as structured events, ending at the last step.
     names = [e[1] if e[0] == "task" else e[0] for e in events]
@@ -106,6 +112,11 @@ def test_good_candidate_is_deployed_then_a_worse_one_is_not(history):
     assert deploy.state == "skipped" and deploy.error.startswith("skipped by the condition 'blessed': not blessed")
     assert second.deployed_version is None
     assert reg.champion().name == "v0001"
+    # The exit handler ran after all (its webhook is down, and a good run tells it nothing anyway); the run's
+    # headline is still what it came to, not how it was reported.
+    notify = second.task("notify-failure")
+    assert notify.state == "succeeded" and notify.summary == ["the run succeeded: nothing to report"]
+    assert second.headline.startswith("not blessed: ")
 
     listed = [r.run_id for r in records.list_runs(history["runs"])]
     assert set(listed) >= {first.run_id, second.run_id}
@@ -125,6 +136,13 @@ def test_bad_data_fails_the_run_names_the_task_and_leaves_the_champion(history, 
     assert record.tasks["train-model"].state == "skipped"
     code, shown, _ = _cli("runs", "show", run_id, "--runs-root", history["runs"])
     assert code == 0 and "✘ stage-data" in shown
+    # The exit handler told the webhook, and the run stayed failed (its own task succeeding changes nothing).
+    ((path, kind, body),) = history["hook"].posts
+    assert path == "/hook" and kind == "application/json" and body["state"] == "FAILED"
+    assert body["run"] == record.kfp_job_name and "failed" in body["error"]
+    notify = record.tasks["notify-failure"]
+    assert notify.state == "succeeded" and notify.summary[-1].startswith("the run ended FAILED: told the webhook")
+    assert "finally" in shown and "notify" in shown and record.headline != notify.summary[-1]
 
     # The same command works once the data is fixed.
     from trainer import sample_data
@@ -167,10 +185,14 @@ def test_run_record_is_json_with_task_durations(history):
         assert isinstance(record["tasks"][name]["seconds"], float)
     assert record["params"]["run_id"] == record["run_id"] and record["version"] == records.VERSION
     # The DAG the views draw is the pipeline's own, with its display names and condition.
-    assert [(t["name"], t["display"], t["condition"]) for t in record["dag"]] == [
-        ("stage-data", "stage data", ""), ("tune-hparams", "tune", ""), ("train-model", "train", ""),
-        ("evaluate-model", "evaluate", ""), ("deploy-model", "deploy", "blessed"),
+    assert [(t["name"], t["display"], t["condition"], t["exit"]) for t in record["dag"]] == [
+        ("stage-data", "stage data", "", False), ("tune-hparams", "tune", "", False),
+        ("train-model", "train", "", False), ("evaluate-model", "evaluate", "", False),
+        ("deploy-model", "deploy", "blessed", False), ("notify-failure", "notify", "", True),
     ]  # fmt: skip
+    # deploy's `registered` artifact: what the registry got (locally: the version and its metrics).
+    registered = record["tasks"]["deploy-model"]["outputs"]["registered"]
+    assert registered["version"] == "v0001" and registered["registry"] == "local"
 
 
 def test_each_run_has_a_report_that_renders_its_dag_evaluation_and_lineage(history, tmp_path):
@@ -182,7 +204,7 @@ def test_each_run_has_a_report_that_renders_its_dag_evaluation_and_lineage(histo
     )
     assert code == 0 and out.strip() == str(tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
-    for task in ("stage-data", "train-model", "evaluate-model", "deploy-model"):
+    for task in ("stage-data", "train-model", "evaluate-model", "deploy-model", "notify-failure"):
         assert f'data-task="{task}" data-state="succeeded"' in html
     assert f"-> run <code>{first.run_id}</code> -> <b>v0001</b>" in html  # data -> run -> version
     assert "By kind of trip" in html and "<svg" in html  # evaluate's own visuals, embedded

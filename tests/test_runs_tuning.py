@@ -39,7 +39,7 @@ def test_a_run_tunes_then_trains_with_the_best_trial(tuned):
     assert code == 0, out + err
     record = records.load(tuned["runs"], "latest")
     assert [t.name for t in record.dag] == ["stage-data", "tune-hparams", "train-model", "evaluate-model",
-                                            "deploy-model"]  # fmt: skip
+                                            "deploy-model", "notify-failure"]  # fmt: skip
     tune, train = record.task("tune-hparams"), record.task("train-model")
     assert str(tune.state) == "succeeded" and str(train.state) == "succeeded"
     assert tune.summary[-1].startswith("3 trial(s)") and "best" in tune.summary[-1]

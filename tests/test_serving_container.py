@@ -160,6 +160,12 @@ def test_the_spec_the_deploy_uploads_is_what_the_server_reads():
     # No body limit of its own: the server's default is Vertex AI's request limit, 1.5 MB.
     assert "args" not in spec and "--max-body-bytes" not in spec["command"]
     assert serving.DEFAULT_MAX_BODY_BYTES == serving.VERTEX_REQUEST_BYTES == 1_500_000
+    # Vertex AI's start-up and health probes ask the route the server answers readiness on, on its port: 503
+    # while TensorFlow imports and the model downloads (the start-up probe waits up to 10 minutes), 200 after.
+    for probe in (spec["startup_probe"], spec["health_probe"]):
+        assert probe["http_get"] == {"path": settings.health_route, "port": settings.port}
+    startup = spec["startup_probe"]
+    assert startup["period_seconds"] * startup["failure_threshold"] >= 600 > spec["health_probe"]["failure_threshold"]
 
 
 def test_preflight_serves_the_model_as_the_container_would(trained):

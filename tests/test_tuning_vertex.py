@@ -62,7 +62,9 @@ def test_the_compiled_pipeline_holds_the_tuning_job(tmp_path):
     # Only when tune_trials > 0; otherwise the tune step passes the given hyperparameters, and
     # train takes whichever branch ran.
     assert (
-        tasks["condition-2"]["triggerPolicy"]["condition"]
+        next(t for t in tasks.values() if t["taskInfo"]["name"] == "tune" and "triggerPolicy" in t)["triggerPolicy"][
+            "condition"
+        ]
         == "int(inputs.parameter_values['pipelinechannel--tune_trials']) > 0"
     )
     train = tasks["train-model"]["inputs"]["parameters"]

@@ -49,10 +49,26 @@ class FakeVertex:
         server.route("GET", rf"/(?:ui|v1)/{PARENT}/operations/(\w+)", running)
         server.route("POST", p + r"/endpoints/(\w+):deployModel", self.deploy)
         server.route("POST", p + r"/endpoints/(\w+):undeployModel", self.undeploy)
+        self.evaluations: dict[str, dict] = {}  # name -> the ModelEvaluation, with its "slices"
+        server.route("POST", p + r"/models/taxifare@(\w+)/evaluations:import", self.import_evaluation)
+        server.route("POST", p + r"/models/taxifare@(\w+)/evaluations/(\w+)/slices:batchImport", self.import_slices)
 
     @staticmethod
     def done(kind: str, response: dict) -> tuple[int, dict]:
         return 200, {"name": f"{PARENT}/operations/1", "done": True, "response": {"@type": V1 + kind, **response}}
+
+    def import_evaluation(self, req, m):
+        name = f"{MODEL}@{m.group(1)}/evaluations/{len(self.evaluations) + 1}"
+        self.evaluations[name] = {**req.json()["modelEvaluation"], "name": name, "slices": []}
+        return 200, {k: v for k, v in self.evaluations[name].items() if k != "slices"}
+
+    def import_slices(self, req, m):
+        evaluation = self.evaluations[f"{MODEL}@{m.group(1)}/evaluations/{m.group(2)}"]
+        given = req.json()["modelEvaluationSlices"]
+        assert len(given) <= 50  # what Vertex AI takes in one call
+        names = [f"{evaluation['name']}/slices/{len(evaluation['slices']) + i + 1}" for i in range(len(given))]
+        evaluation["slices"] += given
+        return 200, {"importedModelEvaluationSlices": names}
 
     def get_model(self, req, m):
         if not self.versions:
@@ -149,9 +165,14 @@ def fake():
 
 def _decision(tmp_path, replaced: str | None = None) -> str:
     path = tmp_path / "decision.json"
-    path.write_text(json.dumps({"blessed": True, "reason": "beats the baseline", "candidate": {"rmse": 3.9},
-                                "baseline": {"rmse": 5.0}, "champion": None, "champion_version": replaced,
-                                "test_rows": 100}))  # fmt: skip
+    slices = [
+        {"name": "distance 0-2 km", "dimension": "distance", "rows": 40, "candidate": {"rmse": 1.5, "mae": 1.0}},
+        {"name": "airport jfk", "dimension": "airport", "rows": 3, "candidate": {"rmse": 9.0, "mae": 7.0}},
+        {"name": "airport ewr", "dimension": "airport", "rows": 0, "candidate": None},
+    ]  # none in this split
+    path.write_text(json.dumps({"blessed": True, "reason": "beats the baseline", "candidate": {"rmse": 3.9, "mae": 2.5},
+                                "baseline": {"rmse": 5.0, "mae": 3.5}, "champion": None, "champion_version": replaced,
+                                "test_rows": 100, "slices": slices}))  # fmt: skip
     return str(path)
 
 
@@ -187,11 +208,30 @@ def test_first_deploy_creates_parent_model_and_endpoint(fake, tmp_path, trained)
         "predictRoute": "/predict",
         "healthRoute": "/health/ready",
         "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"}],
-    }
+        # Vertex AI's probes: a start-up probe patient enough for TensorFlow and the model's download, then health.
+        "startupProbe": {"httpGet": {"path": "/health/ready", "port": 8080}, "periodSeconds": 10, "timeoutSeconds": 5,
+                         "failureThreshold": 60},
+        "healthProbe": {"httpGet": {"path": "/health/ready", "port": 8080}, "periodSeconds": 10, "timeoutSeconds": 5,
+                        "failureThreshold": 3},
+    }  # fmt: skip
     assert model["labels"] == {"run_id": "taxifare-run-1", "data_fingerprint": "fp123"}
-    assert json.loads(model["versionDescription"])["metrics"]["candidate"] == {"rmse": 3.9}
+    assert json.loads(model["versionDescription"])["metrics"]["candidate"] == {"rmse": 3.9, "mae": 2.5}
     (create,) = fake.server.sent("POST", r".*/endpoints")
     assert create.json() == {"displayName": "taxifare"}
+    # The version's evaluation, for the console's Evaluate tab: imported right after the upload, before it serves.
+    (imported,) = fake.server.sent("POST", r".*/models/taxifare@1/evaluations:import")
+    evaluation = imported.json()["modelEvaluation"]
+    assert evaluation["metricsSchemaUri"].endswith("/modelevaluation/regression_metrics_1.0.0.yaml")
+    assert evaluation["metrics"] == {"rootMeanSquaredError": 3.9, "meanAbsoluteError": 2.5}
+    assert evaluation["metadata"]["baseline"] == {"rootMeanSquaredError": 5.0, "meanAbsoluteError": 3.5}
+    assert evaluation["sliceDimensions"] == ["airport", "distance"]
+    (batch,) = fake.server.sent("POST", r".*/models/taxifare@1/evaluations/1/slices:batchImport")
+    slices = batch.json()["modelEvaluationSlices"]
+    assert [s["slice"] for s in slices] == [{"dimension": "distance", "value": "0-2 km"},
+                                            {"dimension": "airport", "value": "jfk"}]  # fmt: skip
+    assert slices[0]["metrics"] == {"rootMeanSquaredError": 1.5, "meanAbsoluteError": 1.0}
+    calls = fake.calls()
+    assert calls.index("POST upload") < calls.index("POST import") < calls.index("POST deployModel")
     (dep,) = fake.server.sent("POST", r".*:deployModel")
     assert dep.json()["trafficSplit"] == {"0": 100}
     assert dep.json()["deployedModel"]["model"] == f"{MODEL}@1"
@@ -412,3 +452,20 @@ def test_champion_lookup_against_a_real_project():
         pytest.skip("set TAXIFARE_TEST_PROJECT and TAXIFARE_TEST_BUCKET (and credentials) to run")
     found = vertex.VertexRegistry(project, os.environ.get("TAXIFARE_TEST_REGION", "us-central1")).champion()
     assert found is None or found.artifact_uri.startswith("gs://")
+
+
+def test_a_customer_managed_key_encrypts_the_model_and_the_endpoint(fake, tmp_path, trained):
+    key = "projects/my-proj/locations/us-central1/keyRings/ml/cryptoKeys/models"
+    target = DeployTarget(deploy_target="vertex", project="my-proj", region="us-central1")
+    registered = tmp_path / "registered.json"
+    deployment.deploy(trained["export_dir"], _decision(tmp_path), "fp", target, "run-1", model_uri="gs://b/m1",
+                      image=IMAGE, api_endpoint=fake.server.url, encryption_key=key,
+                      registered_path=str(registered))  # fmt: skip
+    (upload,) = fake.server.sent("POST", r".*/models:upload")
+    assert upload.json()["model"]["encryptionSpec"] == {"kmsKeyName": key}
+    (create,) = fake.server.sent("POST", r".*/endpoints")
+    assert create.json() == {"displayName": "taxifare", "encryptionSpec": {"kmsKeyName": key}}
+    # What was registered, as the deploy step's `registered` artifact holds it (the console shows its metadata).
+    written = json.loads(registered.read_text())
+    assert written["model_evaluation"] == f"{MODEL}@1/evaluations/1" and len(written["slices"]) == 2
+    assert written["model"] == f"{MODEL}@1" and written["registry"] == "vertex"

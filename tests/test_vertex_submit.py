@@ -22,7 +22,16 @@ from taxifare.errors import UsageError
 PROJECT, REGION, BUCKET = "taxifare-test", "europe-west4", "taxifare-test-ml"
 SA = "pipelines@taxifare-test.iam.gserviceaccount.com"
 IMAGE = "europe-west4-docker.pkg.dev/taxifare-test/taxifare/taxifare:7"
+GPU_IMAGE = "europe-west4-docker.pkg.dev/taxifare-test/taxifare/taxifare:7-gpu"
 DATA = "gs://taxifare-test-ml/taxifare/data/abc/*.csv"
+
+
+def _all_tasks(spec: dict) -> dict:
+    """Every task of a pipeline spec, whatever group it is in (the exit handler's, a condition's)."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for component in spec["components"].values():
+        tasks.update(component.get("dag", {}).get("tasks", {}))
+    return tasks
 
 
 def _serve(monkeypatch: pytest.MonkeyPatch, **kwargs) -> Iterator[CaptureServer]:
@@ -47,10 +56,10 @@ def _cloud(server: CaptureServer) -> list[str]:
 def test_submit_sends_region_root_account_params_labels_caching_and_machines(server, capsys, monkeypatch, tmp_path):
     # The image's io.taxifare.accelerator label, as podman would report it for a `make image GPU=1` build
     # (reading real labels is an image test: tests/test_image.py).
-    monkeypatch.setattr(images, "accelerator", lambda image: "gpu" if image == IMAGE else None)
+    monkeypatch.setattr(images, "accelerator", lambda image: "gpu" if image == GPU_IMAGE else None)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the compiled spec is written
     code = cli.main(
-        ["submit", *_cloud(server), "--service-account", SA, "--image", IMAGE, "--data", DATA,
+        ["submit", *_cloud(server), "--service-account", SA, "--gpu-image", GPU_IMAGE, "--data", DATA,
          "--train-steps", "1234", "--label", "team=fares", "--no-cache",
          "--machine-type", "n1-highmem-8", "--accelerator-type", "NVIDIA_TESLA_T4", "--accelerator-count", "1",
          "--replica-count", "2", "--boot-disk-gb", "150"]
@@ -68,12 +77,13 @@ def test_submit_sends_region_root_account_params_labels_caching_and_machines(ser
     params = job["runtimeConfig"]["parameterValues"]
     assert params["source"] == DATA and params["train_steps"] == 1234
     assert (params["deploy_target"], params["project"], params["region"]) == ("vertex", PROJECT, REGION)
-    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    tasks = _all_tasks(job["pipelineSpec"])
     assert all(t.get("cachingOptions", {}).get("enableCache", False) is False for t in tasks.values())
     pools = job["pipelineSpec"]["components"]["comp-train-model"]["inputDefinitions"]["parameters"][
         "worker_pool_specs"
     ]["defaultValue"]
-    assert pools[0]["container_spec"]["image_uri"] == IMAGE
+    # Only training pulls the CUDA image: every other step, and the endpoint, the CPU one.
+    assert pools[0]["container_spec"]["image_uri"] == GPU_IMAGE
     assert pools[0]["machine_spec"] == {
         "machine_type": "n1-highmem-8",
         "accelerator_type": "NVIDIA_TESLA_T4",
@@ -87,9 +97,7 @@ def test_submit_sends_region_root_account_params_labels_caching_and_machines(ser
     assert job_id in out
     # Blessed models are served by the same image, running `taxifare serve`, unless asked otherwise.
     assert params["serving_container"] == "custom"
-    components = job["pipelineSpec"]["components"]
-    (deploy_task,) = [c["dag"]["tasks"]["deploy-model"] for c in components.values() if "deploy-model" in
-                      c.get("dag", {}).get("tasks", {})]  # fmt: skip
+    deploy_task = _all_tasks(job["pipelineSpec"])["deploy-model"]
     assert deploy_task["inputs"]["parameters"]["serving_image"]["runtimeValue"]["constant"] == IMAGE
 
 
@@ -186,7 +194,8 @@ def test_schedule_on_a_kubeflow_host_uses_six_field_cron(server, capsys):
     argv = ["schedule", "create", "--host", server.url, "--image", IMAGE, "--cron", "0 3 * * 1", "--data", DATA]
     assert cli.main([*argv, "--timezone", "Europe/Paris", "--param", "registry=/mnt/m"]) == 2
     assert "read cron in UTC" in capsys.readouterr().err
-    code = cli.main([*argv, "--param", "deploy_target=vertex", "--param", "project=p1", "--param", "region=us-east1"])
+    vertex = ["--param", "deploy_target=vertex", "--param", "project=p1", "--param", "region=us-east1"]
+    code = cli.main([*argv, *vertex, "--bucket", BUCKET])
     assert code == 0, capsys.readouterr()
     body = server.one("POST", r"/apis/v2beta1/recurringruns$").body
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
@@ -319,7 +328,7 @@ def test_an_image_the_cloud_cannot_pull_is_refused_in_seconds_without_credential
 def test_gpus_are_refused_with_an_image_without_cudas_tensorflow(server, capsys, monkeypatch, label, message):
     monkeypatch.setattr(images, "accelerator", lambda image: label)
     code = cli.main(["submit", *_cloud(server), "--data", DATA, "--accelerator-type", "NVIDIA_TESLA_T4",
-                     "--accelerator-count", "1"])  # fmt: skip
+                     "--accelerator-count", "1", "--gpu-image", GPU_IMAGE])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and message in err and "make image GPU=1" in err
     assert server.requests == []
@@ -376,13 +385,14 @@ def _resolved_payload(job: dict, task: str) -> dict:
     """The CustomJob body gcpc's launcher sends for `task`: its --payload with the inputs filled in, as Vertex
     AI fills the placeholders from the task's inputs and the run's parameter values."""
     spec, values = job["pipelineSpec"], job["runtimeConfig"]["parameterValues"]
-    dag_task = spec["root"]["dag"]["tasks"][task]
+    dag_task = _all_tasks(spec)[task]
     component = spec["components"][dag_task["componentRef"]["name"]]
     defaults = {k: v.get("defaultValue") for k, v in component["inputDefinitions"]["parameters"].items()}
     inputs = dict(defaults)
     for name, given in dag_task["inputs"].get("parameters", {}).items():
-        if "componentInputParameter" in given:
-            inputs[name] = values.get(given["componentInputParameter"], defaults.get(name))
+        if "componentInputParameter" in given:  # a run parameter, passed down through its groups
+            parameter = given["componentInputParameter"].removeprefix("pipelinechannel--")
+            inputs[name] = values.get(parameter, defaults.get(name))
         elif "runtimeValue" in given:
             inputs[name] = given["runtimeValue"]["constant"]
     container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
@@ -461,3 +471,362 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     proc.stdout.close()  # before it has printed a line (it is still starting)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("label", "rule"),
+    [("Team=ML", "e.g. --label team=ml"), ("owner=a b", "e.g. --label owner=a-b"), ("1st=x", "starts with a lowercase"),
+     ("k=" + "v" * 64, "at most 63 characters"), ("vertex-ai-pipelines-run-billing-id=1", "Vertex AI's own")],
+)  # fmt: skip
+def test_labels_vertex_would_refuse_are_refused_before_any_upload_or_request(server, capsys, tmp_path, label, rule):
+    """Vertex AI checks labels only when it creates the job: after local data was uploaded."""
+    data = tmp_path / "trips.csv"
+    data.write_text("fare_amount,pickuplon,pickuplat,dropofflon,dropofflat,passengers,key\n")
+    for command in (["submit"], ["schedule", "create", "--cron", "0 3 * * 1"]):
+        assert cli.main([*command, *_cloud(server), "--data", str(data), "--label", label]) == 2
+        err = capsys.readouterr().err
+        assert f"--label {label}" in err and rule in err, err
+    assert server.requests == []  # no upload, no job
+
+
+def test_schedule_labels_reach_the_scheduled_runs(server, capsys):
+    argv = ["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, "--label", "team=fares", *_cloud(server)]
+    assert cli.main(argv) == 0, capsys.readouterr()
+    job = server.one("POST", r"/schedules$").body["createPipelineJobRequest"]["pipelineJob"]
+    assert job["labels"] == {"app": "taxifare", "team": "fares"}
+
+
+def test_creating_a_schedule_is_one_bounded_request_like_submit(server, capsys, monkeypatch):
+    """A schedule's create request waits no longer than submit's does (CREATE_TIMEOUT), then says so."""
+    import time
+
+    from taxifare.cloud import submit
+
+    monkeypatch.setattr(submit, "CREATE_TIMEOUT", 0.5)
+    server.route("POST", r"/schedules$", lambda req, m: time.sleep(5) or {}, times=1)
+    code = cli.main(["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, *_cloud(server)])
+    err = capsys.readouterr().err
+    assert code == 1 and "timed out" in err.lower(), err
+
+
+def test_a_serving_image_outside_artifact_registry_is_refused_before_training_is_paid_for(server, capsys, tmp_path):
+    """Vertex AI serves a model only from Artifact Registry: without this check stage, train and evaluate
+    ran, then the upload failed."""
+    data = tmp_path / "trips.csv"
+    data.write_text("fare_amount,pickuplon,pickuplat,dropofflon,dropofflat,passengers,key\n")
+    for image in ("docker.io/someone/taxifare:1", "ghcr.io/someone/taxifare:1", "quay.io/x/taxifare:1"):
+        for command in (["submit"], ["schedule", "create", "--cron", "0 3 * * 1"]):
+            assert cli.main([*command, *_where(server), "--image", image, "--data", str(data)]) == 2
+            err = capsys.readouterr().err
+            assert f"--image {image}: Vertex AI serves models only from an image in Artifact Registry" in err, err
+            assert "--serving-container prebuilt" in err
+    assert server.requests == []  # nothing uploaded, nothing submitted
+    # Served by Vertex AI's own container, the steps may run from any registry Vertex AI can pull from.
+    argv = ["submit", *_where(server), "--image", "docker.io/someone/taxifare:1", "--data", DATA]
+    assert cli.main([*argv, "--serving-container", "prebuilt"]) == 0, capsys.readouterr()
+    # Artifact Registry's gcr.io hosts serve too.
+    assert cli.main(["submit", *_where(server), "--image", "gcr.io/taxifare-test/taxifare:1", "--data", DATA]) == 0
+
+
+def test_a_kubeflow_run_deploying_to_vertex_needs_a_gs_pipeline_root_before_it_starts(server, capsys):
+    """Deploy uploads the model to Model Registry from Cloud Storage: without a gs:// root it failed after training."""
+    vertex = ["--param", "deploy_target=vertex", "--param", "project=p1", "--param", "region=us-east1"]
+    base = ["--host", server.url, "--image", IMAGE, "--data", DATA, *vertex]
+    for command in (["submit"], ["schedule", "create", "--cron", "0 3 * * 1"]):
+        assert cli.main([*command, *base]) == 2
+        err = capsys.readouterr().err
+        assert "deploy_target=vertex from a Kubeflow host needs a gs:// pipeline root" in err, err
+        assert "give --bucket BUCKET" in err
+        assert cli.main([*command, *base, "--pipeline-root", "minio://mlpipeline/v2"]) == 2
+        assert "not --pipeline-root minio://mlpipeline/v2" in capsys.readouterr().err
+    assert server.requests == []
+    assert cli.main(["submit", *base, "--bucket", BUCKET]) == 0, capsys.readouterr()
+    run = server.one("POST", r"/apis/v2beta1/runs$").body
+    assert run["runtime_config"]["pipeline_root"] == f"gs://{BUCKET}/pipeline-root"
+
+
+def test_only_training_pulls_the_cuda_image(server, capsys, monkeypatch):
+    """Two images, named in pipeline/images.py: --gpu-image for training on GPUs, --image for the rest and serving."""
+    monkeypatch.setattr(images, "accelerator", lambda image: {IMAGE: "cpu", GPU_IMAGE: "gpu"}.get(image))
+    gpus = ["--accelerator-type", "NVIDIA_TESLA_T4", "--accelerator-count", "1"]
+    # One (GPU) image for everything: every step and the CPU endpoint would pull CUDA's TensorFlow.
+    assert cli.main(["submit", *_where(server), "--image", GPU_IMAGE, "--data", DATA, *gpus]) == 2
+    err = capsys.readouterr().err
+    assert "needs the training image as --gpu-image" in err and "every step and the CPU endpoint" in err
+    # A GPU image without GPUs, or on a Kubeflow host: refused, not pulled for nothing.
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, "--gpu-image", GPU_IMAGE]) == 2
+    assert "without --accelerator-type" in capsys.readouterr().err
+    assert cli.main(["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--gpu-image", GPU_IMAGE]) == 2
+    assert "--gpu-image: Vertex AI only" in capsys.readouterr().err
+    assert server.requests == []
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, "--gpu-image", GPU_IMAGE, *gpus]) == 0
+    job = server.one("POST", r"/pipelineJobs$").body
+    spec = job["pipelineSpec"]
+    pools = spec["components"]["comp-train-model"]["inputDefinitions"]["parameters"]["worker_pool_specs"]
+    assert pools["defaultValue"][0]["container_spec"]["image_uri"] == GPU_IMAGE
+    others = {name: e["container"]["image"] for name, e in spec["deploymentSpec"]["executors"].items()
+              if "taxifare" in e["container"]["image"] and name != "exec-train-model"}  # fmt: skip
+    assert set(others) >= {"exec-stage-data", "exec-evaluate-model", "exec-deploy-model"}
+    assert set(others.values()) == {IMAGE}
+    serving = _all_tasks(spec)["deploy-model"]["inputs"]["parameters"]["serving_image"]
+    assert serving["runtimeValue"]["constant"] == IMAGE  # the endpoint serves the CPU image
+
+
+def test_the_committed_spec_names_a_placeholder_that_submit_refuses(server, capsys):
+    """pipeline.yaml is the Vertex AI target: no local-only image, and no empty project or region to deploy to."""
+    import os
+
+    import yaml
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "pipeline.yaml")) as f:
+        text = f.read()
+    spec = yaml.safe_load(text)
+    assert "localhost/" not in text and images.PLACEHOLDER_IMAGE in text
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["deploy_target"]["defaultValue"] == "vertex"
+    for name in ("project", "region"):  # required: a run started from the file must give them
+        assert "defaultValue" not in inputs[name] and not inputs[name].get("isOptional"), name
+    for image in (images.PLACEHOLDER_IMAGE, "us-central1-docker.pkg.dev/PROJECT/taxifare/taxifare:1"):
+        for flag in ("--image", "--gpu-image"):
+            extra = (
+                ["--accelerator-type", "NVIDIA_TESLA_T4", "--accelerator-count", "1"] if flag == "--gpu-image" else []
+            )
+            argv = ["submit", *_cloud(server), "--data", DATA, flag, image, *extra]
+            assert cli.main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"{flag} {image}: a placeholder" in err and "pass the image you pushed" in err, err
+    assert server.requests == []
+
+
+def test_caching_is_off_unless_asked_for_since_no_training_step_could_come_from_it(server, capsys):
+    """train reads the splits stage_data writes anew every run: a cache that can never hit is not on by default."""
+    assert cli.main(["submit", *_cloud(server), "--data", DATA]) == 0, capsys.readouterr()
+    tasks = _all_tasks(server.one("POST", r"/pipelineJobs$").body["pipelineSpec"])
+    assert "train-model" in tasks and all(t["cachingOptions"].get("enableCache") is not True for t in tasks.values())
+    server.clear()
+    assert cli.main(["schedule", "create", "--cron", "0 3 * * 1", "--data", DATA, *_cloud(server)]) == 0
+    job = server.one("POST", r"/schedules$").body["createPipelineJobRequest"]["pipelineJob"]
+    assert all(t["cachingOptions"].get("enableCache") is not True for t in _all_tasks(job["pipelineSpec"]).values())
+    server.clear()
+    assert cli.main(["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m"]) == 0
+    tasks = _all_tasks(server.one("POST", r"/apis/v2beta1/runs$").body["pipeline_spec"])
+    assert "train-model" in tasks
+    assert all(t.get("cachingOptions", {}).get("enableCache") is not True for t in tasks.values())
+
+
+def _service_account_key(path, token_uri: str) -> str:
+    """A service-account key file (a fresh RSA key) whose token endpoint is the recorder."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()  # fmt: skip
+    key_file = {"type": "service_account", "project_id": PROJECT, "private_key_id": "k1", "private_key": pem,
+                "client_email": SA, "client_id": "1", "token_uri": token_uri}  # fmt: skip
+    path.write_text(json.dumps(key_file))
+    return str(path)
+
+
+def test_behind_iap_client_id_signs_in_with_an_id_token_for_the_proxy(server, capsys, monkeypatch, tmp_path):
+    """IAP takes OIDC ID tokens whose audience is its client id, not access tokens: --client-id hands that to
+    kfp's own flow (kfp.Client(client_id=...)), which asks Google's token endpoint (here the recorder) for one."""
+    import base64
+
+    from kfp.client import auth
+
+    client_id = "123-abc.apps.googleusercontent.com"
+    monkeypatch.setenv(
+        "GOOGLE_APPLICATION_CREDENTIALS", _service_account_key(tmp_path / "sa.json", server.url + "/token")
+    )
+    monkeypatch.setattr(auth, "OAUTH_TOKEN_URI", server.url + "/oauth2/v4/token")
+    monkeypatch.setattr(auth, "LOCAL_KFP_CREDENTIAL", str(tmp_path / "kfp-credentials.json"))
+    server.route("POST", r"^/token$", {"access_token": "ya29.access", "expires_in": 3600, "token_type": "Bearer"})
+    server.route("POST", r"^/oauth2/v4/token$", {"id_token": "eyJ.iap-id-token.sig"})
+    argv = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m"]
+    assert cli.main([*argv, "--client-id", client_id]) == 0, capsys.readouterr()
+    run = server.one("POST", r"/apis/v2beta1/runs$")
+    assert run.headers["authorization"] == "Bearer eyJ.iap-id-token.sig"
+    (grant,) = server.find("POST", r"^/oauth2/v4/token$")
+    assertion = dict(p.split("=", 1) for p in grant.raw.decode().split("&"))["assertion"]
+    claims = json.loads(base64.urlsafe_b64decode(assertion.split(".")[1] + "=="))
+    assert claims["target_audience"] == client_id and claims["iss"] == SA
+    # Two ways to sign in at once is one too many, said before any request.
+    server.clear()
+    assert cli.main([*argv, "--client-id", client_id, "--token", "t"]) == 2
+    assert "--token and --client-id: give one way to sign in" in capsys.readouterr().err
+    assert server.requests == []
+
+
+def test_with_a_users_credentials_client_id_says_what_kfp_needs_instead_of_going_on_unsigned(
+    server, capsys, monkeypatch, tmp_path
+):
+    from kfp.client import auth
+
+    user = tmp_path / "adc.json"
+    user.write_text(json.dumps({"type": "authorized_user", "client_id": "c", "client_secret": "s",
+                                "refresh_token": "r"}))  # fmt: skip
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(user))
+    monkeypatch.setattr(auth, "LOCAL_KFP_CREDENTIAL", str(tmp_path / "kfp-credentials.json"))
+    argv = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m"]
+    assert cli.main([*argv, "--client-id", "123-abc.apps.googleusercontent.com"]) == 1
+    err = capsys.readouterr().err
+    assert "kfp got no ID token for the Identity-Aware Proxy" in err and "KF_PIPELINES_APP_OAUTH2_CLIENT_ID" in err
+    assert server.find("POST", r"/apis/v2beta1/runs$") == []
+
+
+KEY = f"projects/{PROJECT}/locations/{REGION}/keyRings/ml/cryptoKeys/runs"
+NETWORK = "projects/123456789012/global/networks/ml-vpc"
+BOARD = f"projects/{PROJECT}/locations/{REGION}/tensorboards/4242"
+
+
+def test_tensorboard_key_and_network_reach_the_pipeline_job_and_its_training_job(server, capsys):
+    """--tensorboard: the training custom job writes its logs to Vertex AI TensorBoard (base_output_directory makes
+    AIP_TENSORBOARD_LOG_DIR, which the train step writes to); --encryption-key and --network: the pipeline job and
+    the training job (and, through the deploy step, the model and endpoint: tests/test_vertex_registry.py)."""
+    argv = ["submit", *_cloud(server), "--data", DATA, "--tensorboard", "4242", "--encryption-key", KEY,
+            "--network", NETWORK]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr()
+    job = server.one("POST", r"/pipelineJobs$").body
+    assert job["encryptionSpec"] == {"kmsKeyName": KEY} and job["network"] == NETWORK
+    params = job["runtimeConfig"]["parameterValues"]
+    assert (params["tensorboard"], params["encryption_key"], params["network"]) == (BOARD, KEY, NETWORK)
+    body = _resolved_payload(job, "train-model")
+    assert body["job_spec"]["tensorboard"] == BOARD  # the TensorBoard link
+    assert body["job_spec"]["base_output_directory"]["output_uri_prefix"] == (
+        "{{$.pipeline_root}}/custom-jobs/{{$.pipeline_job_uuid}}"  # filled in by Vertex AI: the run's own folder
+    )
+    assert body["encryption_spec"] == {"kms_key_name": KEY} and body["job_spec"]["network"] == NETWORK
+    deploy = _all_tasks(job["pipelineSpec"])["deploy-model"]["inputs"]["parameters"]
+    assert deploy["encryption_key"] == {"componentInputParameter": "pipelinechannel--encryption_key"}
+    # Schedules: the same, for every run they start.
+    server.clear()
+    assert cli.main(["schedule", "create", "--cron", "0 3 * * 1", *argv[1:]]) == 0, capsys.readouterr()
+    schedule = server.one("POST", r"/schedules$").body["createPipelineJobRequest"]["pipelineJob"]
+    assert schedule["encryptionSpec"] == {"kmsKeyName": KEY} and schedule["network"] == NETWORK
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--tensorboard", "projects/p/locations/us-east1/tensorboards/1"], "in us-east1, not the run's region"),
+        (["--encryption-key", "projects/p/locations/us/keyRings/k/cryptoKeys/c"], "in us, not the run's region"),
+        (["--encryption-key", "my-key"], "encryption_key must be projects/P/locations/R/keyRings/K/cryptoKeys/C"),
+        (["--network", "ml-vpc"], "network must be projects/NUMBER/global/networks/NAME"),
+        (["--param", f"network={NETWORK}"], "--param network: this command sets it; give --network"),
+        (["--notify-emails", "a@x.io", "b@x.io", "c@x.io", "d@x.io"], "notify_emails must be at most 3 email"),
+        (["--notify-emails", "not-an-address"], "notify_emails must be at most 3 email addresses"),
+        (["--notify-webhook", "hooks.slack.com/x"], "notify_webhook must be an http:// or https:// URL"),
+        (["--experiment", "Fares_2024"], "--experiment 'Fares_2024': an experiment's name is 1-128 lowercase"),
+    ],
+)
+def test_vertex_options_are_checked_before_any_request(server, capsys, flags, message):
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert server.requests == []
+
+
+def test_vertex_only_options_are_refused_with_a_kubeflow_host(server, capsys):
+    for flags in (["--tensorboard", BOARD], ["--encryption-key", KEY], ["--network", NETWORK],
+                  ["--notify-emails", "ops@example.com"]):  # fmt: skip
+        argv = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m", *flags]
+        assert cli.main(argv) == 2
+        assert "Vertex AI only, not with --host" in capsys.readouterr().err
+    assert cli.main(["schedule", "create", "--cron", "0 3 * * 1", *_cloud(server), "--data", DATA,
+                     "--experiment", "fares"]) == 2  # fmt: skip
+    assert "cannot put them in an experiment" in capsys.readouterr().err
+    assert server.requests == []
+
+
+def _experiments(server: CaptureServer, store_exists: bool = False) -> dict:
+    """Vertex ML Metadata as far as an experiment's association uses it (the recorder keeps what is created)."""
+    state: dict = {"contexts": {}, "children": []}
+    base = rf"/v1/projects/{PROJECT}/locations/{REGION}/metadataStores"
+    if store_exists:
+        server.route(
+            "GET", base + r"/default$", {"name": f"projects/{PROJECT}/locations/{REGION}/metadataStores/default"}
+        )
+    else:
+        server.route(
+            "GET", base + r"/default$", (404, {"error": {"code": 404, "message": "no store", "status": "NOT_FOUND"}})
+        )
+    server.route("POST", base + r"$", {"name": "operations/store", "done": True, "response": {
+        "@type": "type.googleapis.com/google.cloud.aiplatform.v1.MetadataStore", "name": "default"}})  # fmt: skip
+
+    def get_context(req, m):
+        found = state["contexts"].get(m.group(1))
+        return found or (404, {"error": {"code": 404, "message": "no context", "status": "NOT_FOUND"}})
+
+    def create_context(req, m):
+        name = f"projects/{PROJECT}/locations/{REGION}/metadataStores/default/contexts/{req.query['contextId'][0]}"
+        state["contexts"][name.rsplit("/", 1)[-1]] = {**req.body, "name": name}
+        return state["contexts"][name.rsplit("/", 1)[-1]]
+
+    def add_children(req, m):
+        state["children"].append((m.group(1), req.body["childContexts"]))
+        return {}
+
+    server.route("GET", base + r"/default/contexts/([^/:]+)$", get_context)
+    server.route("POST", base + r"/default/contexts$", create_context)
+    server.route("POST", base + r"/default/contexts/([^/:]+):addContextChildren$", add_children)
+    return state
+
+
+def test_experiment_puts_the_run_in_vertex_ai_experiments_with_bounded_requests(server, capsys, monkeypatch):
+    """What PipelineJob.submit(experiment=...) does: the store and the experiment before the job, then the run's
+    own context as the experiment's child, once Vertex AI has made it (the SDK waits for it without bound)."""
+    state = _experiments(server)
+    run_context = f"projects/{PROJECT}/locations/{REGION}/metadataStores/default/contexts/the-run"
+    polls = {"n": 0}
+
+    def job_with_context_later(req, m):
+        polls["n"] += 1
+        job = server.resources[m.group(1)]
+        return {**job, "jobDetail": {"pipelineRunContext": {"name": run_context}}} if polls["n"] >= 2 else job
+
+    server.route("GET", r"/v1/(projects/[^/]+/locations/[^/]+/pipelineJobs/[^/:]+)$", job_with_context_later)
+    from taxifare.cloud import experiments
+
+    monkeypatch.setattr(experiments, "POLL_SECONDS", 0.01)
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, "--experiment", "fares-2024"]) == 0
+    out = capsys.readouterr().out
+    assert f"experiment: fares-2024 has the run ({run_context})" in out
+    calls = [f"{r.method} {r.path.rsplit('/', 1)[-1]}" for r in server.requests]
+    assert calls.index("POST contexts") < calls.index("POST pipelineJobs")  # the experiment first, as the SDK does
+    experiment = state["contexts"]["fares-2024"]
+    assert experiment["schemaTitle"] == "system.Experiment" and experiment["displayName"] == "fares-2024"
+    assert state["children"] == [("fares-2024", [run_context])]  # the association
+    assert server.find("POST", r"/metadataStores$")  # the project's first: the default store made too
+    # A run still queued past the bound is said, not waited for; the run itself was created.
+    server.clear()
+    polls["n"] = -(10**6)
+    monkeypatch.setattr(experiments, "ASSOCIATE_TIMEOUT", 0.05)
+    assert cli.main(["submit", *_cloud(server), "--data", DATA, "--experiment", "fares-2024"]) == 0
+    assert "not in fares-2024; add it from the console" in capsys.readouterr().out
+    assert not server.find("POST", r"/contexts$")  # it existed: found, not made again
+
+
+def test_failure_notifications_are_run_parameters_a_schedule_sets(server, capsys):
+    """notify_webhook and notify_emails are pipeline parameters: a schedule's runs carry them; with emails the run
+    is compiled with Vertex AI's notification email as well as the webhook's exit handler."""
+    hook = "https://hooks.example.com/services/T0/B0/x"
+    argv = ["--data", DATA, *_cloud(server), "--notify-webhook", hook, "--notify-emails", "ops@example.com"]
+    assert cli.main(["schedule", "create", "--cron", "0 3 * * 1", *argv]) == 0, capsys.readouterr()
+    job = server.one("POST", r"/schedules$").body["createPipelineJobRequest"]["pipelineJob"]
+    params = job["runtimeConfig"]["parameterValues"]
+    assert params["notify_webhook"] == hook and params["notify_emails"] == ["ops@example.com"]
+    tasks = _all_tasks(job["pipelineSpec"])
+    assert {"notify-failure", "vertex-pipelines-notification-email"} <= set(tasks)
+    # Without emails: the webhook's exit handler alone (a Vertex AI email to nobody is not sent).
+    server.clear()
+    assert cli.main(["submit", "--data", DATA, *_cloud(server)]) == 0
+    tasks = _all_tasks(server.one("POST", r"/pipelineJobs$").body["pipelineSpec"])
+    assert "notify-failure" in tasks and "vertex-pipelines-notification-email" not in tasks
+    # On a Kubeflow host only when asked for: older backends refuse an exit task reading the run's final state.
+    for extra, present in (([], False), (["--notify-webhook", hook], True)):
+        server.clear()
+        kfp = ["submit", "--host", server.url, "--image", IMAGE, "--data", DATA, "--param", "registry=/m", *extra]
+        assert cli.main(kfp) == 0, capsys.readouterr()
+        spec = server.one("POST", r"/apis/v2beta1/runs$").body["pipeline_spec"]
+        assert ("notify-failure" in _all_tasks(spec)) is present

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 from taxifare.errors import UsageError
 from trainer import settings
@@ -223,8 +224,64 @@ class DeployTarget:
         return settings.checked(self)
 
 
+# Vertex AI resource names, as its API takes them (checked before any request).
+KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
+NETWORK = re.compile(r"^projects/[^/]+/global/networks/[^/]+$")
+TENSORBOARD = re.compile(r"^projects/[^/]+/locations/[^/]+/tensorboards/[^/]+$")
+EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+MAX_EMAILS = 3  # what Vertex AI's notification email takes
+
+
+def _resource(pattern: re.Pattern[str], form: str) -> settings.Check:
+    def check(value: object) -> str | None:
+        return None if value == "" or (isinstance(value, str) and pattern.match(value)) else f"must be {form}"
+
+    return check
+
+
+def _emails(value: object) -> str | None:
+    ok = isinstance(value, list | tuple) and len(value) <= MAX_EMAILS
+    ok = ok and all(isinstance(v, str) and EMAIL.match(v) for v in value)  # type: ignore[attr-defined]
+    return None if ok else f"must be at most {MAX_EMAILS} email addresses"
+
+
+def _url(value: object) -> str | None:
+    ok = value == "" or (isinstance(value, str) and re.match(r"^https?://[^/\s]+\S*$", value) is not None)
+    return None if ok else "must be an http:// or https:// URL"
+
+
+@dataclasses.dataclass(frozen=True)
+class Notify:
+    """Who hears when a run fails: the pipeline's exit handler reads these (a schedule's runs can set them)."""
+
+    notify_emails: tuple[str, ...] = setting(
+        (), f"vertex: up to {MAX_EMAILS} addresses Vertex AI emails when the run ends, with how it ended", _emails
+    )
+    notify_webhook: str = setting(
+        "", "a URL the run POSTs a JSON message to when it fails (Slack and Google Chat read its text)", _url
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class VertexJob:
+    """Vertex AI options for the run's jobs and what they create: TensorBoard, encryption, network."""
+
+    tensorboard: str = setting(
+        "", "vertex: the Vertex AI TensorBoard (projects/P/locations/R/tensorboards/ID) the training job writes to",
+        _resource(TENSORBOARD, "projects/P/locations/R/tensorboards/ID"),
+    )  # fmt: skip
+    encryption_key: str = setting(
+        "", "vertex: the Cloud KMS key (projects/P/locations/R/keyRings/K/cryptoKeys/C) encrypting the training "
+        "job, the model and the endpoint", _resource(KMS_KEY, "projects/P/locations/R/keyRings/K/cryptoKeys/C"),
+    )  # fmt: skip
+    network: str = setting(
+        "", "vertex: the VPC network (projects/NUMBER/global/networks/NAME) the training job is peered with",
+        _resource(NETWORK, "projects/NUMBER/global/networks/NAME"),
+    )  # fmt: skip
+
+
 # Each pipeline step's settings, in the order `taxifare params` lists them.
-STEP_SETTINGS: tuple[type, ...] = (Source, Tuning, Gate, DeployTarget)
+STEP_SETTINGS: tuple[type, ...] = (Source, Tuning, Gate, DeployTarget, Notify, VertexJob)
 
 
 def check_all(*objs: object) -> None:

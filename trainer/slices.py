@@ -34,6 +34,7 @@ class Slice:
     name: str
     description: str
     mask: Callable[[Columns], np.ndarray]
+    dimension: str = ""  # what the slice cuts by (Vertex AI's evaluation slice dimension): distance, airport, ...
 
 
 def _xy(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,20 +69,29 @@ def inside(polygon: tuple[tuple[float, float], ...], lon: np.ndarray, lat: np.nd
 def _band(low: float, high: float) -> Slice:
     label = f"{low:g}+ km" if np.isinf(high) else f"{low:g}-{high:g} km"
     return Slice(
-        f"distance {label}", f"straight-line trips of {label}", lambda c: (trip_km(c) >= low) & (trip_km(c) < high)
+        f"distance {label}",
+        f"straight-line trips of {label}",
+        lambda c: (trip_km(c) >= low) & (trip_km(c) < high),
+        "distance",
     )
 
 
 def _passengers(low: int, high: int) -> Slice:
     label = str(low) if low == high else f"{low}-{high}"
     return Slice(
-        f"passengers {label}", f"{label} passenger(s)", lambda c: (c["passengers"] >= low) & (c["passengers"] <= high)
+        f"passengers {label}",
+        f"{label} passenger(s)",
+        lambda c: (c["passengers"] >= low) & (c["passengers"] <= high),
+        "passengers",
     )
 
 
 def _airport(code: str) -> Slice:
     return Slice(
-        f"airport {code}", f"to or from {code.upper()} (within {AIRPORT_RADIUS_KM:g} km)", lambda c: _near(c, code)
+        f"airport {code}",
+        f"to or from {code.upper()} (within {AIRPORT_RADIUS_KM:g} km)",
+        lambda c: _near(c, code),
+        "airport",
     )
 
 
@@ -92,7 +102,7 @@ def _manhattan(c: Columns) -> np.ndarray:
 SLICES: tuple[Slice, ...] = (
     *(_band(lo, hi) for lo, hi in DISTANCE_BANDS_KM),
     *(_airport(code) for code in F.AIRPORTS),
-    Slice("inside manhattan", "both ends on Manhattan island", _manhattan),
+    Slice("inside manhattan", "both ends on Manhattan island", _manhattan, "area"),
     *(_passengers(lo, hi) for lo, hi in PASSENGER_GROUPS),
 )
 

@@ -140,8 +140,7 @@ def params_from(
     `reserved`: parameters this command sets itself, each with what to do instead; a --param naming
     one is refused rather than silently replaced."""
     values = {n: getattr(args, n) for n in names if hasattr(args, n)}
-    if "hidden_units" in values:
-        values["hidden_units"] = list(values["hidden_units"])
+    values = {n: list(v) if isinstance(v, tuple) else v for n, v in values.items()}  # list flags: hidden_units, ...
     for item in getattr(args, "param", None) or []:
         name, eq, value = item.partition("=")
         name = name.strip()
@@ -175,10 +174,23 @@ def hparam_names() -> list[str]:
     ]
 
 
-def add_image(p: argparse._ActionsContainer) -> None:
-    from pipeline.images import DEFAULT_IMAGE
+def add_image(p: argparse._ActionsContainer, by_target: bool = False, gpu: bool = False) -> None:
+    """--image (every step, and serving); with `gpu`, --gpu-image (the training step alone, on GPUs).
+    `by_target`: the default depends on --target (compile: vertex names a placeholder to replace)."""
+    from pipeline.images import DEFAULT_IMAGE, PLACEHOLDER_IMAGE
 
-    p.add_argument("--image", default=DEFAULT_IMAGE, help="container image every step runs in (and that serves)")
+    what = "container image every step runs in (and that serves)"
+    if by_target:
+        what += f" (default: {DEFAULT_IMAGE} for --target local, the placeholder {PLACEHOLDER_IMAGE} for vertex)"
+    p.add_argument("--image", default="" if by_target else DEFAULT_IMAGE, help=what)
+    if gpu:
+        p.add_argument(
+            "--gpu-image",
+            "--gpu_image",
+            default="",
+            help="TensorFlow's CUDA build (make image GPU=1) for the training step alone, with --accelerator-type: "
+            "the other steps and the endpoint keep --image",
+        )
 
 
 def add_machines(p: argparse.ArgumentParser) -> None:

@@ -38,6 +38,7 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
     _check_cron(args)
     caching = None if args.cache else False
+    labels = targets.labels_from(args)
     targets.check_target_flags(args)
     targets.check_image(args)
     if args.host:
@@ -46,16 +47,22 @@ def _cmd_create(args: argparse.Namespace) -> int:
         if args.timezone != "UTC":
             raise UsageError("Kubeflow recurring runs read cron in UTC", "convert the time and leave out --timezone")
         values = targets.run_params(args, None, recurring=True)
-        with targets.compiled(args, "local") as spec:
+        with targets.compiled(args, "local", values) as spec:
             kubeflow = targets.kubeflow_from(args)
-            run = submit.kfp_schedule(kubeflow, spec, values, args.cron, args.max_concurrent, caching, args.experiment)
+            experiment = args.experiment or targets.KUBEFLOW_EXPERIMENT
+            run = submit.kfp_schedule(kubeflow, spec, values, args.cron, args.max_concurrent, caching, experiment)
         print(f"created recurring run {getattr(run, 'recurring_run_id', run)} on {args.host}")
         return 0
+    if args.experiment:
+        raise UsageError(
+            "--experiment: a Vertex AI schedule creates its runs itself, and cannot put them in an experiment",
+            "leave it out (submit --experiment puts a run in one)",
+        )
     target = targets.target_from(args)
     values = targets.run_params(args, target, recurring=True)
-    with targets.compiled(args, "vertex") as spec:
+    with targets.compiled(args, "vertex", values) as spec:
         schedule = submit.create_schedule(target, spec, values, args.cron, args.timezone, args.max_concurrent,
-                                          args.max_runs, caching)  # fmt: skip
+                                          args.max_runs, caching, labels=labels)  # fmt: skip
     print(f"created {schedule.resource_name}: '{args.cron}' ({args.timezone})")
     return 0
 

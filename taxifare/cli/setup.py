@@ -8,12 +8,17 @@ import argparse
 def _cmd_setup(args: argparse.Namespace) -> int:
     from taxifare.cloud import access, setup
 
-    endpoints = access.Endpoints(*(args.api_endpoint,) * 3) if args.api_endpoint else None
+    endpoints = access.Endpoints(*(args.api_endpoint,) * 5) if args.api_endpoint else None
     report = setup.setup(args.project, args.region, args.bucket or "", args.service_account or "", grant=args.grant,
-                         bigquery=args.bigquery, caller=args.caller, endpoints=endpoints)  # fmt: skip
+                         bigquery=args.bigquery, caller=args.caller, images=tuple(args.image),
+                         tensorboard=args.tensorboard, endpoints=endpoints)  # fmt: skip
     for line in report.lines():
         print(line)
     print(f"bucket: gs://{report.bucket} (pipeline root gs://{report.bucket}/pipeline-root)")
+    if report.tensorboard:
+        print(
+            f"tensorboard: {report.tensorboard} (taxifare submit --tensorboard {report.tensorboard.rsplit('/', 1)[-1]})"
+        )
     if report.missing:
         print(f"{len(report.missing)} thing(s) the first run needs are missing: run the fixes above, or rerun with "
               "--grant (it grants exactly these, never Owner or Editor)")  # fmt: skip
@@ -47,6 +52,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bigquery", action="store_true", help="the runs read from BigQuery: its API and job role too")
     p.add_argument(
         "--caller", default="", help="who submits runs, e.g. user:you@example.com (default: the credentials' account)"
+    )
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="an image the runs use (--image, --gpu-image): kept in another project's Artifact Registry, Vertex AI's "
+        "agents must be able to read it (repeatable)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        default="",
+        metavar="NAME",
+        help="a Vertex AI TensorBoard instance with this display name, created in --region when missing (its id "
+        "is what submit --tensorboard takes)",
     )
     p.add_argument("--api-endpoint", "--api_endpoint", default="", help=argparse.SUPPRESS)  # the tests' recorder
     p.set_defaults(handler=_cmd_setup)

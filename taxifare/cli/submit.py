@@ -12,20 +12,28 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     caching = None if args.cache else False
     labels = targets.labels_from(args)
+    if args.experiment and not args.host:
+        from taxifare.cloud import experiments
+
+        experiments.check_name(args.experiment)
     targets.check_target_flags(args)
     targets.check_image(args)
     if args.host:
         values = targets.run_params(args, None)
         kubeflow = targets.kubeflow_from(args)
-        with targets.compiled(args, "local") as spec:
-            run_id, url = submit.kfp_submit(kubeflow, spec, values, caching, args.experiment)
+        with targets.compiled(args, "local", values) as spec:
+            run_id, url = submit.kfp_submit(
+                kubeflow, spec, values, caching, args.experiment or targets.KUBEFLOW_EXPERIMENT
+            )
         print(f"submitted run {run_id}\n{url}")
         return 0
     target = targets.target_from(args)
     values = targets.run_params(args, target)
-    with targets.compiled(args, "vertex") as spec:
-        job, url = submit.submit(target, spec, values, caching, labels=labels)
+    with targets.compiled(args, "vertex", values) as spec:
+        job, url = submit.submit(target, spec, values, caching, labels=labels, experiment=args.experiment)
     print(f"submitted {job.resource_name}\nDAG: {url}")
+    if args.experiment:
+        print(submit.join_experiment(target, job, args.experiment))
     if not args.wait:
         return 0
     state = submit.wait(job, print, poll_seconds=args.poll_seconds)

@@ -13,7 +13,11 @@
    testIamPermissions (which answers for whoever calls, groups and custom roles included); for
    anyone else (`--caller`, the account itself) from the project's and the account's policies,
    where a grant through a group is not seen (the finding then says missing; the fix is harmless).
-4. The Vertex AI service agent exists: a new project's appears only when Vertex AI is first
+4. With `--image`, the service agents that pull images (Vertex AI's, for serving, and its Custom Code
+   Service Agent, for training and the pipeline's steps) may read an image kept in another project's
+   Artifact Registry: `roles/artifactregistry.reader` on the repository (read from its own policy: a
+   grant on that project is not seen from here). An image in the run's project needs nothing.
+5. The Vertex AI service agent exists: a new project's appears only when Vertex AI is first
    used, and a bucket binding naming it fails until then. With `grant` it is created
    (Service Usage's generateServiceIdentity, which returns the existing one if there is one).
 
@@ -52,6 +56,22 @@ COVERS = {
     BIGQUERY_ROLE: ("roles/owner", "roles/editor", "roles/bigquery.admin", "roles/bigquery.user", BIGQUERY_ROLE),
 }
 ENABLE_TIMEOUT = 300.0
+IMAGE_READER = "roles/artifactregistry.reader"
+IMAGE_READ_COVERS = ("roles/owner", "roles/editor", "roles/viewer", IMAGE_READER, "roles/artifactregistry.writer",
+                     "roles/artifactregistry.repoAdmin", "roles/artifactregistry.admin")  # fmt: skip
+# Artifact Registry's gcr.io repositories: the host names the location, and is the repository's name.
+GCR_LOCATIONS = {"gcr.io": "us", "us.gcr.io": "us", "eu.gcr.io": "europe", "asia.gcr.io": "asia"}
+
+
+def repository_of(image: str) -> tuple[str, str, str] | None:
+    """(project, location, repository) of an Artifact Registry image, None for any other registry."""
+    host, _, path = image.partition("/")
+    parts = path.split("/")
+    if host.endswith("-docker.pkg.dev") and len(parts) >= 3:
+        return parts[0], host.removesuffix("-docker.pkg.dev"), parts[1]
+    if host in GCR_LOCATIONS and len(parts) >= 2:
+        return parts[0], GCR_LOCATIONS[host], host
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +81,12 @@ class Endpoints:
     resource_manager: str = "https://cloudresourcemanager.googleapis.com"
     service_usage: str = "https://serviceusage.googleapis.com"
     iam: str = "https://iam.googleapis.com"
+    artifact_registry: str = "https://artifactregistry.googleapis.com"
+    vertex: str = ""  # the Vertex AI API (TensorBoard): "" is the region's own endpoint
+
+    def google(self) -> list[str]:
+        """The hosts every `setup` asks."""
+        return [self.resource_manager, self.service_usage, self.iam]
 
     @property
     def local(self) -> bool:
@@ -152,6 +178,32 @@ class Access:
                 f.granted = True
             self._call("POST", f"{url}:setIamPolicy", {"policy": policy})
         return findings
+
+    # --- images in another project's Artifact Registry -----------------------------------------
+
+    def image_readers(self, image: str, agents: Iterable[str], grant: bool) -> list[Finding]:
+        """The agents that pull `image` may read its repository, when it is in another project."""
+        where = repository_of(image)
+        if where is None or where[0] == self.project:
+            return []
+        project, location, repository = where
+        url = f"{self.endpoints.artifact_registry}/v1/projects/{project}/locations/{location}/repositories/{repository}"
+        policy = self._call("GET", f"{url}:getIamPolicy?options.requestedPolicyVersion=3")
+        findings: dict[str, Finding] = {}
+        for agent in agents:
+            held = any(b["role"] in IMAGE_READ_COVERS and agent in b.get("members", []) and not b.get("condition")
+                       for b in policy.get("bindings", []))  # fmt: skip
+            fix = (f"gcloud artifacts repositories add-iam-policy-binding {repository} --project={project} "
+                   f"--location={location} --member={agent} --role={IMAGE_READER}")  # fmt: skip
+            what = f"{IMAGE_READER} for {agent} on {location}-docker.pkg.dev/{project}/{repository} (it pulls {image})"
+            findings[agent] = Finding(what, held, fix)
+        missing = {agent: f for agent, f in findings.items() if not f.present}
+        if grant and missing:
+            for agent, f in missing.items():
+                _add_member(policy, IMAGE_READER, agent)
+                f.granted = True
+            self._call("POST", f"{url}:setIamPolicy", {"policy": policy})
+        return list(findings.values())
 
     # --- the caller, and the account itself, may act as the pipeline account -------------------
 

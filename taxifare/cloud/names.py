@@ -49,3 +49,44 @@ def bucket(name: str) -> str:
             "starting and ending with a letter or digit"
         )
     return name
+
+
+# Google Cloud's label rules, which Vertex AI enforces only when it creates the job (after any upload).
+MAX_LABELS = 64
+MAX_LABEL_CHARS = 63
+RESERVED_LABEL_PREFIX = "vertex-ai-pipelines-run-billing-id"
+LABEL_RULE = (
+    "keys and values take lowercase letters, digits, '_' and '-' (international letters too), at most "
+    f"{MAX_LABEL_CHARS} characters; a key starts with a lowercase letter"
+)
+
+
+def _label_char(c: str) -> bool:
+    if c.isascii():
+        return c.islower() or c.isdigit() or c in "_-"
+    return c.isalpha() and not c.isupper()  # international letters, lowercase or caseless
+
+
+def _label_fix(text: str) -> str:
+    return "".join(c if _label_char(c) else "-" for c in text.lower())[:MAX_LABEL_CHARS]
+
+
+def label(key: str, value: str) -> tuple[str, str]:
+    """One run label, as Vertex AI will accept it; UsageError naming the rule and a fix otherwise."""
+    flag = f"--label {key}={value}"
+    first = key[:1]
+    key_ok = bool(key) and len(key) <= MAX_LABEL_CHARS and all(map(_label_char, key))
+    key_ok = key_ok and not first.isdigit() and first not in "_-"
+    value_ok = len(value) <= MAX_LABEL_CHARS and all(map(_label_char, value))
+    if not (key_ok and value_ok):
+        raise UsageError(f"{flag}: {LABEL_RULE}", f"e.g. --label {_label_fix(key) or 'key'}={_label_fix(value)}")
+    if key.startswith(RESERVED_LABEL_PREFIX):
+        raise UsageError(f"{flag}: keys starting with {RESERVED_LABEL_PREFIX} are Vertex AI's own")
+    return key, value
+
+
+def labels(pairs: dict[str, str]) -> dict[str, str]:
+    """Run labels checked by Google Cloud's rules (at most 64 of them, counting the project's own)."""
+    if len(pairs) > MAX_LABELS:
+        raise UsageError(f"{len(pairs)} labels: Vertex AI takes at most {MAX_LABELS} a run")
+    return dict(label(k, v) for k, v in pairs.items())

@@ -26,6 +26,7 @@ class Report:
     changed: list[str] = dataclasses.field(default_factory=list)
     unchanged: list[str] = dataclasses.field(default_factory=list)
     findings: list[access.Finding] = dataclasses.field(default_factory=list)
+    tensorboard: str = ""  # the Vertex AI TensorBoard's resource name, when one was asked for
 
     @property
     def missing(self) -> list[access.Finding]:
@@ -41,6 +42,11 @@ class Report:
 
 def vertex_service_agent(project_number: str) -> str:
     return f"serviceAccount:service-{project_number}@gcp-sa-aiplatform.iam.gserviceaccount.com"
+
+
+def custom_code_agent(project_number: str) -> str:
+    """Vertex AI's Custom Code Service Agent: training jobs and the pipeline's steps pull their images as it."""
+    return f"serviceAccount:service-{project_number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
 
 
 def default_pipeline_account(project_number: str) -> str:
@@ -162,6 +168,36 @@ def _set_policy(bucket: Any, policy: Any, agent: str, project: str, *, waiting: 
             waited, pause = waited + pause, pause * 2
 
 
+TENSORBOARD_TIMEOUT = 300.0
+
+
+def ensure_tensorboard(project: str, region: str, display_name: str, endpoints: access.Endpoints, report: Report,
+                       credentials: Any = None) -> str:  # fmt: skip
+    """The Vertex AI TensorBoard instance with this display name in the region, created when missing."""
+    from google.api_core.client_options import ClientOptions
+    from google.cloud.aiplatform_v1 import TensorboardServiceClient, types
+
+    api = endpoints.vertex or f"{region}-aiplatform.googleapis.com"
+    client = TensorboardServiceClient(credentials=credentials, client_options=ClientOptions(api_endpoint=api),
+                                      transport="rest" if api.startswith("http://") else None)  # fmt: skip
+    parent = f"projects/{project}/locations/{region}"
+    listed = client.list_tensorboards(request=types.ListTensorboardsRequest(
+        parent=parent, filter=f'display_name="{display_name}"'), timeout=TENSORBOARD_TIMEOUT)  # fmt: skip
+    found = [t.name for t in listed]
+    if len(found) > 1:
+        one = found[0].rsplit("/", 1)[-1]
+        raise CloudError(f"{len(found)} TensorBoards are named {display_name!r} in {region}",
+                         f"pass one of them to submit by its id: --tensorboard {one}")  # fmt: skip
+    if found:
+        report.unchanged.append(f"Vertex AI TensorBoard {display_name} ({found[0]})")
+        return found[0]
+    board = types.Tensorboard(display_name=display_name)
+    operation = client.create_tensorboard(parent=parent, tensorboard=board, timeout=TENSORBOARD_TIMEOUT)
+    name = str(operation.result(timeout=TENSORBOARD_TIMEOUT).name)
+    report.changed.append(f"created Vertex AI TensorBoard {display_name} ({name})")
+    return name
+
+
 def setup(
     project: str,
     region: str,
@@ -171,6 +207,8 @@ def setup(
     grant: bool = False,
     bigquery: bool = False,
     caller: str = "",
+    images: tuple[str, ...] = (),
+    tensorboard: str = "",
     number: str = "",
     storage_client: Any = None,
     endpoints: access.Endpoints | None = None,
@@ -185,17 +223,13 @@ def setup(
     (taxifare/cloud/access.py). `region` is a Vertex AI region or a multi-region for the bucket.
     """
     names.project(project)
-    names.region(region, multi_region=True)
+    names.region(region, multi_region=not tensorboard)  # a TensorBoard lives in a Vertex AI region
     name = names.bucket(bucket or project)
     endpoints = endpoints or access.Endpoints()
     if not endpoints.local:
-        reach.check_all([endpoints.resource_manager, endpoints.service_usage, endpoints.iam,
-                         "https://storage.googleapis.com", f"https://{reach.TOKEN_HOST}"])  # fmt: skip
-    options = None
-    if endpoints.local:  # a local recorder: no Google credentials
-        from google.auth.credentials import AnonymousCredentials
-
-        options, credentials = {"api_endpoint": endpoints.resource_manager}, credentials or AnonymousCredentials()
+        extra = [endpoints.artifact_registry] if images else []
+        reach.check_all([*endpoints.google(), "https://storage.googleapis.com", f"https://{reach.TOKEN_HOST}", *extra])
+    options, credentials = _local_credentials(endpoints, credentials)
     number = number or project_number(project, options, credentials)
     checks = access.Access(project, number, endpoints, credentials)
     report = Report(bucket=name)
@@ -208,8 +242,7 @@ def setup(
         storage_client = gcs.client(project)
     location = region.upper() if region.lower() in names.MULTI_REGIONS else region
     handle = ensure_bucket(storage_client, name, location, report)
-    account = member(service_account) if service_account else default_pipeline_account(number)
-    agent = vertex_service_agent(number)
+    agent, account = vertex_service_agent(number), member(service_account or default_pipeline_account(number))
     if grant:
         report.findings.append(checks.create_service_agent(agent))
     ensure_access(handle, [agent, account], report, project, new_agent=agent if grant else "", sleep=sleep)
@@ -220,4 +253,17 @@ def setup(
     # Custom Code Service Agent (which reads and writes the project's buckets), and needs no actAs.
     if service_account:
         report.findings.append(checks.self_act_as(account, grant))
+    for image in dict.fromkeys(images):  # the agents that pull it: for serving, and for training and the steps
+        report.findings += checks.image_readers(image, [agent, custom_code_agent(number)], grant)
+    if tensorboard:
+        report.tensorboard = ensure_tensorboard(project, region, tensorboard, endpoints, report, credentials)
     return report
+
+
+def _local_credentials(endpoints: access.Endpoints, credentials: Any) -> tuple[Any, Any]:
+    """(Resource Manager's client options, credentials): anonymous against a local recorder."""
+    if not endpoints.local:
+        return None, credentials
+    from google.auth.credentials import AnonymousCredentials
+
+    return {"api_endpoint": endpoints.resource_manager}, credentials or AnonymousCredentials()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from taxifare.cloud import reach
-from taxifare.errors import UsageError
+from taxifare.errors import CloudError, UsageError
 
 LABELS = {"app": "taxifare"}
 CREATE_TIMEOUT = 60.0  # seconds for one create request
@@ -53,6 +53,21 @@ class VertexTarget:
     def check_reachable(self) -> None:
         reach.check_all(self.hosts())
 
+    def client(self, cls: Any) -> Any:
+        """An aiplatform_v1 client `cls` for this target: REST without credentials on a local gateway."""
+        from google.api_core.client_options import ClientOptions
+
+        kwargs: dict[str, Any] = {
+            "client_options": ClientOptions(
+                api_endpoint=self.api_endpoint or f"{self.region}-aiplatform.googleapis.com"
+            )
+        }
+        if self.local_gateway:
+            from google.auth.credentials import AnonymousCredentials
+
+            kwargs.update(transport="rest", credentials=AnonymousCredentials())
+        return cls(**kwargs)
+
     def init(self) -> None:
         from google.cloud import aiplatform
 
@@ -90,6 +105,7 @@ def pipeline_job(
         labels={**LABELS, **(labels or {})},
         project=target.project,
         location=target.region,
+        encryption_spec_key_name=parameters.get("encryption_key") or None,  # the job and what it writes
     )
 
 
@@ -99,22 +115,46 @@ def submit(
     parameters: Mapping[str, Any],
     enable_caching: bool | None = None,
     labels: Mapping[str, str] | None = None,
+    experiment: str = "",
 ) -> tuple[Any, str]:
     """Create the PipelineJob; return it and the console URL of its DAG.
 
     Not `PipelineJob.submit()`: that first looks for the pipeline root's bucket and tries to
     create it (minutes of retries and a traceback without a route to Google, and a bucket
-    `taxifare setup` did not make). One create request, bounded, instead.
+    `taxifare setup` did not make). One create request, bounded, instead; with `experiment`,
+    the experiment is made sure of first (taxifare/cloud/experiments.py), as the SDK does.
     """
     target.check_reachable()
+    if experiment:
+        from google.cloud.aiplatform_v1 import MetadataServiceClient
+
+        from taxifare.cloud import experiments
+
+        experiments.ensure(target.client(MetadataServiceClient), target.project, target.region, experiment,
+                           parameters.get("encryption_key", ""))  # fmt: skip
     job = pipeline_job(target, template_path, parameters, enable_caching, labels)
     if target.service_account:
         job._gca_resource.service_account = target.service_account
+    if parameters.get("network"):  # the pipeline's steps are peered with it (the training job: its own input)
+        job._gca_resource.network = parameters["network"]
     job._gca_resource = job.api_client.create_pipeline_job(
         parent=job._parent, pipeline_job=job._gca_resource, pipeline_job_id=job.job_id, timeout=CREATE_TIMEOUT
     )
     job_id = job.resource_name.rsplit("/", 1)[-1]
     return job, console_url(target.project, target.region, job_id)
+
+
+def join_experiment(target: VertexTarget, job: Any, experiment: str) -> str:
+    """Put the created run in the experiment (bounded: see taxifare/cloud/experiments.py); a line saying so."""
+    from google.cloud.aiplatform_v1 import MetadataServiceClient
+
+    from taxifare.cloud import experiments
+
+    def get_job() -> Any:
+        return job.api_client.get_pipeline_job(name=job.resource_name, timeout=CREATE_TIMEOUT)
+
+    context = experiments.context_name(target.project, target.region, experiment)
+    return experiments.associate(target.client(MetadataServiceClient), get_job, context)
 
 
 def wait(job: Any, report: Callable[[str], None], poll_seconds: float = 20.0) -> str:
@@ -144,17 +184,20 @@ def create_schedule(
     max_runs: int | None = None,
     enable_caching: bool | None = None,
     display_name: str = "taxifare-retrain",
+    labels: Mapping[str, str] | None = None,
 ) -> Any:
     from google.cloud import aiplatform
 
     target.check_reachable()
-    job = pipeline_job(target, template_path, parameters, enable_caching, display_name=display_name)
+    job = pipeline_job(target, template_path, parameters, enable_caching, labels, display_name)
     schedule = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=display_name)
     schedule.create(
         cron=f"TZ={timezone} {cron}",
         max_concurrent_run_count=max_concurrent,
         max_run_count=max_runs,
         service_account=target.service_account or None,
+        network=parameters.get("network") or None,
+        create_request_timeout=CREATE_TIMEOUT,
     )
     return schedule
 
@@ -191,9 +234,10 @@ class KubeflowTarget:
 
     host: str
     namespace: str = "kubeflow"
-    token: str = ""  # an existing bearer token (e.g. `gcloud auth print-access-token` behind IAP)
+    token: str = ""  # an existing bearer token, sent as it is (behind IAP: an OIDC ID token for its client id)
     sa_token_path: str = ""  # a projected service-account token file, in a pod
     pipeline_root: str = ""  # "" : the cluster's default pipeline root
+    client_id: str = ""  # the OAuth client id of the Identity-Aware Proxy in front of the host: kfp gets ID tokens
 
     def client(self) -> Any:
         import kfp
@@ -204,9 +248,19 @@ class KubeflowTarget:
             from kfp.client import ServiceAccountTokenVolumeCredentials
 
             credentials = ServiceAccountTokenVolumeCredentials(path=self.sa_token_path)
-        return kfp.Client(
-            host=self.host, namespace=self.namespace, existing_token=self.token or None, credentials=credentials
-        )
+        client = kfp.Client(
+            host=self.host, namespace=self.namespace, existing_token=self.token or None, credentials=credentials,
+            client_id=self.client_id or None,
+        )  # fmt: skip
+        if self.client_id and not client._existing_config.api_key.get("authorization"):
+            raise CloudError(
+                f"--client-id {self.client_id}: kfp got no ID token for the Identity-Aware Proxy: these credentials "
+                "are a user's, and IAP's token for a user needs a desktop OAuth client",
+                "set KF_PIPELINES_APP_OAUTH2_CLIENT_ID and KF_PIPELINES_APP_OAUTH2_CLIENT_SECRET (kfp asks once in "
+                "the browser and keeps the refresh token), or use a service account's credentials "
+                "(GOOGLE_APPLICATION_CREDENTIALS)",
+            )
+        return client
 
 
 def kfp_submit(

@@ -101,7 +101,8 @@ def slice_metrics(scored: Scored) -> list[dict]:
     masks = slices.masks(scored.test)
     for s in slices.SLICES:
         rows = masks[s.name]
-        entry: dict = {"name": s.name, "description": s.description, "rows": int(rows.sum()), "champion": None}
+        entry: dict = {"name": s.name, "dimension": s.dimension, "description": s.description, "rows": int(rows.sum()),
+                       "champion": None}  # fmt: skip
         for who, pred in scored.predictions.items():
             entry[who] = baseline.regression_metrics(truth[rows], pred[rows]) if rows.any() else None
         out.append(entry)

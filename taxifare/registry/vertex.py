@@ -6,10 +6,10 @@ server the tests run is the server Vertex AI runs); `serving_container=prebuilt`
 Vertex's TF2 container (TF Serving) instead. Deploying goes:
 
     champion still the one evaluate beat? -> endpoint (created when missing; one that serves
-    other models is refused) -> upload version -> deploy it with 0% traffic (100% on an empty
-    endpoint) -> read the endpoint's etag, then check the champion again -> all traffic to the
-    new version, guarded by that etag -> move the `champion` alias -> undeploy the previous
-    deployed model(s), which take no traffic by then
+    other models is refused) -> upload version -> import its evaluation (registry/evaluations.py)
+    -> deploy it with 0% traffic (100% on an empty endpoint) -> read the endpoint's etag, then check
+    the champion again -> all traffic to the new version, guarded by that etag -> move the
+    `champion` alias -> undeploy the previous deployed model(s), which take no traffic by then
 
 A failure before the switch leaves the previous version serving and the alias where it was:
 the new deployment is undeployed again. The etag makes the switch a compare-and-set against
@@ -51,6 +51,7 @@ class ServingConfig:
     min_replicas: int
     max_replicas: int
     timeout_seconds: float
+    encryption_key: str = ""  # a Cloud KMS key: the uploaded model and a created endpoint are encrypted with it
 
     def container_spec(self, region: str) -> dict[str, Any]:
         if self.container == "prebuilt":
@@ -75,6 +76,8 @@ class Deployment:
     deployed_model_id: str
     undeployed: list[str] = dataclasses.field(default_factory=list)
     replaced: str | None = None
+    evaluation: str = ""  # the version's ModelEvaluation
+    slices: list[str] = dataclasses.field(default_factory=list)
 
 
 def serving_image(region: str) -> str:
@@ -161,8 +164,9 @@ class VertexRegistry:
         return Champion(model.version_id, f"{self.model_name}@{model.version_id}", model.artifact_uri)
 
     def upload(
-        self, artifact_uri: str, labels: Mapping[str, str], description: str, spec: Mapping[str, Any], timeout: float
-    ) -> tuple[str, str]:
+        self, artifact_uri: str, labels: Mapping[str, str], description: str, spec: Mapping[str, Any], timeout: float,
+        encryption_key: str = "",
+    ) -> tuple[str, str]:  # fmt: skip
         """Upload a SavedModel as a new version of the parent model; return (versioned name, version id)."""
         from google.api_core import exceptions
         from google.cloud.aiplatform_v1 import types
@@ -173,6 +177,7 @@ class VertexRegistry:
             container_spec=types.ModelContainerSpec(**spec),
             labels={k: label_value(v) for k, v in labels.items() if v},
             version_description=description[:1000],
+            encryption_spec=_encryption(encryption_key),
         )
         request = types.UploadModelRequest(parent=self.parent, model=model)
         try:
@@ -203,8 +208,8 @@ class VertexRegistry:
 
     # --- Endpoints --------------------------------------------------------------------------
 
-    def endpoint(self, display_name: str, timeout: float = DEFAULT_DEPLOY_TIMEOUT) -> str:
-        """The endpoint with this display name, created when missing."""
+    def endpoint(self, display_name: str, timeout: float = DEFAULT_DEPLOY_TIMEOUT, encryption_key: str = "") -> str:
+        """The endpoint with this display name, created when missing (encrypted with `encryption_key`)."""
         from google.cloud.aiplatform_v1 import types
 
         found = [
@@ -216,9 +221,8 @@ class VertexRegistry:
             raise CloudError(f"{len(found)} endpoints are named {display_name!r}: give a unique endpoint_name")
         if found:
             return found[0]
-        operation = self.endpoints.create_endpoint(
-            parent=self.parent, endpoint=types.Endpoint(display_name=display_name)
-        )
+        endpoint = types.Endpoint(display_name=display_name, encryption_spec=_encryption(encryption_key))
+        operation = self.endpoints.create_endpoint(parent=self.parent, endpoint=endpoint)
         return _wait(operation, timeout, f"creating endpoint {display_name!r}").name
 
     def deploy(self, endpoint: str, model: str, serving: ServingConfig) -> tuple[str, list[str]]:
@@ -312,6 +316,12 @@ BEFORE_SWITCH_LEFT = "The previous deployment still takes all the traffic and th
 UNDEPLOY_LEFT = "The new version takes all the traffic and is the champion; an idle old deployment may be left"
 
 
+def _encryption(key: str) -> Any:
+    from google.cloud.aiplatform_v1 import types
+
+    return types.EncryptionSpec(kms_key_name=key) if key else None
+
+
 def _wait(operation: Any, timeout: float, what: str, left: str = BEFORE_SWITCH_LEFT) -> Any:
     """The operation's result, or a CloudError saying what is still running and what state is left."""
     import concurrent.futures
@@ -334,14 +344,23 @@ def deploy_version(
     endpoint_name: str,
     serving: ServingConfig,
     expected_champion: str | None,
+    decision: Mapping[str, Any] | None = None,
 ) -> Deployment:
-    """Check, upload, deploy beside, switch, promote; see the module docstring for the order and why."""
+    """Check, upload (with its evaluation, from evaluate's `decision`), deploy beside, switch, promote; see
+    the module docstring for the order and why."""
+    from taxifare.registry import evaluations
+
     replaced = registry.check_champion(expected_champion)
-    endpoint = registry.endpoint(endpoint_name, serving.timeout_seconds)
+    endpoint = registry.endpoint(endpoint_name, serving.timeout_seconds, serving.encryption_key)
     registry.check_endpoint(endpoint)  # before anything is uploaded
     model, version = registry.upload(
-        artifact_uri, labels, description, serving.container_spec(registry.region), serving.timeout_seconds
-    )
+        artifact_uri, labels, description, serving.container_spec(registry.region), serving.timeout_seconds,
+        serving.encryption_key,
+    )  # fmt: skip
+    # Every uploaded version gets its evaluation at once, before it serves: the console's Evaluate tab.
+    evaluation, slices = ("", []) if decision is None else evaluations.import_evaluation(
+        registry.models, model, decision, labels.get("run_id", "")
+    )  # fmt: skip
     deployed_id, previous = registry.deploy(endpoint, model, serving)
     try:
         # The etag first, then the champion: any change to the endpoint after this check fails the switch.
@@ -357,7 +376,8 @@ def deploy_version(
         raise
     registry.set_champion(version)
     undeployed = registry.undeploy(endpoint, previous, serving.timeout_seconds, UNDEPLOY_LEFT)
-    return Deployment(model, version, endpoint, deployed_id, undeployed, replaced.model if replaced else None)
+    return Deployment(model, version, endpoint, deployed_id, undeployed, replaced.model if replaced else None,
+                      evaluation, slices)  # fmt: skip
 
 
 def _split(uri: str) -> tuple[str, str]:

@@ -105,10 +105,13 @@ class RunRecord(msgspec.Struct, kw_only=True, dict=True):
 
     @property
     def headline(self) -> str:
-        """What the run came to, in a line: its error, or the last line of the last step that said one."""
+        """What the run came to, in a line: its error, or the last line of the last step that said one (an
+        exit handler's task, which runs after every run, says how it was reported, not what it came to)."""
         if self.error:
             return self.error
         for t in reversed(self.dag):
+            if t.exit:
+                continue
             task = self.tasks.get(t.name)
             if task and task.summary:
                 return task.summary[-1]

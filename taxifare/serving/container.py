@@ -8,6 +8,7 @@ and `env` of its ModelContainerSpec, and tells the server what it needs in AIP_*
     AIP_PREDICT_ROUTE  POST {"instances": [...], "parameters": {...}} here -> {"predictions": [...]}
     AIP_STORAGE_URI    gs:// copy of the version's artifact_uri (the SavedModel) made by Vertex AI
 
+Vertex AI also probes the container (startup_probe, then health_probe) on the readiness route.
 `container_spec()` is what the deploy uploads and `settings()` is what the server does with it,
 so the deploy's pre-flight check (which runs the server with the spec's own variables) and
 the server that runs on Vertex AI are the same code. The spec passes no --max-body-bytes: the
@@ -36,6 +37,13 @@ CONTAINER_PREDICT_ROUTE = "/predict"
 CONTAINER_HEALTH_ROUTE = "/health/ready"
 # TensorFlow's C++ start-up chatter is noise in Cloud Logging; warnings and errors stay.
 CONTAINER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "1"}
+# Vertex AI's probes, both on the readiness route: a start-up probe that allows for importing TensorFlow
+# and fetching the model from Cloud Storage (up to PROBE_PERIOD_S * STARTUP_FAILURES = 10 minutes), then a
+# health probe that takes a replica out of service after HEALTH_FAILURES misses in a row.
+PROBE_PERIOD_S = 10
+PROBE_TIMEOUT_S = 5
+STARTUP_FAILURES = 60
+HEALTH_FAILURES = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +95,18 @@ def container_spec(image: str) -> dict[str, Any]:
         "predict_route": CONTAINER_PREDICT_ROUTE,
         "health_route": CONTAINER_HEALTH_ROUTE,
         "env": [{"name": k, "value": v} for k, v in CONTAINER_ENV.items()],
+        "startup_probe": _probe(STARTUP_FAILURES),
+        "health_probe": _probe(HEALTH_FAILURES),
+    }
+
+
+def _probe(failures: int) -> dict[str, Any]:
+    """A ModelContainerSpec probe (REST names): GET the readiness route on the container's port."""
+    return {
+        "http_get": {"path": CONTAINER_HEALTH_ROUTE, "port": CONTAINER_PORT},
+        "period_seconds": PROBE_PERIOD_S,
+        "timeout_seconds": PROBE_TIMEOUT_S,
+        "failure_threshold": failures,
     }
 
 
