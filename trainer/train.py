@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from taxifare.errors import UsageError
-from trainer import data, distribute, model, settings
+from trainer import data, distribute, drift, model, settings
 from trainer.config import HParams, RunOptions
 from trainer.progress import Progress
 
@@ -306,10 +306,12 @@ def train_and_evaluate(
     evaluate = _evaluator(net, inputs.eval_raw, inputs.eval_fares)
     loop = _train_loop(cfg, run_steps, evaluate, manager, step, chief, on_progress)
     final = loop.metrics or evaluate()  # the last chunk already evaluated the final weights
+    # The training sample's profile goes with the model: batch scoring and staging compare new data with it.
+    extra = {drift.STATS_FILE: drift.dumps(drift.profile(drift.columns_of(inputs.sample_raw)))}
     # Saving may run collectives, so every worker saves; only the chief's copy is kept.
-    export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
+    export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root, extra)
     if cfg.model_dir:
-        model.save(net, os.path.join(scratch, "model") if scratch else cfg.model_dir)
+        model.save(net, os.path.join(scratch, "model") if scratch else cfg.model_dir, extra)
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
         say(f"worker {index} done: eval rmse {final['rmse']:.3f}; the chief exports")
