@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
@@ -112,3 +113,23 @@ def rejects(rows: Sequence[Reject]) -> pa.Table:
             "detail": pa.array([r.detail for r in rows], pa.string()),
         }
     )
+
+
+def publish(predictions: str, rejected: str, out: str, fmt: str) -> str:
+    """Copy complete predictions (and their rejected rows, beside: NAME.errors.FMT) to `out`, each marked
+    complete once copied whole (the predictions last); return `out`."""
+    for src, dest in ((rejected, errors_path(out, fmt)), (predictions, out)):
+        if not is_complete(src):
+            raise UsageError(f"{src} is not marked complete: its run did not finish", "rerun the scoring")
+        with open(marker(src)) as f:
+            summary = json.load(f)
+        if os.path.exists(marker(dest)):
+            os.remove(marker(dest))
+        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+        with open(src, "rb") as f, open(dest, "wb") as copy:
+            shutil.copyfileobj(f, copy, 1 << 20)
+            copy.flush()
+            os.fsync(copy.fileno())
+        with open(marker(dest), "w") as f:
+            json.dump({**summary, "file": dest, "copied_from": src}, f, indent=2)
+    return out

@@ -162,6 +162,15 @@ def score(
     return result
 
 
+def metrics(result: Result) -> dict[str, float]:
+    """The counts as flat metrics (what the console's Metrics artifact shows)."""
+    out = {"rows_read": float(result.rows), "rows_scored": float(result.scored)}
+    out.update({f"rejected_{r}": float(result.rejected.get(r, 0)) for r in features.REJECT_REASONS})
+    if result.seconds > 0:
+        out["rows_per_second"] = result.rows / result.seconds
+    return out
+
+
 def _check(fares: np.ndarray, part: inputs.Part) -> None:
     if fares.shape != (len(part.raw),) or not np.isfinite(fares).all():
         raise NotServable(f"the model gave {fares.shape[0]} fares (some not finite) for {len(part.raw)} rows "

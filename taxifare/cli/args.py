@@ -101,9 +101,9 @@ def add_hparams(p: argparse.ArgumentParser) -> None:
 
 def add_gate(p: argparse.ArgumentParser) -> None:
     from trainer import settings
-    from trainer.config import Gate
+    from trainer.config import Drift, Gate
 
-    settings.add_options(p.add_argument_group("gate"), settings.settings_of(Gate))
+    settings.add_options(p.add_argument_group("gate"), settings.settings_of(Gate) + settings.settings_of(Drift))
 
 
 def add_registry(p: argparse._ActionsContainer, help: str = "the local model registry") -> None:

@@ -119,6 +119,14 @@ def evaluation_fragment(record: RunRecord) -> str:
     return found.group(1) if found else ""
 
 
+def drift_fragment(record: RunRecord) -> str:
+    """The drift section, when a task wrote a drift artifact (check_drift, stage_data)."""
+    from taxifare.report import drift
+
+    uri = _artifact(record, "drift")
+    return drift.fragment(uri) if uri else ""
+
+
 def _lineage(record: RunRecord) -> str:
     staged: dict[str, Any] = next(
         (t.outputs["train"] for t in record.tasks.values() if isinstance(t.outputs.get("train"), dict)), {}
@@ -159,6 +167,7 @@ def html_page(record: RunRecord) -> str:
         "<h2>Lineage</h2>",
         _lineage(record),
         evaluation_fragment(record),
+        drift_fragment(record),
         "<h2>Parameters and data</h2>",
         _params(record),
     ]
