@@ -37,11 +37,17 @@ WIRED_INPUTS = {
     "job_name": "the pipeline job's name (it names the batch prediction job)",
 }
 PREFIXES = {"local": ("gs://", "https://", "http://"), "vertex": ("gs://", "bq://")}
+SERVICE_ACCOUNT = params.Setting(
+    "service_account", str, "",
+    "vertex: the service account the batch prediction job runs as (it reads the input and writes the output; "
+    "taxifare submit sets the pipeline's own)",
+    None,
+)  # fmt: skip
 
 
 def parameters() -> list[params.Setting]:
     model_source = [s for s in settings.settings_of(config.DeployTarget) if s.name in REGISTRY]
-    return params.gathered(config.BatchJob, model_source, config.Drift, config.BatchMachines, [params.SERVICE_ACCOUNT])
+    return params.gathered(config.BatchJob, model_source, config.Drift, config.BatchMachines, [SERVICE_ACCOUNT])
 
 
 def defaults(target: str = "local") -> dict[str, Any]:

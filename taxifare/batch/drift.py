@@ -36,7 +36,7 @@ def check_input(
         from taxifare.batch import inputs
 
         for part in inputs.read(inputs.expand(spec)):
-            tally.add(profiles.columns_of(part.raw))
+            tally.add(part.columns)
             read, rejected = read + part.rows, rejected + len(part.rejects)
     report = profiles.compare(tally, threshold)
     report.update(input=spec, rows_read=read, rows_rejected=rejected)

@@ -50,7 +50,8 @@ class Part:
     """A block of input: the valid rows (in input order) and the rejected ones."""
 
     source: str
-    raw: np.ndarray  # [N, 5] float32 in FEATURES order
+    columns: dict[str, np.ndarray]  # each feature's N values as read (float64)
+    raw: np.ndarray  # [N, 5] float32 in FEATURES order: what the model takes
     keys: pa.Array  # N strings
     rejects: list[Reject]
 
@@ -102,9 +103,7 @@ def _kind(stream: Any) -> str:
 def _csv(path: str, stream: IO[bytes]) -> Iterator[Part]:
     for block in sources.iter_blocks(_name(path), require_label=False, stream=stream):
         keep = block.keep
-        raw = np.empty((int(keep.sum()), len(FEATURES)), np.float32)
-        for i, name in enumerate(FEATURES):
-            raw[:, i] = block.columns[name][keep]
+        columns = {name: block.columns[name][keep] for name in FEATURES}
         rejects = [Reject(block.path, row, "", "malformed_row", _malformed(text)) for row, text in block.malformed]
         if not keep.all():
             bad = ~keep
@@ -114,7 +113,14 @@ def _csv(path: str, stream: IO[bytes]) -> Iterator[Part]:
                 detail = _detail(REASONS[code], {n: float(v[i]) for n, v in values.items()})
                 rejects.append(Reject(block.path, row, keys[i] or "", REASONS[code], detail))
             rejects.sort(key=lambda r: r.row)
-        yield Part(block.path, raw, block.row_keys(keep, by_number=True), rejects)
+        yield Part(block.path, columns, _raw(columns), block.row_keys(keep, by_number=True), rejects)
+
+
+def _raw(columns: dict[str, np.ndarray]) -> np.ndarray:
+    raw = np.empty((len(columns[FEATURES[0]]), len(FEATURES)), np.float32)
+    for i, name in enumerate(FEATURES):
+        raw[:, i] = columns[name]
+    return raw
 
 
 def _malformed(text: str) -> str:
@@ -182,7 +188,8 @@ def _json_part(source: str, lines: list[tuple[int, bytes]]) -> Part:
         rejects.append(Reject(source, lines[j][0], keys[j], reason, detail))
     keep = codes < 0
     made = [keys[j] or f"{os.path.basename(source)}:{lines[j][0]}" for j in np.flatnonzero(keep).tolist()]
-    return Part(source, values[keep].astype(np.float32), pa.array(made, pa.string()), rejects)
+    kept = {name: values[keep, i] for name, i in index.items()}
+    return Part(source, kept, _raw(kept), pa.array(made, pa.string()), rejects)
 
 
 def _number(value: int | float) -> float:

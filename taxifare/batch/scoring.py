@@ -184,7 +184,7 @@ def _write(stage: _Stage, written: outputs.Writer, rejected: outputs.Writer, tal
             if len(fares):
                 written.table(outputs.predictions(part.keys, fares))
                 if tally is not None:
-                    tally.add(drift.columns_of(part.raw))
+                    tally.add(part.columns)
             if part.rejects:
                 rejected.table(outputs.rejects(part.rejects))
     except BaseException as err:  # raised by score()

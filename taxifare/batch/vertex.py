@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from taxifare.errors import CloudError, UsageError
 from trainer.features import FEATURES, KEY
 
@@ -219,7 +221,8 @@ def prepare(spec: str, folder: str, rejected: str) -> tuple[list[str], Any]:
             if in_shard >= SHARD_ROWS:
                 shard = _next_shard(shard, folder, files)
                 in_shard = 0
-            rows = [dict(zip(FEATURES, values, strict=True)) for values in part.raw.tolist()]
+            table = np.stack([part.columns[name] for name in FEATURES], axis=1).tolist()
+            rows = [dict(zip(FEATURES, values, strict=True)) for values in table]
             for row, key in zip(rows, part.keys.to_pylist(), strict=True):
                 row[KEY] = key
             shard.write(encode(rows))
@@ -253,10 +256,18 @@ def gcs_uris(paths: Sequence[str]) -> list[str]:
 
 
 def run(
-    spec: JobSpec, project: str, region: str, timeout: float, api_endpoint: str = "", poll: float = 30.0
+    spec: JobSpec,
+    project: str,
+    region: str,
+    timeout: float,
+    api_endpoint: str = "",
+    poll: float = 30.0,
+    storage: Any = None,
+    bq: Any = None,
 ) -> dict[str, Any]:
     """Check the regions, submit the job, wait for it; what it did (CloudError if it failed)."""
-    check_regions(region, {"model": spec.model_uri, "input": spec.inputs[0], "output": spec.output})
+    uris = {"model": spec.model_uri, "input": spec.inputs[0], "output": spec.output}
+    check_regions(region, uris, storage, bq)
     jobs = client(region, api_endpoint)
     created = submit(jobs, project, region, spec)
     print(f"created {created.name}", flush=True)
