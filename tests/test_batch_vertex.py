@@ -262,3 +262,54 @@ def test_a_bigquery_input_is_counted_into_the_training_bins_by_one_query(tmp_pat
     assert report["rows"] == reference["rows"] and report["max_psi"] == 0 and not report["flagged"]
     edges = np.asarray(reference["features"]["passengers"]["edges"])
     assert drift.histogram(np.array([1.0, 6.0]), edges).sum() == 2  # the bins RANGE_BUCKET numbers from 0
+
+
+def _submit(server, *argv: str) -> int:
+    from taxifare import cli
+
+    where = ["--project", PROJECT, "--region", REGION, "--bucket", "runs-us", "--api-endpoint", server.url]
+    command = [a for a in argv[:2] if a]
+    return cli.main([*command, "--pipeline", "batch", *where, "--image", IMAGE, *argv[2:]])
+
+
+@pytest.fixture
+def vertex_api(monkeypatch):
+    from capture_server import CaptureServer, route_project_lookups_to
+
+    with CaptureServer(buckets=["runs-us"]) as server, route_project_lookups_to(server):
+        server.route("GET", r"^/storage/v1/b/trips-eu$", {"name": "trips-eu", "location": "EU"})
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.url)
+        gcs.client.cache_clear()
+        yield server
+        gcs.client.cache_clear()
+
+
+def test_submit_and_schedule_the_batch_pipeline_on_vertex(vertex_api, capsys):
+    code = _submit(vertex_api, "submit", "", "--data", "gs://runs-us/trips/*.csv", "--param", "output=gs://runs-us/preds",
+                   "--param", "batch_max_replicas=6", "--drift-threshold", "0.3")  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    job = vertex_api.one("POST", r"/pipelineJobs$").body
+    assert job["pipelineSpec"]["pipelineInfo"]["name"] == "taxifare-batch"
+    values = job["runtimeConfig"]["parameterValues"]
+    assert (values["input"], values["output"], values["project"], values["region"]) == (
+        "gs://runs-us/trips/*.csv", "gs://runs-us/preds", PROJECT, REGION)  # fmt: skip
+    assert values["batch_max_replicas"] == 6 and values["drift_threshold"] == 0.3
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {IMAGE}
+    code = _submit(vertex_api, "schedule", "create", "--cron", "0 6 * * *", "--data", "gs://runs-us/trips/*.csv")
+    assert code == 0, capsys.readouterr()
+    schedule = vertex_api.one("POST", r"/schedules$").body
+    assert schedule["displayName"] == "taxifare-batch"
+    assert (
+        schedule["createPipelineJobRequest"]["pipelineJob"]["pipelineSpec"]["pipelineInfo"]["name"] == "taxifare-batch"
+    )
+
+
+def test_a_submit_whose_output_is_in_another_region_is_refused_before_any_request_to_vertex(vertex_api, capsys):
+    code = _submit(vertex_api, "submit", "", "--data", "gs://runs-us/trips/*.csv", "--param", "output=gs://trips-eu/p")
+    assert code == 2
+    assert (
+        "the output gs://trips-eu/p is in EU, but the batch prediction job runs in us-central1"
+        in capsys.readouterr().err
+    )
+    assert not vertex_api.find("POST", r"/pipelineJobs$")
