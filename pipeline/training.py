@@ -20,8 +20,8 @@ from trainer import config
 NAME = "taxifare"
 DESCRIPTION = "Taxi fare: stage, train, evaluate against baseline and champion, deploy."
 TARGETS = ("local", "vertex")
-STEPS: tuple[type, ...] = (config.Source, config.Gate, config.DeployTarget)
-# Where a Kubernetes volume holding the local registry is mounted on evaluate and deploy (--registry-pvc).
+STEPS: tuple[type, ...] = (config.Source, config.Gate, config.DeployTarget, config.Drift)
+# Where a Kubernetes volume holding the local registry is mounted on stage_data, evaluate and deploy (--registry-pvc).
 REGISTRY_MOUNT = "/mnt/taxifare-registry"
 # The inputs this DAG wires itself (not pipeline parameters), described where they are wired.
 WIRED_INPUTS = {
@@ -31,7 +31,7 @@ WIRED_INPUTS = {
 
 
 def parameters() -> list[params.Setting]:
-    return params.gathered(config.Source, params.hparams(), config.Gate, config.DeployTarget,
+    return params.gathered(config.Source, params.hparams(), config.Gate, config.DeployTarget, config.Drift,
                            [params.SERVICE_ACCOUNT, params.RUN_ID])  # fmt: skip
 
 
@@ -88,6 +88,7 @@ def build(
         # Never from a cache: the same source path may hold new rows (scheduled retraining),
         # and the champion that evaluate and deploy read is not among their inputs.
         staged.set_caching_options(False)
+        _mount_registry(staged, registry_pvc)  # it compares the new data with the champion's
         split = staged.outputs
         # On vertex, the custom job's own input (gcpc's wrapper) takes the runtime service account.
         job = {"service_account": p["service_account"]} if target == "vertex" else {}

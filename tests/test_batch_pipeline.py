@@ -91,3 +91,18 @@ def test_batch_parameters_are_checked_before_anything_runs(workspace):
     assert code == 2 and "BigQuery tables need Vertex AI" in said
     code, said, _ = _run(workspace, "--train-data", "x.csv")
     assert code == 2 and "--data FILES" in said
+
+
+def test_a_training_run_on_data_that_drifted_from_the_champions_stops_before_training(workspace):
+    moved = workspace["root"] / "moved-train.csv"
+    trips = sample_data.generate(3000, seed=22)
+    trips["passengers"] = np.full(len(trips["passengers"]), 6.0)
+    sample_data.write_csv(trips, str(moved))
+    code, out, _ = _cli("run", "--data", str(moved), "--runs-root", workspace["runs"], "--registry",
+                        workspace["registry"], "--train-steps", "10")  # fmt: skip
+    assert code == 1
+    assert "FAILED in task stage-data" in out and "stopped before training, nothing deployed" in out
+    assert "--drift-threshold" in out
+    record = records.load(workspace["runs"], "latest")
+    assert record.tasks["train-model"].state == "skipped" and record.tasks["stage-data"].summary[-1].startswith("DRIFT")
+    assert LocalRegistry(workspace["registry"]).champion().name == "v0001"

@@ -112,6 +112,19 @@ def test_good_candidate_is_deployed_then_a_worse_one_is_not(history):
     assert first.run_id != second.run_id
 
 
+def test_new_data_is_compared_with_the_champions_training_data_before_training(history):
+    """The second run's staged rows against v0001's training statistics: same source, no drift; the report shows it."""
+    from taxifare.report import run as run_report
+
+    first, second = history["first"], history["second"]
+    assert not any("drift" in line for line in first.task("stage-data").summary)  # no champion yet
+    said = second.task("stage-data").summary[-1]
+    assert said.startswith("drift vs the training data of the champion v0001: PSI") and "threshold 0.25" in said
+    assert second.metric("drift_max_psi") < 0.1 and second.metric("drift_flagged") == 0
+    page = run_report.html_page(second)
+    assert "<h2>Drift</h2>" in page and "no feature moved beyond PSI 0.25" in page
+
+
 def test_bad_data_fails_the_run_names_the_task_and_leaves_the_champion(history, tmp_path):
     code, out, _ = history["failed"]
     assert code == 1

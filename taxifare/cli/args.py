@@ -157,7 +157,7 @@ def _literal(value: str) -> Any:
 def hparam_names() -> list[str]:
     from pipeline.params import PIPELINE_HPARAMS
 
-    return [*PIPELINE_HPARAMS, "tolerance"]
+    return [*PIPELINE_HPARAMS, "tolerance", "drift_threshold"]
 
 
 def add_image(p: argparse._ActionsContainer) -> None:
