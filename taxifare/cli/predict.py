@@ -23,8 +23,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _batch(args: argparse.Namespace) -> int:
     """Score the table: read, predict and write in blocks (memory stays flat), then say what was done."""
+    import numpy as np
+
     from taxifare.batch import inputs, models, scoring
     from trainer import drift, logs
+    from trainer.features import CENTER_LAT, CENTER_LON
 
     if args.json_instances or args.endpoint:
         raise UsageError("--data scores with a model here", "leave out --json-instances and --endpoint")
@@ -36,6 +39,7 @@ def _batch(args: argparse.Namespace) -> int:
     from trainer.predict import Predictor
 
     predictor = Predictor(chosen.model_dir)
+    predictor.predict(np.array([[CENTER_LON, CENTER_LAT, CENTER_LON + 0.02, CENTER_LAT + 0.02, 1.0]], np.float32))
     result = scoring.score(paths, args.out, predictor.predict, fmt=args.format, errors=args.errors or "",
                            input_format=args.input_format, reference=drift.load(chosen.model_dir),
                            threshold=args.drift_threshold, model=chosen.name)  # fmt: skip
