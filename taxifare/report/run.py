@@ -164,8 +164,9 @@ def html_page(record: RunRecord) -> str:
         error if status == "failed" else "",
         "<h2>DAG</h2>",
         dag_svg(record),
-        "<h2>Lineage</h2>",
-        _lineage(record),
+        *(
+            ["<h2>Lineage</h2>", _lineage(record)] if "deploy_target" in record.params else []
+        ),  # a pipeline that deploys
         evaluation_fragment(record),
         drift_fragment(record),
         "<h2>Parameters and data</h2>",
