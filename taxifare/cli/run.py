@@ -41,6 +41,9 @@ def batch_params(args: argparse.Namespace) -> dict[str, Any]:
     if args.train_data or args.valid_data or args.test_data:
         raise UsageError("the batch pipeline scores one input", "give it with --data FILES")
     given = cli_args.params_from(args, ["drift_threshold"], {"registry": "give --registry"})
+    if given.get("output") and getattr(args, "runner", "") == "container":
+        raise UsageError("the image cannot write to a local output file", "leave out output: the predictions stay "
+                         "in the run's score-batch artifact (`taxifare runs show` says where)")  # fmt: skip
     values = {**given, "registry": args.registry}
     if "input" not in given:
         values["input"] = cli_args.files("--data", args.data) if args.data else _sample_trips(args.runs_root)
