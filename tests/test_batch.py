@@ -114,6 +114,18 @@ def test_files_without_rows_or_cut_short_fail_naming_the_file_and_leave_nothing_
     assert not outputs.is_complete(str(out))
 
 
+def test_an_output_over_its_own_input_or_a_folder_is_refused_before_anything_is_written(tmp_path, predictor):
+    from taxifare.errors import UsageError
+
+    data = tmp_path / "trips.csv"
+    data.write_text(f"6.0,{TRIP},2,a\n")
+    with pytest.raises(UsageError, match="would overwrite the input"):
+        scoring.score([str(data)], str(data), predictor.predict)
+    assert data.read_text() == f"6.0,{TRIP},2,a\n"
+    with pytest.raises(UsageError, match="is a folder"):
+        scoring.score([str(data)], str(tmp_path), predictor.predict)
+
+
 def test_a_run_that_fails_midway_leaves_no_marker_even_where_one_was(tmp_path, predictor, sample_dir):
     out = tmp_path / "preds.csv"
     out.write_text("key,fare_amount\nold,1\n")

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from taxifare.batch.inputs import Reject
-from taxifare.errors import UsageError
+from taxifare.errors import DataError, UsageError
 
 FORMATS = ("csv", "jsonl")
 MARKER = ".complete"
@@ -56,11 +56,15 @@ class Writer:
 
     def __init__(self, path: str, fmt: str, columns: Sequence[str]):
         self.path, self.fmt, self.columns = path, fmt, tuple(columns)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        if os.path.exists(marker(path)):
-            os.remove(marker(path))
-        self._file: IO[bytes] | None = open(path, "wb")  # noqa: SIM115 - closed by finish() or abort()
+        if os.path.isdir(path):
+            raise UsageError(f"{path} is a folder", "give the output a file name, e.g. preds.csv")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            if os.path.exists(marker(path)):
+                os.remove(marker(path))
+            self._file: IO[bytes] | None = open(path, "wb")  # noqa: SIM115 - closed by finish() or abort()
+        except OSError as err:
+            raise DataError(f"{path}: cannot be written ({err.strerror})") from err
         if fmt == "csv":
             self._file.write((",".join(self.columns) + "\n").encode())
         self.rows = 0

@@ -11,6 +11,7 @@ them, are compared with what was scored (trainer/drift.py).
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from taxifare.batch import inputs, outputs
-from taxifare.errors import NotServable
+from taxifare.errors import NotServable, UsageError
 from trainer import drift, features
 
 DEPTH = 2  # blocks waiting between two stages
@@ -123,6 +124,11 @@ def score(
     """
     fmt = outputs.format_of(out, fmt)
     result = Result(files=list(paths), output=out, errors=errors or outputs.errors_path(out, fmt), model=model)
+    read = {os.path.realpath(p) for p in paths if "://" not in p and p != "-"}
+    if read & {os.path.realpath(result.output), os.path.realpath(result.errors)}:
+        raise UsageError(
+            "the output would overwrite the input it is read from", "give --out (and --errors) other names"
+        )
     tally = drift.Tally(reference) if reference else None
     started = time.perf_counter()
     reader, writer = _Stage("read"), _Stage("write")
