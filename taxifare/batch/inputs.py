@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import dataclasses
+import math
 import os
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
@@ -32,6 +33,7 @@ MALFORMED = REASONS.index("malformed_row")
 JSON_LINES_PER_BLOCK = 65_536
 FORMATS = ("auto", "csv", "jsonl")
 _json = msgspec.json.Decoder()
+_CHECKED_BY = {r: [f.name for f in SCHEMA.fields if f.name in FEATURES and f.reject_reason == r] for r in REASONS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,10 +110,11 @@ def _csv(path: str, stream: IO[bytes]) -> Iterator[Part]:
         if not keep.all():
             bad = ~keep
             keys = block.keys.filter(pa.array(bad)).to_pylist()
-            values = {name: block.columns[name][bad] for name in FEATURES}
-            for i, (row, code) in enumerate(zip(block.rows[bad].tolist(), block.codes[bad].tolist(), strict=True)):
-                detail = _detail(REASONS[code], {n: float(v[i]) for n, v in values.items()})
-                rejects.append(Reject(block.path, row, keys[i] or "", REASONS[code], detail))
+            values = np.stack([block.columns[name][bad] for name in FEATURES], axis=1).tolist()
+            for row, code, key, row_values in zip(block.rows[bad].tolist(), block.codes[bad].tolist(), keys, values,
+                                                  strict=True):  # fmt: skip
+                detail = _detail(REASONS[code], dict(zip(FEATURES, row_values, strict=True)))
+                rejects.append(Reject(block.path, row, key or "", REASONS[code], detail))
             rejects.sort(key=lambda r: r.row)
         yield Part(block.path, columns, _raw(columns), block.row_keys(keep, by_number=True), rejects)
 
@@ -133,11 +136,11 @@ def _detail(reason: str, values: dict[str, float]) -> str:
     if reason == "malformed_row":
         return "bytes that are not UTF-8"
     if reason in ("missing_value", "not_a_number"):
-        names = [n for n, v in values.items() if not np.isfinite(v)]
+        names = [n for n, v in values.items() if not math.isfinite(v)]
         what = "missing" if reason == "missing_value" else "not a (finite) number"
         return f"{', '.join(names) or 'a field'}: {what}"
-    for name, value in values.items():
-        if SCHEMA.field(name).reject_reason == reason and (problem := SCHEMA.value_problem(name, value)):
+    for name in _CHECKED_BY.get(reason, ()):
+        if problem := SCHEMA.value_problem(name, values[name]):
             return f"{name}: {problem}"
     return reason
 
