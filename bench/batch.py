@@ -4,7 +4,9 @@ Generated trips (the streaming section's shards, generated here if that section 
 scored by the default model (its training statistics, hence the drift check, included) from CSV
 to CSV, each run a fresh process. The throughput is what the command reports for its scoring
 (reading, checking, predicting, writing and the drift counts, from the first byte read to the
-output marked complete), not TensorFlow's import; the wall time is the whole process. If the
+output marked complete), not TensorFlow's import; the wall time is the whole process. The CPU
+time (every thread's, while it scores) does not depend on what else the machine runs: on a shared
+machine it says what the scoring costs when the rate cannot (2 free cores give at most 2 CPU-s a second). If the
 scorer held what it read, peak RSS would grow with the rows: the ratio of the largest size's to
 the smallest's, run back to back, shows whether it does. The online server's figure is the
 serving section's, from this same harness run.
@@ -23,7 +25,7 @@ from bench.streaming import _label, generate
 TARGET_ROWS_PER_SEC = 1_000_000
 MAX_RSS_RATIO = 1.10
 ONLINE = "serving: 1,000 instances/request: predictions/s"  # the serving section's figure, when it ran
-_RATE = re.compile(r"predictions: .* \(([\d.]+)s, ([\d,]+) rows/s\)")
+_RATE = re.compile(r"predictions: .* \(([\d.]+)s, ([\d,]+) rows/s; ([\d.]+) CPU-s\)")
 _SCORED = re.compile(r"scored ([\d,]+) rows, rejected ([\d,]+)")
 
 
@@ -49,6 +51,7 @@ def score_run(ctx: Context, data: str, model: str, out: str) -> dict:
         os.remove(path)  # gigabytes at 10M rows: not kept between runs
     return {
         "rows_per_sec": float(rate.group(2).replace(",", "")),
+        "cpu_per_million": float(rate.group(3)) / rows * 1e6,
         "rows": rows,
         "wall_seconds": proc.seconds,
         "peak_rss_mib": proc.peak_rss_mib,
@@ -86,6 +89,7 @@ def _figures(section: Section, sizes: tuple[int, ...], results: dict[int, list[d
         command = runs[0]["command"].replace(f"/{label}-0/", f"/{label}-N/")
         target = Target(">=", TARGET_ROWS_PER_SEC)
         section.add(f"{label} rows: CSV -> CSV rows/s", [r["rows_per_sec"] for r in runs], "rows/s", command, target)
+        section.add(f"{label} rows: CPU time per million rows", [r["cpu_per_million"] for r in runs], "s", command)
         section.add(f"{label} rows: peak RSS", [r["peak_rss_mib"] for r in runs], "MiB", command)
         section.add(f"{label} rows: wall time (process)", [r["wall_seconds"] for r in runs], "s", command)
     small, large = results[sizes[0]], results[sizes[-1]]

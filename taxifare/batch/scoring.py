@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import resource
 import threading
 import time
 from collections import Counter
@@ -41,6 +42,7 @@ class Result:
     errors: str = ""
     model: str = ""
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the process's CPU time (every thread) while it scored
     drift: dict[str, Any] | None = None
 
     def summary(self) -> list[str]:
@@ -51,7 +53,7 @@ class Result:
         if shown:
             lines.append("rejected: " + ", ".join(shown) + f" (rows in {self.errors})")
         rate = f", {self.rows / self.seconds:,.0f} rows/s" if self.seconds > 0 else ""
-        lines.append(f"predictions: {self.output} ({self.seconds:.1f}s{rate})")
+        lines.append(f"predictions: {self.output} ({self.seconds:.1f}s{rate}; {self.cpu_seconds:.1f} CPU-s)")
         return lines
 
     def as_dict(self) -> dict[str, Any]:
@@ -130,7 +132,7 @@ def score(
             "the output would overwrite the input it is read from", "give --out (and --errors) other names"
         )
     tally = drift.Tally(reference) if reference else None
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu()
     reader, writer = _Stage("read"), _Stage("write")
     written = outputs.Writer(result.output, fmt, outputs.PREDICTION_COLUMNS)
     rejected = outputs.Writer(result.errors, fmt, outputs.ERROR_COLUMNS)
@@ -160,12 +162,17 @@ def score(
         written.abort()
         rejected.abort()
         raise
-    result.seconds = time.perf_counter() - started
+    result.seconds, result.cpu_seconds = time.perf_counter() - started, _cpu() - cpu
     result.drift = drift.compare(tally, threshold) if tally is not None else None
     summary = {k: v for k, v in result.as_dict().items() if k != "drift"}
     rejected.finish(summary)
     written.finish(summary)  # last: the predictions are complete once everything else is
     return result
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def metrics(result: Result) -> dict[str, float]:
