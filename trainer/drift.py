@@ -35,6 +35,7 @@ PROFILED = (*F.FEATURES, DISTANCE)
 DEFAULT_THRESHOLD = DRIFT_THRESHOLD
 FLOOR = 1e-4
 MAX_STATS_BYTES = 1 << 20
+EVERY_ROW_UP_TO, SAMPLE_EVERY = 500_000, 8
 
 
 def distance_km(columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -119,20 +120,31 @@ def load(model_dir: str) -> dict[str, Any] | None:
 
 
 class Tally:
-    """New rows counted into a profile's bins, block by block."""
+    """New rows counted into a profile's bins, block by block.
+
+    The first EVERY_ROW_UP_TO rows all count, then one in SAMPLE_EVERY (the same rows whatever the
+    blocks): past half a million rows the shares are as precise as the 200,000-row training sample
+    they are compared with, at an eighth of the cost (a 10M-row batch counts 1.7M rows).
+    """
 
     def __init__(self, reference: Mapping[str, Any]):
         self.reference = reference
         self.edges = {name: np.asarray(reference["features"][name]["edges"], np.float64) for name in PROFILED}
         self.counts = {name: np.zeros(len(e) + 1, np.int64) for name, e in self.edges.items()}
-        self.rows = 0
+        self.rows = 0  # rows counted
+        self.seen = 0  # rows given
 
     def add(self, columns: Mapping[str, np.ndarray]) -> None:
         n = len(columns[F.FEATURES[0]])
-        if n:
+        pick = _sampled(self.seen, n)
+        self.seen += n
+        if pick is not None:
+            columns = {name: np.asarray(values)[pick] for name, values in columns.items()}
+        counted = len(columns[F.FEATURES[0]])
+        if counted:
             for name, edges in self.edges.items():
                 self.counts[name] += histogram(_values(columns, name), edges)
-            self.rows += n
+            self.rows += counted
 
     def add_counts(self, name: str, bins: Mapping[int, int]) -> None:
         """Counts made elsewhere (BigQuery's RANGE_BUCKET, the same bins) for one feature."""
@@ -140,6 +152,14 @@ class Tally:
             self.counts[name][int(i)] += int(n)
         if name == PROFILED[0]:
             self.rows += sum(int(n) for n in bins.values())
+
+
+def _sampled(seen: int, n: int) -> np.ndarray | None:
+    """Which of the next `n` rows (after `seen`) count: all (None) up to EVERY_ROW_UP_TO, then every SAMPLE_EVERY-th."""
+    if seen + n <= EVERY_ROW_UP_TO:
+        return None
+    index = np.arange(seen, seen + n)
+    return np.flatnonzero((index < EVERY_ROW_UP_TO) | (index % SAMPLE_EVERY == 0))
 
 
 def psi(expected: np.ndarray | list[int], actual: np.ndarray | list[int]) -> float:
@@ -159,7 +179,8 @@ def compare(tally: Tally, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any
     drifted = [n for n, s in scores.items() if threshold > 0 and s > threshold]
     return {
         "reference_rows": int(tally.reference.get("rows", 0)),
-        "rows": tally.rows,
+        "rows": tally.rows,  # counted
+        "rows_seen": max(tally.seen, tally.rows),
         "threshold": threshold,
         "psi": scores,
         "max_psi": top,

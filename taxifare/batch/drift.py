@@ -95,5 +95,9 @@ def markdown(report: Mapping[str, Any] | None, model: str) -> str:
         for name, value in report["psi"].items():
             mark = "**drifted**" if name in report["drifted"] else ""
             lines.append(f"| {name} | {value:.3f} | {mark} |")
-        lines += ["", f"{report['rows']:,} valid rows against {report['reference_rows']:,} training rows."]
+        seen = report.get("rows_seen", report["rows"])
+        lines += [
+            "",
+            f"{seen:,} valid rows ({report['rows']:,} counted) against {report['reference_rows']:,} training rows.",
+        ]
     return "\n".join(lines) + "\n"

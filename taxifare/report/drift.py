@@ -32,9 +32,12 @@ def fragment(path: str) -> str:
         (name, "drifted" if name in report.get("drifted", []) else "", value) for name, value in report["psi"].items()
     ]
     figures = "".join(_figure(name, shares) for name, shares in (report.get("shares") or {}).items())
+    rows, seen = report.get("rows", 0), report.get("rows_seen", report.get("rows", 0))
+    counted = f"{seen:,} valid rows" + (f" ({rows:,} of them counted: all of the first 500,000, then one in 8)"
+                                        if seen != rows else "")  # fmt: skip
     return (
         "<h2>Drift</h2>"
-        f'<p class="muted">{report.get("rows", 0):,} valid rows against {report.get("reference_rows", 0):,} rows of '
+        f'<p class="muted">{counted} against {report.get("reference_rows", 0):,} rows of '
         "the model's training sample; population stability index per feature (under 0.1: little change, "
         "0.1-0.25: some, over 0.25: a shift worth a look).</p>"
         + verdict
