@@ -23,6 +23,7 @@ from pipeline import params
 from pipeline.images import DEFAULT_IMAGE
 from pipeline.machines import TrainingMachines
 from pipeline.training import REGISTRY_MOUNT
+from taxifare.batch import outputs
 from taxifare.errors import UsageError
 from trainer import config, settings
 
@@ -37,6 +38,7 @@ WIRED_INPUTS = {
     "job_name": "the pipeline job's name (it names the batch prediction job)",
 }
 PREFIXES = {"local": ("gs://", "https://", "http://"), "vertex": ("gs://", "bq://")}
+NAMED = (".csv", ".jsonl", ".json", ".ndjson")  # an output file's name that says its format
 SERVICE_ACCOUNT = params.Setting(
     "service_account", str, "",
     "vertex: the service account the batch prediction job runs as (it reads the input and writes the output; "
@@ -73,6 +75,9 @@ def check(values: dict[str, Any], target: str = "local") -> dict[str, Any]:
             found.append("input: a local run reads files (local, gs://, https://); BigQuery tables need Vertex AI")
         if "://" in full["output"]:
             found.append("output: a local run writes a local file")
+        named = outputs.format_of(full["output"]) if full["output"].lower().endswith(NAMED) else full["output_format"]
+        if named != full["output_format"]:
+            found.append(f"output {full['output']!r} is named as {named} but output_format is {full['output_format']}")
         if not full["model"] and not full["registry"].startswith("/"):
             found.append(f"registry must be an absolute path to take the champion from, got {full['registry']!r}")
     if found:

@@ -89,6 +89,8 @@ def test_batch_parameters_are_checked_before_anything_runs(workspace):
     assert code == 2 and "output: a local run writes a local file" in said
     code, said, _ = _run(workspace, "--param", "input=bq://p.d.t")
     assert code == 2 and "BigQuery tables need Vertex AI" in said
+    code, said, _ = _run(workspace, "--param", "output=/tmp/p.jsonl")
+    assert code == 2 and "named as jsonl but output_format is csv" in said
     code, said, _ = _run(workspace, "--train-data", "x.csv")
     assert code == 2 and "--data FILES" in said
 

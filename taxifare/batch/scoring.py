@@ -61,6 +61,10 @@ class Result:
         out["rejected"] = dict(self.rejected)
         return out
 
+    def marked(self) -> dict[str, Any]:
+        """What the completion markers say (the drift report has its own place)."""
+        return {k: v for k, v in self.as_dict().items() if k != "drift"}
+
 
 class _Stage:
     """A thread feeding (or draining) a bounded queue; its exception is re-raised where it is read."""
@@ -164,9 +168,8 @@ def score(
         raise
     result.seconds, result.cpu_seconds = time.perf_counter() - started, _cpu() - cpu
     result.drift = drift.compare(tally, threshold) if tally is not None else None
-    summary = {k: v for k, v in result.as_dict().items() if k != "drift"}
-    rejected.finish(summary)
-    written.finish(summary)  # last: the predictions are complete once everything else is
+    rejected.finish(result.marked())
+    written.finish(result.marked())  # last: the predictions are complete once everything else is
     return result
 
 

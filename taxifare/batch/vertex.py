@@ -237,7 +237,7 @@ def prepare(spec: str, folder: str, rejected: str) -> tuple[list[str], Any]:
     finally:
         if shard is not None:
             shard.close()
-    errors.finish({k: v for k, v in result.as_dict().items() if k != "drift"})
+    errors.finish(result.marked())
     return files, result
 
 

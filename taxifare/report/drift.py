@@ -32,9 +32,9 @@ def fragment(path: str) -> str:
         (name, "drifted" if name in report.get("drifted", []) else "", value) for name, value in report["psi"].items()
     ]
     figures = "".join(_figure(name, shares) for name, shares in (report.get("shares") or {}).items())
-    rows, seen = report.get("rows", 0), report.get("rows_seen", report.get("rows", 0))
-    counted = f"{seen:,} valid rows" + (f" ({rows:,} of them counted: all of the first 500,000, then one in 8)"
-                                        if seen != rows else "")  # fmt: skip
+    tallied, seen = report.get("rows", 0), report.get("rows_seen", report.get("rows", 0))
+    counted = f"{seen:,} valid rows" + (f" ({tallied:,} of them counted: all of the first 500,000, then one in 8)"
+                                        if seen != tallied else "")  # fmt: skip
     return (
         "<h2>Drift</h2>"
         f'<p class="muted">{counted} against {report.get("reference_rows", 0):,} rows of '
