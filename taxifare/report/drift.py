@@ -33,7 +33,7 @@ def fragment(path: str) -> str:
     ]
     figures = "".join(_figure(name, shares) for name, shares in (report.get("shares") or {}).items())
     tallied, seen = report.get("rows", 0), report.get("rows_seen", report.get("rows", 0))
-    counted = f"{seen:,} valid rows" + (f" ({tallied:,} of them counted: all of the first 500,000, then one in 8)"
+    counted = f"{seen:,} valid rows" + (f" ({tallied:,} of them counted: all of the first 200,000, then one in 8)"
                                         if seen != tallied else "")  # fmt: skip
     return (
         "<h2>Drift</h2>"
