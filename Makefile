@@ -37,8 +37,9 @@ format: $(STAMP) ## apply ruff's formatting and fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-compile: $(STAMP) ## compile the pipeline to $(PIPELINE_OUT)
+compile: $(STAMP) ## compile the pipelines to $(PIPELINE_OUT) (training) and pipeline-batch.yaml
 	$(BIN)/taxifare compile --out $(PIPELINE_OUT)
+	$(BIN)/taxifare compile --pipeline batch --out pipeline-batch.yaml
 
 .PHONY: help install run test lint format compile
 

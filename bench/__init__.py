@@ -55,6 +55,8 @@ class Context:
     python: str = sys.executable
     # The default training runs on the lab data (the trainer section fills it; others reuse it).
     default_runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Each figure's median so far, as "section: figure name" (a later section may compare with it).
+    results: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def bin_dir(self) -> str:

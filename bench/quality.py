@@ -21,6 +21,8 @@ import statistics
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from bench import LAB_TRAIN, LAB_VALID, Context, Settings, gbm
 from bench.report import Section, Target, markdown_table, spread
@@ -28,7 +30,7 @@ from bench.trainer import default_model, train_run
 from taxifare.tuning import folds as tuning_folds
 from trainer import baseline, sources
 from trainer.config import DEFAULTS
-from trainer.features import KEY, LABEL
+from trainer.features import CSV_COLUMNS, KEY, LABEL
 
 FOLDS = 5
 VALID = "taxi-valid.csv"
@@ -108,6 +110,15 @@ def splits(train: sources.Columns, valid: sources.Columns, folds: int) -> list[S
     return [*out, Split(VALID, train, valid)]
 
 
+def _write_csv(columns: dict[str, np.ndarray], out: str) -> None:
+    """Write columns as a CSV with the canonical header (label first, as the lab's files)."""
+    names = [c for c in CSV_COLUMNS if c in columns]
+    table = pa.table(
+        {name: pa.array(columns[name], type=pa.string() if name == KEY else pa.float64()) for name in names}
+    )
+    pacsv.write_csv(table, out)
+
+
 def _model_run(ctx: Context, split: Split, seed: int, previous: bool = False) -> dict:
     """A default training run on the split (section 1's run for taxi-valid.csv at the default seed);
     `previous`: with PREVIOUS_DEFAULTS instead."""
@@ -124,8 +135,8 @@ def _model_run(ctx: Context, split: Split, seed: int, previous: bool = False) ->
     folder = split.name.replace(" ", "")
     fit_csv, held_csv = ctx.path("quality", folder, "train.csv"), ctx.path("quality", folder, "heldout.csv")
     if not os.path.isfile(held_csv):  # written to the scratch folder, never into the repo
-        sources.write_csv(split.fit, fit_csv)
-        sources.write_csv(split.held, held_csv)
+        _write_csv(split.fit, fit_csv)
+        _write_csv(split.held, held_csv)
     return train_run(ctx, ctx.path("quality", folder, label), fit_csv, held_csv, extra)
 
 

@@ -17,6 +17,7 @@ _DIGITS = {
     "examples/s": 0,
     "req/s": 0,
     "predictions/s": 0,
+    "rows/s": 0,
     "s": 2,
     "ms": 2,
     "MiB": 0,
@@ -27,7 +28,7 @@ _DIGITS = {
     "trials": 0,
 }
 # The numbering of the sections.
-SECTION_ORDER = ("trainer", "streaming", "pipeline", "serving", "quality", "tuning")
+SECTION_ORDER = ("trainer", "streaming", "pipeline", "serving", "quality", "tuning", "batch")
 _OPS = {">=": "≥", "<=": "≤", "<": "<", ">": ">"}
 
 

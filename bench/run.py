@@ -1,4 +1,5 @@
-"""`python -m bench.run`: measure trainer, streaming, pipeline, serving, quality, tuning; write BENCHMARKS.md.
+"""`python -m bench.run`: measure the trainer, streaming, the pipeline, serving, quality, tuning and batch
+scoring; write BENCHMARKS.md.
 
     python -m bench.run --out BENCHMARKS.md                 # make bench: the figures to quote (~25 min)
     python -m bench.run --quick --out bench/out/BENCHMARKS-quick.md   # make bench-quick: checks the harness (< 2 min)
@@ -20,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from bench import Context, Settings, pipeline, quality, serving, streaming, trainer, tuning
+from bench import Context, Settings, batch, pipeline, quality, serving, streaming, trainer, tuning
 from bench import report as report_lib
 
 SECTIONS: dict[str, Callable[[Context], report_lib.Section]] = {  # in report_lib.SECTION_ORDER
@@ -30,6 +31,7 @@ SECTIONS: dict[str, Callable[[Context], report_lib.Section]] = {  # in report_li
     "serving": serving.measure,
     "quality": quality.measure,
     "tuning": tuning.measure,
+    "batch": batch.measure,
 }
 
 
@@ -83,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             section.seconds = time.perf_counter() - t0
             sections.append(section)
             for figure in section.figures:
+                ctx.results[f"{name}: {figure.name}"] = figure.median
                 verdict = f"  [{figure.verdict}]" if figure.verdict else ""
                 say(f"  {figure.name}: {report_lib.fmt(figure.median, figure.unit)}{verdict}")
             if section.skipped:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-PIPELINES = ("training",)
+PIPELINES = ("training", "batch")
 
 
 def get(name: str) -> ModuleType:
@@ -19,4 +19,8 @@ def get(name: str) -> ModuleType:
         from pipeline import training
 
         return training
+    if name == "batch":
+        from pipeline import batch
+
+        return batch
     raise UsageError(f"no pipeline {name!r}", f"choose one of {', '.join(PIPELINES)}")

@@ -28,9 +28,9 @@ NAME = "taxifare"
 DESCRIPTION = "Taxi fare: stage, tune (optional), train, evaluate against baseline and champion, deploy."
 TARGETS = ("local", "vertex")
 STEPS: tuple[type, ...] = (
-    config.Source, config.Tuning, config.Gate, config.DeployTarget, config.Notify, config.VertexJob
+    config.Source, config.Tuning, config.Gate, config.DeployTarget, config.Notify, config.VertexJob, config.Drift
 )  # fmt: skip
-# Where a Kubernetes volume holding the local registry is mounted on evaluate and deploy (--registry-pvc).
+# Where a Kubernetes volume holding the local registry is mounted on stage_data, evaluate and deploy (--registry-pvc).
 REGISTRY_MOUNT = "/mnt/taxifare-registry"
 # The inputs this DAG wires itself (not pipeline parameters), described where they are wired.
 WIRED_INPUTS = {
@@ -50,7 +50,8 @@ TUNING_JOB_NAME = "taxifare-tune"
 
 def parameters() -> list[params.Setting]:
     return params.gathered(config.Source, params.hparams(), config.Tuning, config.Gate, config.DeployTarget,
-                           [params.SERVICE_ACCOUNT, params.RUN_ID], config.Notify, config.VertexJob)  # fmt: skip
+                           config.Drift, [params.SERVICE_ACCOUNT, params.RUN_ID], config.Notify,
+                           config.VertexJob)  # fmt: skip
 
 
 def defaults(target: str = "local") -> dict[str, Any]:
@@ -182,6 +183,7 @@ def build(
         # Never from a cache: the same source path may hold new rows (scheduled retraining),
         # and the champion that evaluate and deploy read is not among their inputs.
         staged.set_caching_options(False)
+        _mount_registry(staged, registry_pvc)  # it compares the new data with the champion's
         split = staged.outputs
         if target == "vertex":
             tuned = _vertex_tuning(p, split, image, machines or TrainingMachines(), tune_op)

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from taxifare.errors import DataError, UsageError
-from trainer import features, sources
+from trainer import data_files, drift, features, sources
 from trainer.config import Source
 
 SPLITS = ("train", "valid", "test")
@@ -54,11 +54,15 @@ def stage(
     project: str = "",
     export_dir: str = "",
     bq_client: Any = None,
+    reference: dict[str, Any] | None = None,
+    drift_threshold: float = 0.0,
 ) -> dict:
     """Write validated train/valid/test CSVs (canonical header) and return the counts.
 
     With bq_table or bq_query the rows are first exported from BigQuery to CSV files under
-    export_dir (gs:// or local), which then count as `source`.
+    export_dir (gs:// or local), which then count as `source`. With `reference` (the champion's
+    training statistics) the staged rows are compared with it: the result's "drift" (check_drift
+    stops a run on it).
     """
     src.check()  # before anything costs: a BigQuery export costs money and time
     given = src
@@ -70,7 +74,8 @@ def stage(
         exported = bigquery.export_source(export_dir, src.bq_table, src.bq_query, src.bq_sample, project, bq_client)
         src = dataclasses.replace(src, source=exported, bq_table="", bq_query="")
     totals = sources.ReadStats()
-    counts = _write_splits(out_paths, src, max_bad_fraction, totals)
+    tally = drift.Tally(reference) if reference is not None else None
+    counts = _write_splits(out_paths, src, max_bad_fraction, totals, tally)
     empty = [s for s in SPLITS if counts[s] == 0]
     if empty:
         raise DataError(f"split(s) {', '.join(empty)} got no rows", "add data or change the fractions")
@@ -84,6 +89,7 @@ def stage(
         "test_fingerprint": fingerprint([out_paths["test"]]),
         "source": source_identity(given),
         "schema": features.SCHEMA.fingerprint(),
+        "drift": drift.compare(tally, drift_threshold) if tally is not None else None,
     }
 
 
@@ -108,14 +114,23 @@ def source_identity(src: Source) -> str:
 
 
 def _write_splits(
-    out_paths: dict[str, str], src: Source, max_bad_fraction: float, totals: sources.ReadStats
+    out_paths: dict[str, str],
+    src: Source,
+    max_bad_fraction: float,
+    totals: sources.ReadStats,
+    tally: drift.Tally | None = None,
 ) -> dict[str, int]:
-    """Validated rows to one CSV per split: by key hash from `source`, or as given per split."""
+    """Validated rows to one CSV per split: by key hash from `source`, or as given per split (each
+    counted into `tally`'s bins too)."""
     counts = dict.fromkeys(SPLITS, 0)
     writers: dict[str, pacsv.CSVWriter] = {}
 
     def chunks(spec: str) -> Any:
-        return sources.iter_chunks(sources.expand_paths(spec), max_bad_fraction=max_bad_fraction, totals=totals)
+        paths = data_files.expand_paths(spec)
+        for chunk in sources.iter_chunks(paths, max_bad_fraction=max_bad_fraction, totals=totals):
+            if tally is not None:
+                tally.add(chunk)
+            yield chunk
 
     def write(split: str, chunk: sources.Columns, mask: np.ndarray | None = None) -> None:
         writers[split].write_batch(_batch(chunk, mask))
@@ -152,17 +167,55 @@ def fingerprint(paths: Iterable[str]) -> str:
 
 
 def metrics(result: dict) -> dict[str, float]:
-    """The counts as flat metrics (what the console's Metrics artifact shows)."""
+    """The counts as flat metrics (what the console's Metrics artifact shows), and the drift's when compared."""
     out: dict[str, float] = {"rows_read": result["rows_read"], "rows_kept": result["rows_kept"]}
     out.update({f"rejected_{r}": result["rejected"].get(r, 0) for r in features.REJECT_REASONS})
     out.update({f"{split}_rows": n for split, n in result["split_rows"].items()})
+    if result.get("drift"):
+        out.update(drift.metrics(result["drift"]))
     return out
 
 
-def summary(result: dict) -> list[str]:
+def champion_profile(
+    deploy_target: str, registry: str, project: str = "", region: str = ""
+) -> tuple[str, Any, str | None]:
+    """The current champion's name, training statistics (None for a champion trained before they were
+    saved) and data source (None where not recorded); ("", None, None) when there is no champion yet."""
+    if deploy_target == "vertex":
+        from taxifare.registry.vertex import VertexRegistry
+
+        found = VertexRegistry(project, region, registry).champion()
+        return (found.model, drift.load(found.artifact_uri), None) if found else ("", None, None)
+    from taxifare.registry.local import LocalRegistry
+
+    champion = LocalRegistry(registry).champion() if registry else None
+    if champion is None:
+        return "", None, None
+    source = champion.metadata.get("source")
+    return f"the champion {champion.name}", drift.load(champion.model_dir), source if isinstance(source, str) else None
+
+
+def check_drift(result: dict, champion: str, champion_source: str | None = None) -> None:
+    """Stop a training run whose new data moved from the champion's beyond the threshold: a feed that changed
+    (a unit, a swapped column) would otherwise train a model that the evaluation, on a test split of the
+    same changed data, could bless. Only for new rows of the champion's own source: data of another source
+    differs by nature, and whether it may replace the champion is the gate's question (allow_new_source)."""
+    report = result.get("drift")
+    if report and report["flagged"] and champion_source == result.get("source"):
+        moved = ", ".join(f"{n} {report['psi'][n]:.2f}" for n in report["drifted"])
+        raise DataError(
+            f"the staged data moved from the training data of {champion} (PSI {moved}, beyond "
+            f"{report['threshold']:g}): stopped before training, nothing deployed",
+            "if the change is real, rerun with a higher --drift-threshold (or 0 to leave the check out)",
+        )
+
+
+def summary(result: dict, champion: str = "") -> list[str]:
     splits = " / ".join(f"{s} {result['split_rows'][s]}" for s in SPLITS)
     lines = [f"rows read {result['rows_read']}, kept {result['rows_kept']}: {splits}"]
     rejected = [(r, result["rejected"].get(r, 0)) for r in features.REJECT_REASONS]
     if shown := [f"{reason} {n}" for reason, n in rejected if n]:
         lines.append("rejected: " + ", ".join(shown))
+    if champion:
+        lines += drift.summary(result.get("drift"), champion)
     return lines

@@ -158,3 +158,14 @@ def test_the_quality_section_skips_without_the_lab_data(tmp_path, monkeypatch):
     monkeypatch.setattr(quality, "LAB_TRAIN", str(tmp_path / "absent.csv"))
     section = quality.measure(Context(settings=Settings.quick_mode(), scratch=str(tmp_path)))
     assert section.skipped and "not present" in section.skipped and not section.figures
+
+
+def test_the_batch_section_reads_what_taxifare_predict_says():
+    from bench import batch
+
+    said = (
+        "scored 1,000,000 rows, rejected 10,000 (of 1,010,000 read)\n"
+        "predictions: /t/p.csv (0.8s, 1,262,500 rows/s; 1.4 CPU-s)"
+    )
+    rate = batch._RATE.search(said)
+    assert rate.group(2) == "1,262,500" and rate.group(3) == "1.4" and batch._SCORED.search(said).group(2) == "10,000"

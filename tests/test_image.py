@@ -4,6 +4,7 @@ Slow (a cold build is minutes; a rebuild after a source change is about one), so
 `image` marker and skipped where podman is absent. TAXIFARE_TEST_IMAGE names the tag to build.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -206,23 +207,23 @@ def test_every_component_module_imports_inside_the_image(image: str) -> None:
     _ok(_podman_run("--entrypoint", "python", image, "-c", code, *COMPONENT_MODULES))
 
 
-def test_the_image_serves_as_vertex_ai_runs_it(image: str, trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The uploaded container spec, started the way Vertex AI starts it: command `taxifare serve`,
-    the AIP_* variables, the model fetched from Cloud Storage (the GCS emulator), health and a
-    prediction over HTTP from the host, then SIGTERM (podman stop) and a clean exit."""
+@contextlib.contextmanager
+def _serving_container(image: str, export: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, dict]]:
+    """The uploaded container spec, started the way Vertex AI starts it (for an endpoint or a batch prediction
+    job): command `taxifare serve`, the AIP_* variables, the model fetched from Cloud Storage (the GCS
+    emulator); yields (port, spec) once it answers its health route, and removes it after."""
     import http.client
     import time
 
     from cloud_fakes import free_port, gcs_emulator, upload_dir
 
-    from taxifare.serving import container, preflight
-    from trainer import gcs, servable
+    from taxifare.serving import container
+    from trainer import gcs
 
     spec = container.container_spec(image)
     port = free_port()
     with gcs_emulator(monkeypatch):
         bucket = gcs.client().create_bucket("vertex-model-copies")
-        export = trained["export_dir"]
         upload_dir(bucket, export, "v1")
         env = {**container.environ_for(spec, "gs://vertex-model-copies/v1", port=port),
                "STORAGE_EMULATOR_HOST": os.environ["STORAGE_EMULATOR_HOST"]}  # fmt: skip
@@ -246,20 +247,62 @@ def test_the_image_serves_as_vertex_ai_runs_it(image: str, trained: dict, monkey
                 if status != 200:
                     time.sleep(0.5)
             assert status == 200, _run(*PODMAN, "logs", name).stderr[-3000:]
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            request = json.dumps({"instances": preflight.probe_instances()})
-            conn.request("POST", spec["predict_route"], request, {"Content-Type": "application/json"})
-            reply = conn.getresponse()
-            answer = json.loads(reply.read())
-            assert reply.status == 200 and list(answer) == ["predictions"]
-            fares = [p["fare_amount"] for p in answer["predictions"]]
-            expected = servable.python_loader_fares(export)
-            assert max(abs(a - b) for a, b in zip(fares, expected, strict=True)) < 1e-3
+            yield port, spec
             _ok(_run(*PODMAN, "stop", "--time", "30", name))
             state = _ok(_run(*PODMAN, "inspect", "--format", "{{.State.ExitCode}}", name)).strip()
             assert state == "0", _run(*PODMAN, "logs", name).stderr[-3000:]
         finally:
             _run(*PODMAN, "rm", "-f", name)
+
+
+def _post(port: int, route: str, body: dict) -> tuple[int, dict]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", route, json.dumps(body), {"Content-Type": "application/json"})
+    reply = conn.getresponse()
+    return reply.status, json.loads(reply.read())
+
+
+def test_the_image_serves_as_vertex_ai_runs_it(image: str, trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health and a prediction over HTTP from the host, then SIGTERM (podman stop) and a clean exit."""
+    from taxifare.serving import preflight
+    from trainer import servable
+
+    export = trained["export_dir"]
+    with _serving_container(image, export, monkeypatch) as (port, spec):
+        status, answer = _post(port, spec["predict_route"], {"instances": preflight.probe_instances()})
+        assert status == 200 and list(answer) == ["predictions"]
+        fares = [p["fare_amount"] for p in answer["predictions"]]
+        expected = servable.python_loader_fares(export)
+        assert max(abs(a - b) for a, b in zip(fares, expected, strict=True)) < 1e-3
+
+
+def test_the_image_answers_batch_prediction_requests_as_vertex_ai_sends_them(
+    image: str, trained: dict, sample_dir: str, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    """A batch prediction job's requests: `batch_size` instances each, objects of the five features (the key
+    kept out by instanceConfig.keyField), integers where a BigQuery INT64 column gives them; the answers, in
+    order, are the fares local batch scoring gives the same rows."""
+    from taxifare.batch import inputs, scoring
+    from trainer.predict import Predictor
+
+    data = os.path.join(sample_dir, "valid.csv")
+    export = trained["export_dir"]
+    scoring.score([data], str(tmp_path / "p.csv"), Predictor(export).predict)
+    with open(tmp_path / "p.csv") as f:
+        local = [float(line.rsplit(",", 1)[1]) for line in f.read().splitlines()[1:]]
+    rows = [row for part in inputs.read([data]) for row in part.raw.tolist()]
+    names = ("pickuplon", "pickuplat", "dropofflon", "dropofflat", "passengers")
+    instances = [{**dict(zip(names, row, strict=True)), "passengers": int(row[4])} for row in rows]
+    fares: list[float] = []
+    with _serving_container(image, export, monkeypatch) as (port, spec):
+        for start in range(0, len(instances), 1000):  # the job's batch_size
+            status, answer = _post(port, spec["predict_route"], {"instances": instances[start : start + 1000]})
+            assert status == 200, answer
+            fares += [p["fare_amount"] for p in answer["predictions"]]
+    assert len(fares) == len(local) > 1000
+    assert max(abs(a - b) for a, b in zip(fares, local, strict=True)) <= 1e-4
 
 
 def _pipeline_in_containers(image: str, sample_dir: str, tmp: pathlib.Path, docker_host: str | None) -> None:
@@ -273,8 +316,12 @@ def _pipeline_in_containers(image: str, sample_dir: str, tmp: pathlib.Path, dock
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "deployed: v0001" in proc.stdout
-    outputs = list(runs.glob("*/pipeline-root/*/*/executor_output.json"))
-    assert len(outputs) == 4 and {o.stat().st_uid for o in outputs} == {10001}  # written inside, by the image's user
+    (record,) = runs.glob("*/run.json")
+    succeeded = {name for name, task in json.loads(record.read_text())["tasks"].items() if task["state"] == "succeeded"}
+    assert {"stage-data", "train-model", "evaluate-model", "deploy-model"} <= succeeded
+    outputs = {o.parent.name: o for o in runs.glob("*/pipeline-root/*/*/executor_output.json")}
+    assert set(outputs) == succeeded  # each task that ran wrote its outputs...
+    assert {o.stat().st_uid for o in outputs.values()} == {10001}  # ...inside, as the image's user
     champion = json.loads((registry / "aliases.json").read_text())["champion"]
     assert (registry / "versions" / champion / "model" / "saved_model.pb").is_file()
     # Shared with the image's user through ownership and the user's group, never opened to every user.

@@ -116,7 +116,7 @@ def test_pipeline_holds_pipelines_only():
     """pipeline/ is the pipelines and what they share; how they run lives in taxifare/runs/, submission in
     taxifare/cloud/ (the local runner, records, containers, watchdog, cron and schedules are not here)."""
     names = sorted(p.stem for p in (ROOT / "pipeline").glob("*.py"))
-    assert names == ["__init__", "compiler", "images", "machines", "params", "training"]
+    assert names == ["__init__", "batch", "compiler", "images", "machines", "params", "training"]
 
 
 def test_the_cli_builds_its_flags_without_importing_a_component_kfp_or_tensorflow():

@@ -4,8 +4,6 @@ promote` repairs aliases.json; a server's registry watch survives it all; files 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import pathlib
@@ -16,9 +14,9 @@ import sys
 import time
 
 import pytest
+from cli_capture import run_cli
 from serving_helpers import ServerProcess
 
-from taxifare import cli
 from taxifare.errors import RegistryError
 from taxifare.registry.local import LocalRegistry
 
@@ -33,13 +31,6 @@ ALIAS_DAMAGE = {
     "deeply nested": b"[" * 100_000,
     "an unknown version": b'{"champion": "v0009"}',
 }
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 def _fake_model(path) -> str:
@@ -67,11 +58,11 @@ def test_any_aliases_json_is_a_one_line_error_and_promote_repairs_it(reg: LocalR
         reg.champion()
     assert ("aliases.json" in str(err.value) or "champion v0009" in str(err.value)) and "promote" in str(err.value)
     assert "\n" not in str(err.value)
-    code, out, err_text = _cli("models", "list", "--registry", reg.root)
+    code, out, err_text = run_cli("models", "list", "--registry", reg.root)
     assert code == 0 and "v0001" in out and "v0002" in out and "★" not in out.split("\n", 1)[1].split("★ =")[0]
     if damage != "an unknown version":
         assert "aliases.json" in err_text and len(err_text.strip().splitlines()) == 1
-    code, out, _ = _cli("models", "promote", "v0002", "--registry", reg.root)
+    code, out, _ = run_cli("models", "promote", "v0002", "--registry", reg.root)
     assert code == 0 and "champion -> v0002" in out
     assert reg.champion().name == "v0002"  # type: ignore[union-attr]
 
@@ -95,10 +86,10 @@ def test_a_damaged_version_is_marked_and_the_rest_still_works(reg: LocalRegistry
     assert "not a JSON object" in problems["v0004"]  # type: ignore[operator]
     assert "no SavedModel" in problems["v0005"]  # type: ignore[operator]
 
-    code, out, _ = _cli("models", "list", "--registry", reg.root)
+    code, out, _ = run_cli("models", "list", "--registry", reg.root)
     assert code == 0 and "★ v0001" in out and "  v0006" in out
     assert "✘ v0002    damaged:" in out and "✘ v0005    damaged:" in out
-    code, _, err = _cli("models", "promote", "v0003", "--registry", reg.root)
+    code, _, err = run_cli("models", "promote", "v0003", "--registry", reg.root)
     assert code == 1 and "v0003/metadata.json is not valid JSON" in err and len(err.strip().splitlines()) == 1
     assert reg.register(model, {"run_id": "after"}).name == "v0007"  # registering goes on
     assert reg.champion().name == "v0001"  # type: ignore[union-attr]
@@ -172,7 +163,7 @@ def test_the_servers_watch_survives_a_damaged_registry(trained, tmp_path) -> Non
                 time.sleep(0.05)
         with open(reg.aliases_path, "w") as f:
             json.dump({"champion": 7}, f)
-        assert _cli("models", "promote", second, "--registry", reg.root)[0] == 0
+        assert run_cli("models", "promote", second, "--registry", reg.root)[0] == 0
         assert proc.wait_ready(second)["modelVersionId"] == second  # hot swaps go on
     finally:
         proc.stop()
@@ -186,7 +177,7 @@ def test_a_run_on_a_damaged_registry_stops_before_it_starts(reg: LocalRegistry, 
 
     data = tmp_path / "trips.csv"
     data.write_text("12.0,-73.98,40.75,-73.97,40.78,1,k0\n" * 20)
-    code, _, err = _cli("run", "--data", str(data), "--runs-root", str(tmp_path / "runs"), "--registry", reg.root)
+    code, _, err = run_cli("run", "--data", str(data), "--runs-root", str(tmp_path / "runs"), "--registry", reg.root)
     assert code == 1 and "aliases.json is not valid JSON" in err and len(err.strip().splitlines()) == 1
 
     with pytest.raises(RegistryError, match=r"aliases\.json is not valid JSON.*models promote"):
@@ -231,7 +222,7 @@ def test_an_aliases_json_that_is_not_a_file_is_refused_without_blocking(
         os.symlink(tmp_path / "elsewhere.json", reg.aliases_path)
     with pytest.raises(RegistryError, match=r"aliases\.json (is not a regular file|is a link)"):
         reg.aliases()
-    code, out, err = _cli("models", "list", "--registry", reg.root)
+    code, out, err = run_cli("models", "list", "--registry", reg.root)
     assert code == 0 and "v0001" in out and "aliases.json" in err and "Traceback" not in err
 
 
@@ -241,44 +232,44 @@ def test_promote_refuses_a_version_that_would_not_serve(reg: LocalRegistry) -> N
     model = os.path.join(reg.versions_dir, "v0002", "model")
     with open(os.path.join(model, "saved_model.pb"), "r+b") as f:
         f.truncate(100)
-    code, out, _ = _cli("models", "list", "--registry", reg.root)
+    code, out, _ = run_cli("models", "list", "--registry", reg.root)
     assert "✘ v0002    damaged:" in out and "saved_model.pb is 100 bytes; it was" in out
-    code, _, err = _cli("models", "promote", "v0002", "--registry", reg.root)
+    code, _, err = run_cli("models", "promote", "v0002", "--registry", reg.root)
     assert code == 1 and "saved_model.pb is 100 bytes" in err and len(err.strip().splitlines()) == 1
     # Same size, other bytes: the sizes pass, the hashes do not.
     v3 = reg.register(reg.get("v0001").model_dir, {"run_id": "r3"})
     data = os.path.join(v3.model_dir, "variables", "variables.data-00000-of-00001")
     with open(data, "r+b") as f:
         f.write(b"\0" * 64)
-    code, _, err = _cli("models", "promote", "v0003", "--registry", reg.root)
+    code, _, err = run_cli("models", "promote", "v0003", "--registry", reg.root)
     assert code == 1 and "changed since it was registered" in err
     # Files as registered but not a model that answers (written by hand): the serving check refuses it.
     v4 = reg.register(_fake_model(pathlib.Path(reg.root + "-fake")), {"run_id": "r4"})
-    code, _, err = _cli("models", "promote", v4.name, "--registry", reg.root)
+    code, _, err = run_cli("models", "promote", v4.name, "--registry", reg.root)
     assert code == 1 and "v0004" in err and "Traceback" not in err
     assert reg.champion().name == "v0001"  # type: ignore[union-attr]
 
 
 def test_models_history_show_champion_and_latest(reg: LocalRegistry) -> None:
-    code, out, _ = _cli("models", "promote", "v0002", "--registry", reg.root, "--reason", "roll forward")
+    code, out, _ = run_cli("models", "promote", "v0002", "--registry", reg.root, "--reason", "roll forward")
     assert code == 0
-    code, out, _ = _cli("models", "history", "--registry", reg.root)
+    code, out, _ = run_cli("models", "history", "--registry", reg.root)
     lines = out.strip().splitlines()
     assert code == 0 and lines[0].split() == ["WHEN", "FROM", "TO", "RUN", "REASON"]
     assert lines[1].split()[1:] == ["-", "v0001", "by", "hand", "promoted", "by", "hand"]
     assert lines[2].split()[1:] == ["v0001", "v0002", "by", "hand", "roll", "forward"]
-    code, out, _ = _cli("models", "history", "--registry", reg.root, "--json")
+    code, out, _ = run_cli("models", "history", "--registry", reg.root, "--json")
     assert [(m["from"], m["to"], m["reason"]) for m in json.loads(out)] == [
         (None, "v0001", "promoted by hand"), ("v0001", "v0002", "roll forward")
     ]  # fmt: skip
-    assert _cli("models", "show", "champion", "--registry", reg.root)[1].startswith("v0002 ★ champion")
+    assert run_cli("models", "show", "champion", "--registry", reg.root)[1].startswith("v0002 ★ champion")
     reg.register(reg.get("v0001").model_dir, {"run_id": "r3"})
-    shown = json.loads(_cli("models", "show", "latest", "--registry", reg.root, "--json")[1])
+    shown = json.loads(run_cli("models", "show", "latest", "--registry", reg.root, "--json")[1])
     assert (shown["version"], shown["champion"], shown["metadata"]["run_id"]) == ("v0003", False, "r3")
     # A damaged history line is said, not trusted, and the rest is still shown.
     with open(os.path.join(reg.root, "history.jsonl"), "ab") as f:
         f.write(b'{"to": 5}\n')
-    code, out, err = _cli("models", "history", "--registry", reg.root)
+    code, out, err = run_cli("models", "history", "--registry", reg.root)
     assert code == 0 and "line 3: not a champion move" in err and "roll forward" in out
 
 
@@ -290,5 +281,5 @@ def test_wrong_typed_metadata_shows_without_a_traceback(reg: LocalRegistry) -> N
     with open(path, "w") as f:
         json.dump(meta, f)
     for argv in (("models", "list"), ("models", "show", "v0002"), ("models", "list", "--json")):
-        code, out, err = _cli(*argv, "--registry", reg.root)
+        code, out, err = run_cli(*argv, "--registry", reg.root)
         assert code == 0 and "v0002" in out and "Traceback" not in err, (argv, err)

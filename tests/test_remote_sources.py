@@ -13,7 +13,7 @@ from cloud_fakes import gcs_emulator
 
 from taxifare import staging
 from taxifare.errors import DataError, UsageError
-from trainer import gcs, sample_data, sources
+from trainer import data_files, gcs, sample_data, sources
 from trainer.config import Source
 
 
@@ -24,11 +24,11 @@ def test_gs_glob_is_read_and_validated_through_cloud_storage(monkeypatch, tmp_pa
         for path in paths["train"]:
             bucket.blob(f"data/{os.path.basename(path)}").upload_from_filename(path)
         bucket.blob("data/notes.txt").upload_from_string("not data")
-        found = sources.expand_paths("gs://trips/data/train-*.csv")
+        found = data_files.expand_paths("gs://trips/data/train-*.csv")
         assert found == [f"gs://trips/data/{os.path.basename(p)}" for p in paths["train"]]
         remote, remote_stats = sources.read_columns(found)
         with pytest.raises(UsageError, match=r"no object matches 'gs://trips/data/valid-\*\.csv'"):
-            sources.expand_paths("gs://trips/data/valid-*.csv")
+            data_files.expand_paths("gs://trips/data/valid-*.csv")
     local, local_stats = sources.read_columns(paths["train"])
     assert remote_stats.kept == local_stats.kept and remote_stats.rejected == local_stats.rejected
     assert remote["fare_amount"].tolist() == local["fare_amount"].tolist()

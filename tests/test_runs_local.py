@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 
 import pytest
+from cli_capture import run_cli
 from cloud_fakes import Webhook, free_port
 
-from taxifare import cli
 from taxifare.registry.local import LocalRegistry
 from taxifare.runs import local, records
 
@@ -21,13 +19,6 @@ def _params(sample_dir: str, registry: str, **overrides) -> dict:
     params = {f"{s}_source": os.path.join(sample_dir, f"{s}.csv") for s in ("train", "valid", "test")}
     params.update({"train_steps": 300, "registry": registry, **overrides})
     return params
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 class _Recorder:
@@ -63,7 +54,7 @@ def history(tmp_path_factory, sample_dir):
     bad.write_text("8.5,0,0,-73.97,40.76,1,k1\n" * 50 + "8.5,-73.98,40.75,-73.97,40.76,1,k2\n")
     ws["bad_data"] = str(bad)
     ws["hook"] = Webhook()
-    ws["failed"] = _cli("run", "--data", str(bad), "--runs-root", ws["runs"], "--registry", ws["registry"],
+    ws["failed"] = run_cli("run", "--data", str(bad), "--runs-root", ws["runs"], "--registry", ws["registry"],
                         "--train-steps", "10", "--param", f"notify_webhook={ws['hook'].url}")  # fmt: skip
     yield ws
     ws["hook"].close()
@@ -123,6 +114,19 @@ def test_good_candidate_is_deployed_then_a_worse_one_is_not(history):
     assert first.run_id != second.run_id
 
 
+def test_new_data_is_compared_with_the_champions_training_data_before_training(history):
+    """The second run's staged rows against v0001's training statistics: same source, no drift; the report shows it."""
+    from taxifare.report import run as run_report
+
+    first, second = history["first"], history["second"]
+    assert not any("drift" in line for line in first.task("stage-data").summary)  # no champion yet
+    said = second.task("stage-data").summary[-1]
+    assert said.startswith("drift vs the training data of the champion v0001: PSI") and "threshold 0.25" in said
+    assert second.metric("drift_max_psi") < 0.1 and second.metric("drift_flagged") == 0
+    page = run_report.html_page(second)
+    assert "<h2>Drift</h2>" in page and "no feature moved beyond PSI 0.25" in page
+
+
 def test_bad_data_fails_the_run_names_the_task_and_leaves_the_champion(history, tmp_path):
     code, out, _ = history["failed"]
     assert code == 1
@@ -134,7 +138,7 @@ def test_bad_data_fails_the_run_names_the_task_and_leaves_the_champion(history, 
     record = records.load(history["runs"], run_id)
     assert record.status == "failed" and record.failed_task == "stage-data"
     assert record.tasks["train-model"].state == "skipped"
-    code, shown, _ = _cli("runs", "show", run_id, "--runs-root", history["runs"])
+    code, shown, _ = run_cli("runs", "show", run_id, "--runs-root", history["runs"])
     assert code == 0 and "✘ stage-data" in shown
     # The exit handler told the webhook, and the run stayed failed (its own task succeeding changes nothing).
     ((path, kind, body),) = history["hook"].posts
@@ -149,7 +153,7 @@ def test_bad_data_fails_the_run_names_the_task_and_leaves_the_champion(history, 
 
     fixed = tmp_path / "fixed.csv"
     sample_data.write_csv(sample_data.generate(3000, seed=11), str(fixed))
-    code, out, _ = _cli("run", "--data", str(fixed), "--runs-root", history["runs"], "--registry",
+    code, out, _ = run_cli("run", "--data", str(fixed), "--runs-root", history["runs"], "--registry",
                         history["registry"], "--train-steps", "10")  # fmt: skip
     assert code == 0, out
     assert "SUCCEEDED" in out and "not blessed" in out  # ten steps cannot beat the champion
@@ -158,22 +162,22 @@ def test_bad_data_fails_the_run_names_the_task_and_leaves_the_champion(history, 
 
 def test_runs_and_models_commands(history):
     runs = ["--runs-root", history["runs"]]
-    code, listing, _ = _cli("runs", "list", *runs)
+    code, listing, _ = run_cli("runs", "list", *runs)
     assert code == 0 and "succeeded" in listing and "failed" in listing
-    code, out, _ = _cli("models", "list", "--registry", history["registry"])
+    code, out, _ = run_cli("models", "list", "--registry", history["registry"])
     assert code == 0 and "★ v0001" in out and history["first"].run_id in out
-    code, _, err = _cli("models", "promote", "v0042", "--registry", history["registry"])
+    code, _, err = run_cli("models", "promote", "v0042", "--registry", history["registry"])
     assert code == 1 and "no version 'v0042'" in err
 
     # A run by its id, `latest`, a unique prefix, or the kfp job name of its pipeline root.
     first = history["first"]
     newest = records.list_runs(history["runs"])[0].run_id
-    assert _cli("runs", "show", "latest", *runs)[1].startswith(f"run {newest} ")
-    assert _cli("runs", "show", first.run_id[:-2], *runs)[1].startswith(f"run {first.run_id} ")
-    assert _cli("runs", "show", first.kfp_job_name, *runs)[1].startswith(f"run {first.run_id} ")
-    code, _, err = _cli("runs", "show", "2", *runs)  # every run id starts with the year
+    assert run_cli("runs", "show", "latest", *runs)[1].startswith(f"run {newest} ")
+    assert run_cli("runs", "show", first.run_id[:-2], *runs)[1].startswith(f"run {first.run_id} ")
+    assert run_cli("runs", "show", first.kfp_job_name, *runs)[1].startswith(f"run {first.run_id} ")
+    code, _, err = run_cli("runs", "show", "2", *runs)  # every run id starts with the year
     assert code == 2 and "matches" in err and "type more of the id" in err
-    code, _, err = _cli("runs", "show", "nope", *runs)
+    code, _, err = run_cli("runs", "show", "nope", *runs)
     assert code == 2 and "no run 'nope'" in err and first.run_id in err
 
 
@@ -199,7 +203,7 @@ def test_each_run_has_a_report_that_renders_its_dag_evaluation_and_lineage(histo
     from browser import CHROMIUM, not_blank, render
 
     first, second = history["first"], history["second"]
-    code, out, _ = _cli(
+    code, out, _ = run_cli(
         "runs", "report", first.run_id, "--runs-root", history["runs"], "--out", str(tmp_path / "r.html")
     )
     assert code == 0 and out.strip() == str(tmp_path / "r.html")
@@ -208,7 +212,7 @@ def test_each_run_has_a_report_that_renders_its_dag_evaluation_and_lineage(histo
         assert f'data-task="{task}" data-state="succeeded"' in html
     assert f"-> run <code>{first.run_id}</code> -> <b>v0001</b>" in html  # data -> run -> version
     assert "By kind of trip" in html and "<svg" in html  # evaluate's own visuals, embedded
-    code, _, _ = _cli(
+    code, _, _ = run_cli(
         "runs", "report", second.run_id, "--runs-root", history["runs"], "--out", str(tmp_path / "s.html")
     )
     assert 'data-task="deploy-model" data-state="skipped"' in (tmp_path / "s.html").read_text()
@@ -222,10 +226,10 @@ def test_each_run_has_a_report_that_renders_its_dag_evaluation_and_lineage(histo
 
 def test_show_says_where_the_report_is_and_models_show_tells_a_versions_story(history):
     first = history["first"]
-    _cli("runs", "report", first.run_id, "--runs-root", history["runs"])
-    code, out, _ = _cli("runs", "show", first.run_id, "--runs-root", history["runs"])
+    run_cli("runs", "report", first.run_id, "--runs-root", history["runs"])
+    code, out, _ = run_cli("runs", "show", first.run_id, "--runs-root", history["runs"])
     assert code == 0 and f"report: {first.folder}/report.html" in out
-    code, out, _ = _cli("models", "show", "v0001", "--registry", history["registry"], "--runs-root", history["runs"])
+    code, out, _ = run_cli("models", "show", "v0001", "--registry", history["registry"], "--runs-root", history["runs"])
     assert code == 0
     assert f"run: {first.run_id}" in out and "data fingerprint: " in out and "candidate  RMSE" in out
     assert "train_steps = 300" in out  # the run's parameters, from its record
@@ -303,14 +307,14 @@ def test_a_demo_on_generated_data_does_not_replace_a_champion_of_real_data(tmp_p
     own = tmp_path / "trips.csv"  # the user's own file: no generator's marker beside it
     sample_data.write_csv(sample_data.generate(4000, seed=5), str(own))
     where = ["--runs-root", str(tmp_path / "runs"), "--registry", str(tmp_path / "reg"), "--train-steps", "300"]
-    code, out, _ = _cli("run", "--data", str(own), *where)
+    code, out, _ = run_cli("run", "--data", str(own), *where)
     assert code == 0 and "deployed: v0001" in out, out
-    code, out, _ = _cli("run", *where)
+    code, out, _ = run_cli("run", *where)
     assert code == 0 and "deployed: nothing (the champion stays)" in out
     assert f"the champion v0001 stays: it was trained on files {own}; this candidate on generated sample" in out
-    code, out, _ = _cli("run", *where, "--allow-new-source")
+    code, out, _ = run_cli("run", *where, "--allow-new-source")
     assert code == 0 and "deployed: v0002" in out and "(a new data source: " in out
-    code, listed, _ = _cli("models", "list", "--registry", str(tmp_path / "reg"))
+    code, listed, _ = run_cli("models", "list", "--registry", str(tmp_path / "reg"))
     assert "/trips.csv" in listed and "generated sample" in listed
-    code, moves, _ = _cli("models", "history", "--registry", str(tmp_path / "reg"), "--json")
+    code, moves, _ = run_cli("models", "history", "--registry", str(tmp_path / "reg"), "--json")
     assert [(m["from"], m["to"]) for m in json.loads(moves)] == [(None, "v0001"), ("v0001", "v0002")]

@@ -4,24 +4,15 @@ and `--hparams` reusing a run's or a study's best."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 
 import pytest
+from cli_capture import run_cli
 
-from taxifare import cli
 from taxifare.runs import records
 
 pytestmark = pytest.mark.slow
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def tuned(tmp_path_factory, sample_dir):
     ws = {"runs": str(root / "runs"), "registry": str(root / "registry")}
     data = [f"--{s}-data={os.path.join(sample_dir, s + '.csv')}" for s in ("train", "valid", "test")]
     ws["where"] = [*data, "--runs-root", ws["runs"], "--registry", ws["registry"], "--train-steps", "200"]
-    ws["tuned"] = _cli("run", "--tune-trials", "3", "--tune-parallel-trials", "2", *ws["where"])
+    ws["tuned"] = run_cli("run", "--tune-trials", "3", "--tune-parallel-trials", "2", *ws["where"])
     return ws
 
 
@@ -56,7 +47,7 @@ def test_a_run_tunes_then_trains_with_the_best_trial(tuned):
 
 def test_the_trials_are_where_users_look(tuned):
     record = records.load(tuned["runs"], "latest")
-    code, shown, _ = _cli("runs", "show", record.run_id, "--runs-root", tuned["runs"])
+    code, shown, _ = run_cli("runs", "show", record.run_id, "--runs-root", tuned["runs"])
     assert code == 0 and shown.count("│     trial ") == 3 and "best: trial" in shown
     with open(os.path.join(record.folder, "report.html")) as f:
         report = f.read()
@@ -68,7 +59,7 @@ def test_the_trials_are_where_users_look(tuned):
 
 def test_hparams_reuses_a_runs_best_and_a_run_without_tuning_shows_none(tuned):
     first = records.load(tuned["runs"], "latest")
-    code, out, err = _cli("run", "--hparams", first.run_id, *tuned["where"])
+    code, out, err = run_cli("run", "--hparams", first.run_id, *tuned["where"])
     assert code == 0, out + err
     assert f"hyperparameters: run {first.run_id}'s tuning, its best trial" in out
     again = records.load(tuned["runs"], "latest")
@@ -77,14 +68,14 @@ def test_hparams_reuses_a_runs_best_and_a_run_without_tuning_shows_none(tuned):
     assert tune.outputs["learning_rate"] == first.task("tune-hparams").outputs["learning_rate"]
     with open(os.path.join(again.folder, "report.html")) as f:
         assert "<h2>Tuning</h2>" not in f.read()
-    code, out, err = _cli("run", "--hparams", "best", "--tune-trials", "2", *tuned["where"])
+    code, out, err = run_cli("run", "--hparams", "best", "--tune-trials", "2", *tuned["where"])
     assert code == 2 and "give one of them" in err
 
 
 def test_hparams_from_a_file_is_checked(tuned, tmp_path):
     bad = tmp_path / "h.json"
     bad.write_text(json.dumps({"learning_rate": 0.01, "seed": 3}))
-    code, _, err = _cli("run", "--hparams", str(bad), *tuned["where"])
+    code, _, err = run_cli("run", "--hparams", str(bad), *tuned["where"])
     assert code == 2 and "seed cannot be set so" in err
-    code, _, err = _cli("run", "--hparams", "nope", *tuned["where"])
+    code, _, err = run_cli("run", "--hparams", "nope", *tuned["where"])
     assert code == 2 and "no such study, run or file" in err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from taxifare.errors import DataError, UsageError
-from trainer import features, sample_data, sources
+from trainer import data_files, features, sample_data, sources
 
 
 def _read(path: str) -> str:
@@ -80,15 +80,15 @@ def test_too_many_bad_rows_fails_naming_file_and_reason(tmp_path):
 
 def test_missing_file_and_empty_glob_fail_at_once_naming_them(tmp_path):
     with pytest.raises(UsageError, match=r"file not found: '.*nope\.csv'"):
-        sources.expand_paths(str(tmp_path / "nope.csv"))
+        data_files.expand_paths(str(tmp_path / "nope.csv"))
     with pytest.raises(UsageError, match=r"no file matches '.*\*\.csv'"):
-        sources.expand_paths(str(tmp_path / "*.csv"))
+        data_files.expand_paths(str(tmp_path / "*.csv"))
 
 
 def test_comma_separated_and_glob(tmp_path):
     for name in ("a.csv", "b.csv", "c.txt"):
         _write(tmp_path / name, "8.5,-73.98,40.75,-73.97,40.76,1,k\n")
-    found = sources.expand_paths(f"{tmp_path}/*.csv,{tmp_path}/c.txt")
+    found = data_files.expand_paths(f"{tmp_path}/*.csv,{tmp_path}/c.txt")
     assert [os.path.basename(p) for p in found] == ["a.csv", "b.csv", "c.txt"]
 
 
@@ -198,8 +198,8 @@ def test_the_header_sniff_reads_a_bounded_prefix(tmp_path):
     path = tmp_path / "one-line.csv"
     path.write_bytes(b"1," * 3_000_000)
     with open(path, "rb") as f:
-        prefix, header, start = sources._sniff_header(str(path), f)
-        assert len(prefix) == sources.SNIFF_BYTES and header is None and start == 0
+        prefix, header, start = data_files.sniff_header(str(path), f)
+        assert len(prefix) == data_files.SNIFF_BYTES and header is None and start == 0
     with pytest.raises(DataError, match=r"one-line\.csv"):
         sources.read_columns(str(path))
 

@@ -435,11 +435,11 @@ def test_kubeflow_pipeline_root_volume_namespace_and_token(server, capsys):
     assert run["runtime_config"]["pipeline_root"] == f"gs://{BUCKET}/pipeline-root"
     assert run["runtime_config"]["parameters"]["registry"] == "/mnt/taxifare-registry"
     executors = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for step in ("exec-evaluate-model", "exec-deploy-model"):
+    for step in ("exec-stage-data", "exec-evaluate-model", "exec-deploy-model"):  # stage_data reads the champion
         (mount,) = executors[step]["pvcMount"]
         assert mount["mountPath"] == "/mnt/taxifare-registry" and mount["pvcNameParameter"]["runtimeValue"][
             "constant"] == "taxifare-models"  # fmt: skip
-    assert "exec-train-model" not in executors and "exec-stage-data" not in executors
+    assert "exec-train-model" not in executors
     (experiment,) = server.find("POST", r"/apis/v2beta1/experiments$")
     assert experiment.body["namespace"] == "team-fares"
     # No bucket and no root: the cluster's default applies, and it says so.

@@ -41,6 +41,11 @@ DEFAULT_SERVING_MACHINE = "n1-standard-2"
 # Longer than api_core's 900 s: a first deployment of a new machine type can take 20+ minutes.
 DEFAULT_DEPLOY_TIMEOUT = 1800.0
 MAX_REPLICAS = 1000
+# Batch prediction and drift.
+DRIFT_THRESHOLD = 0.25  # PSI: under 0.1 little change, 0.1-0.25 some, over 0.25 a shift worth a look
+BATCH_FORMATS = ("csv", "jsonl")
+BATCH_INPUT_FORMATS = ("auto", *BATCH_FORMATS)  # auto: told by the first byte
+DEFAULT_BATCH_MACHINE = "n1-standard-4"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +268,18 @@ class Notify:
 
 
 @dataclasses.dataclass(frozen=True)
+class Drift:
+    """How far new data may move from a model's training data (trainer/drift.py) before someone should look."""
+
+    drift_threshold: float = setting(
+        DRIFT_THRESHOLD,
+        "population stability index of any feature, against the model's training data, beyond which a batch run "
+        "is flagged and a training run stops before it trains (0: never)",
+        between(0, 100),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class VertexJob:
     """Vertex AI options for the run's jobs and what they create: TensorBoard, encryption, network."""
 
@@ -280,8 +297,58 @@ class VertexJob:
     )  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchJob:
+    """What the batch pipeline scores, with which model, and where the predictions go."""
+
+    input: str = setting(
+        "", "the trips to score: CSV or JSON lines (a file, glob or comma-separated list; local, gs://, https://), "
+        "or on Vertex AI a BigQuery table bq://PROJECT.DATASET.TABLE"
+    )  # fmt: skip
+    output: str = setting(
+        "", "where the predictions go: a local file, or on Vertex AI a gs:// folder or bq://PROJECT[.DATASET] "
+        "(default: the run's own artifact)"
+    )  # fmt: skip
+    output_format: str = setting("csv", "local runs: the predictions as csv or jsonl", choices=BATCH_FORMATS)
+    model: str = setting(
+        "", "the model: empty for the registry's champion, a version (v0003; on Vertex AI a version id), or an "
+        "export folder"
+    )  # fmt: skip
+
+    def problems(self) -> list[str]:
+        found = settings.problems(self)
+        if not self.input:
+            found.append("input: give the trips to score (files, or bq://PROJECT.DATASET.TABLE on Vertex AI)")
+        return found
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchMachines:
+    """The machines of a Vertex AI batch prediction job (the pipeline's image serves on each)."""
+
+    batch_machine_type: str = setting(DEFAULT_BATCH_MACHINE, "vertex: the batch prediction job's machine type")
+    batch_starting_replicas: int = setting(1, "vertex: machines the job starts with", whole(1, MAX_REPLICAS))
+    batch_max_replicas: int = setting(4, "vertex: the most machines the job scales out to", whole(1, MAX_REPLICAS))
+    batch_size: int = setting(1000, "vertex: instances per request to a machine (its body must stay under 1.5 MB)",
+                              whole(1, 10_000))  # fmt: skip
+    batch_timeout: float = setting(
+        24 * 3600.0, "vertex: seconds the pipeline waits for the job", between(0, 7 * 24 * 3600, low_open=True)
+    )
+
+    def problems(self) -> list[str]:
+        found = settings.problems(self)
+        if not found and self.batch_starting_replicas > self.batch_max_replicas:
+            found.append(
+                f"batch_starting_replicas ({self.batch_starting_replicas}) must not exceed "
+                f"batch_max_replicas ({self.batch_max_replicas})"
+            )
+        return found
+
+
 # Each pipeline step's settings, in the order `taxifare params` lists them.
-STEP_SETTINGS: tuple[type, ...] = (Source, Tuning, Gate, DeployTarget, Notify, VertexJob)
+STEP_SETTINGS: tuple[type, ...] = (
+    Source, Tuning, Gate, DeployTarget, Notify, VertexJob, Drift, BatchJob, BatchMachines
+)  # fmt: skip
 
 
 def check_all(*objs: object) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from taxifare.errors import DataError, UsageError
-from trainer import sources
+from trainer import data_files, sources
 from trainer.features import FEATURES, LABEL
 
 if TYPE_CHECKING:
@@ -139,8 +139,8 @@ class Inputs:
 
 def read_inputs(cfg: TrainConfig, index: int, workers: int, say: Callable[[str], None]) -> Inputs:
     worker_batch = cfg.train_batch_size // workers
-    train_paths = sources.expand_paths(cfg.train_data_paths)
-    eval_paths = sources.expand_paths(cfg.eval_data_paths)
+    train_paths = data_files.expand_paths(cfg.train_data_paths)
+    eval_paths = data_files.expand_paths(cfg.eval_data_paths)
     train_stats = sources.ReadStats()
     if _use_memory(cfg, train_paths):
         columns, train_stats = sources.read_columns(train_paths, max_bad_fraction=cfg.max_bad_fraction)

@@ -197,24 +197,20 @@ class Schema:
         key = [f for f in self.fields if f.role == "key"]
         return Schema(tuple(f for f in self.fields if f.role != "key") + extra + tuple(key))
 
-    def validate(
-        self, columns: Mapping[str, np.ndarray], unparsable: np.ndarray | None = None
-    ) -> tuple[np.ndarray, Counter[str]]:
-        """A keep-mask for the rows and the count of rejected rows by reason.
+    def reason_codes(self, columns: Mapping[str, np.ndarray], unparsable: np.ndarray | None = None) -> np.ndarray:
+        """Per row, the index in `reject_reasons` of the first check it fails, or -1 when it is kept.
 
         `columns` maps the label and features to float arrays in which NaN marks a missing
         value; `unparsable` marks rows where a field held text that is not a number. The label
-        may be absent (prediction instances).
+        may be absent (prediction instances). The checks run in a fixed order (not a number,
+        missing, infinite, then each range in table order) and a row counts under the first.
         """
         numeric = [f for f in self.fields if f.role != "key" and f.name in columns]
-        rejected = np.zeros(len(columns[numeric[0].name]), dtype=bool)
-        counts: Counter[str] = Counter()
+        codes = np.full(len(columns[numeric[0].name]), -1, dtype=np.int8)
+        reasons = self.reject_reasons
 
         def reject(reason: str, bad: np.ndarray) -> None:
-            new = bad & ~rejected
-            if hits := int(new.sum()):
-                counts[reason] += hits
-                rejected[new] = True
+            codes[bad & (codes < 0)] = reasons.index(reason)
 
         if unparsable is not None:
             reject("not_a_number", unparsable)
@@ -231,7 +227,19 @@ class Schema:
                     bad[f.reject_reason] = bad.get(f.reject_reason, False) | out
         for reason, rows in bad.items():
             reject(reason, rows)
-        return ~rejected, counts
+        return codes
+
+    def count_reasons(self, codes: np.ndarray) -> Counter[str]:
+        """The rejected rows of `reason_codes` counted by reason."""
+        found, counts = np.unique(codes[codes >= 0], return_counts=True)
+        return Counter({self.reject_reasons[int(c)]: int(n) for c, n in zip(found, counts, strict=True)})
+
+    def validate(
+        self, columns: Mapping[str, np.ndarray], unparsable: np.ndarray | None = None
+    ) -> tuple[np.ndarray, Counter[str]]:
+        """A keep-mask for the rows and the count of rejected rows by reason (see `reason_codes`)."""
+        codes = self.reason_codes(columns, unparsable)
+        return codes < 0, self.count_reasons(codes)
 
     def request_struct(self) -> Any:
         """The msgspec struct a prediction instance decodes into: each feature a float, the key

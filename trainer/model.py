@@ -10,7 +10,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -163,7 +163,7 @@ def _serving_module(model: keras.Model) -> tf.Module:
     return module
 
 
-def export(model: keras.Model, export_root: str) -> str:
+def export(model: keras.Model, export_root: str, extra_files: Mapping[str, str] | None = None) -> str:
     """Write a plain SavedModel to <export_root>/<timestamp>/ and return its path.
 
     `serving_default` takes the five raw fields; `with_key` also takes `key` and echoes it,
@@ -175,13 +175,17 @@ def export(model: keras.Model, export_root: str) -> str:
     while tf.io.gfile.exists(os.path.join(export_root, str(stamp))):
         stamp += 1
     path = os.path.join(export_root, str(stamp))
-    save(model, path)
+    save(model, path, extra_files)
     return path
 
 
-def save(model: keras.Model, path: str) -> None:
-    """Write the serving SavedModel straight to `path` (Vertex's AIP_MODEL_DIR wants this), then its marker."""
+def save(model: keras.Model, path: str, extra_files: Mapping[str, str] | None = None) -> None:
+    """Write the serving SavedModel straight to `path` (Vertex's AIP_MODEL_DIR wants this), `extra_files`
+    beside it (name -> text: the training statistics travel with the model), then its marker."""
     module = _serving_module(model)
     tf.saved_model.save(module, path, signatures={SIGNATURE: module.serve, KEYED_SIGNATURE: module.serve_with_key})
+    for name, text in (extra_files or {}).items():
+        with tf.io.gfile.GFile(os.path.join(path, name), "w") as f:
+            f.write(text)
     with tf.io.gfile.GFile(os.path.join(path, EXPORT_MARKER), "w") as f:
         json.dump({"complete": True, "tensorflow": tf.__version__, "signatures": [SIGNATURE, KEYED_SIGNATURE]}, f)

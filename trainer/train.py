@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from taxifare.errors import Diverged, UsageError
-from trainer import data, distribute, model, settings
+from trainer import data, distribute, drift, model, settings
 from trainer.config import HParams, RunOptions
 from trainer.progress import Progress
 
@@ -271,11 +271,12 @@ def _result(cfg: TrainConfig, inputs: data.Inputs, loop: _Progress, final: dict,
     }
 
 
-def _export(cfg: TrainConfig, net: keras.Model, scratch: str | None) -> str:
-    """The SavedModel under export_root (and at model_dir, Vertex's AIP_MODEL_DIR, when given)."""
-    export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root)
+def _export(cfg: TrainConfig, net: keras.Model, scratch: str | None, extra: dict[str, str]) -> str:
+    """The SavedModel under export_root (and at model_dir, Vertex's AIP_MODEL_DIR, when given), with
+    `extra` files beside it (the training data's statistics, for drift checks)."""
+    export_path = model.export(net, os.path.join(scratch, "export") if scratch else cfg.export_root, extra)
     if cfg.model_dir:
-        model.save(net, os.path.join(scratch, "model") if scratch else cfg.model_dir)
+        model.save(net, os.path.join(scratch, "model") if scratch else cfg.model_dir, extra)
     return export_path
 
 
@@ -320,8 +321,10 @@ def train_and_evaluate(
     evaluate = _evaluator(net, inputs.eval_raw, inputs.eval_fares)
     loop = _train_loop(cfg, run_steps, evaluate, manager, step, chief, on_progress)
     final = loop.metrics or evaluate()  # the last chunk already evaluated the final weights
+    # The training sample's profile goes with the model: batch scoring and staging compare new data with it.
+    extra = {drift.STATS_FILE: drift.dumps(drift.profile(drift.columns_of(inputs.sample_raw)))}
     # Saving may run collectives, so every worker saves; only the chief's copy is kept.
-    export_path = _export(cfg, net, scratch) if cfg.export else None
+    export_path = _export(cfg, net, scratch, extra) if cfg.export else None
     if scratch:
         shutil.rmtree(scratch, ignore_errors=True)
         say(f"worker {index} done: eval rmse {final['rmse']:.3f}; the chief exports")

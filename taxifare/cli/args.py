@@ -109,9 +109,9 @@ def add_tuning(p: argparse.ArgumentParser) -> None:
 
 def add_gate(p: argparse.ArgumentParser) -> None:
     from trainer import settings
-    from trainer.config import Gate
+    from trainer.config import Drift, Gate
 
-    settings.add_options(p.add_argument_group("gate"), settings.settings_of(Gate))
+    settings.add_options(p.add_argument_group("gate"), settings.settings_of(Gate) + settings.settings_of(Drift))
 
 
 def add_registry(p: argparse._ActionsContainer, help: str = "the local model registry") -> None:
@@ -171,6 +171,7 @@ def hparam_names() -> list[str]:
         *PIPELINE_HPARAMS,
         *(s.name for s in settings.settings_of(Tuning)),
         *(s.name for s in settings.settings_of(Gate)),
+        "drift_threshold",
     ]
 
 
@@ -249,7 +250,7 @@ def data_params(args: argparse.Namespace, runs_root: str | None = None) -> dict[
 def files(flag: str, spec: str) -> str:
     """Local files must exist now (not inside a task later), made absolute; remote ones pass as they are
     (listing a bucket needs credentials: the pipeline's stage_data does it)."""
-    from trainer import sources
+    from trainer import data_files
 
     out = []
     for part in (p.strip() for p in spec.split(",")):
@@ -259,7 +260,7 @@ def files(flag: str, spec: str) -> str:
             out.append(part)
             continue
         try:
-            out.extend(path(f) for f in sources.expand_paths(part))
+            out.extend(path(f) for f in data_files.expand_paths(part))
         except UsageError as err:  # it names the pattern; say which flag it came from
             raise UsageError(f"{flag}: {err.message}", err.fix) from err
     if not out:

@@ -67,7 +67,7 @@ def _outcome(record: RunRecord) -> list[str]:
             lines.append("The registry and its champion were not changed.")
         return lines
     version = record.deployed_version
-    if "registry" not in record.params:
+    if "deploy_target" not in record.params:  # a pipeline that deploys nothing (batch)
         return []
     return [f"deployed: {version}" if version else "deployed: nothing (the champion stays)"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -20,6 +21,8 @@ def run_params(args: argparse.Namespace) -> dict[str, Any]:
     """`taxifare run`'s (and `schedule run-local`'s) pipeline parameters, checked before anything starts."""
     import pipeline
 
+    if args.pipeline == "batch":
+        return batch_params(args)
     given = cli_args.params_from(args, cli_args.hparam_names(), LOCAL_RESERVED)  # before any sample is written
     given.update(reused_hparams(args, given))
     values = {
@@ -48,13 +51,38 @@ def _shown(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
+def batch_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The batch pipeline's: --data is what it scores (default: the sample data's test split), --registry
+    where the champion comes from, --drift-threshold when it is flagged; the rest by --param."""
+    from pipeline import batch
+
+    if args.train_data or args.valid_data or args.test_data:
+        raise UsageError("the batch pipeline scores one input", "give it with --data FILES")
+    given = cli_args.params_from(args, ["drift_threshold"], {"registry": "give --registry"})
+    if given.get("output") and getattr(args, "runner", "") == "container":
+        raise UsageError("the image cannot write to a local output file", "leave out output: the predictions stay "
+                         "in the run's score-batch artifact (`taxifare runs show` says where)")  # fmt: skip
+    values = {**given, "registry": args.registry}
+    if "input" not in given:
+        values["input"] = cli_args.files("--data", args.data) if args.data else _sample_trips(args.runs_root)
+    return dict(batch.check(values))
+
+
+def _sample_trips(runs_root: str) -> str:
+    from taxifare.runs import local
+
+    trips = os.path.join(local.sample_data(runs_root), "test.csv")
+    print(f"data: the generated sample's test split, {trips} (use --data FILES for your own)")
+    return trips
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from taxifare.cli import live, render
     from taxifare.report import run as run_report
     from taxifare.runs import local
 
     values = run_params(args)
-    print(f"running the taxifare {args.pipeline} pipeline locally (kfp local runner); registry {values['registry']}",
+    print(f"running the taxifare {args.pipeline} pipeline locally (kfp local runner); registry {args.registry}",
           flush=True)  # fmt: skip
     if args.runner == "container":
         print(f"every step in {args.image} (as its non-root user), through kfp's DockerRunner", flush=True)

@@ -61,8 +61,9 @@ def _cmd_create(args: argparse.Namespace) -> int:
     target = targets.target_from(args)
     values = targets.run_params(args, target, recurring=True)
     with targets.compiled(args, "vertex", values) as spec:
+        name = "taxifare-batch" if args.pipeline == "batch" else "taxifare-retrain"
         schedule = submit.create_schedule(target, spec, values, args.cron, args.timezone, args.max_concurrent,
-                                          args.max_runs, caching, labels=labels)  # fmt: skip
+                                          args.max_runs, caching, labels=labels, display_name=name)  # fmt: skip
     print(f"created {schedule.resource_name}: '{args.cron}' ({args.timezone})")
     return 0
 

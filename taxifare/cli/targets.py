@@ -103,6 +103,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
     from trainer import settings
     from trainer.config import DeployTarget
 
+    cli_args.add_pipeline(p)
     cli_args.add_data(p)
     cli_args.add_hparams(p)
     cli_args.add_tuning(p)
@@ -214,6 +215,8 @@ def run_params(args: argparse.Namespace, target: Any, recurring: bool = False) -
     """The run's parameters, checked; then local --data uploaded to the bucket (the first request)."""
     from pipeline import training
 
+    if getattr(args, "pipeline", "training") == "batch":
+        return batch_params(args, target, recurring)
     names = [*cli_args.hparam_names(), "serving_container", "serving_machine_type", "serving_min_replicas",
              "serving_max_replicas", "deploy_timeout", "notify_emails", "notify_webhook", "tensorboard",
              "encryption_key", "network"]  # fmt: skip
@@ -281,6 +284,47 @@ def _check_region(target: Any, params: dict[str, Any]) -> None:
                              f"give one in {target.region}")  # fmt: skip
 
 
+def batch_params(args: argparse.Namespace, target: Any, recurring: bool = False) -> dict[str, Any]:
+    """The batch pipeline's: --data is its input (local files uploaded first), --param the rest; on Vertex AI
+    the model's copy (under the pipeline root), the input and the output must be in the run's region: checked
+    before anything is uploaded or submitted."""
+    from pipeline import batch, training
+
+    values: dict[str, Any] = {}
+    if target is not None:
+        values.update(project=target.project, region=target.region)
+        if target.service_account:  # the batch prediction job runs as the pipeline's account too
+            values["service_account"] = target.service_account
+    elif getattr(args, "registry_pvc", ""):
+        values["registry"] = training.REGISTRY_MOUNT
+    if args.data:
+        values["input"] = cli_args.files("--data", args.data)
+    values.update(cli_args.params_from(args, ["drift_threshold"], _reserved(args, target, recurring)))
+    local = [p for p in values.get("input", "").split(",") if p and "://" not in p]
+    if local and target is None:
+        raise UsageError("a Kubeflow cluster cannot read local --data", "pass gs:// paths")
+    staged = f"{target.pipeline_root}/uploads" if target is not None else ""
+    remote = [p for p in values.get("input", "").split(",") if "://" in p]
+    checked = batch.check({**values, "input": ",".join(remote + ([staged] if local else []))},
+                          "vertex" if target is not None else "local")  # fmt: skip
+    if target is None:
+        return {**checked, "input": values.get("input", checked.get("input", ""))}
+    from taxifare.batch import vertex
+
+    target.check_reachable()
+    # The job reads the run's copy of the model under the pipeline root (in its bucket, where local input goes too).
+    first = (remote or [target.pipeline_root])[0]
+    vertex.check_regions(target.region, {"model": target.pipeline_root, "input": first,
+                                         "output": checked.get("output", "")})  # fmt: skip
+    checked["input"] = values.get("input", checked.get("input", ""))
+    if local:
+        from taxifare.cloud import uploads
+
+        checked["input"] = uploads.upload_local_data(checked["input"], target.bucket, project=args.project)
+        print(f"data: {checked['input']}")
+    return checked
+
+
 def labels_from(args: argparse.Namespace) -> dict[str, str]:
     """The run's --label flags, checked by Vertex AI's rules now: before any upload or request."""
     from taxifare.cloud import names
@@ -311,9 +355,12 @@ def compiled(args: argparse.Namespace, target: str, values: dict[str, Any] | Non
         notify["webhook"] = False
     with tempfile.TemporaryDirectory(prefix="taxifare-") as folder:
         out = os.path.join(folder, "pipeline.yaml")
-        gpu = getattr(args, "gpu_image", "")
-        # (positionally up to gpu_image: the build options in `notify` are keywords of their own)
-        yield compiler.compile_pipeline(out, target, args.image, machines, pvc, "training", gpu, **notify)
+        which = getattr(args, "pipeline", "training")
+        gpu = getattr(args, "gpu_image", "") if which == "training" else ""
+        # (positionally up to gpu_image: the build options in `notify` are keywords of their own, the
+        # training pipeline's: the batch pipeline has no exit handler)
+        yield compiler.compile_pipeline(out, target, args.image, machines, pvc, which, gpu,
+                                        **(notify if which == "training" else {}))  # fmt: skip
 
 
 def service_error(err: Exception) -> str | None:

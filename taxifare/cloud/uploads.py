@@ -54,11 +54,11 @@ def _describe(path: str) -> LocalFile:
 
 
 def expand_local(patterns: Sequence[str]) -> list[str]:
-    from trainer import sources
+    from trainer import data_files
 
     found: list[str] = []
     for pattern in patterns:
-        matches = sources.expand_paths(pattern)
+        matches = data_files.expand_paths(pattern)
         found.extend(m for m in matches if m not in found)
     return found
 

@@ -130,6 +130,14 @@ def tuning_fragment(record: RunRecord) -> str:
         return tuning.from_html(f.read())
 
 
+def drift_fragment(record: RunRecord) -> str:
+    """The drift section, when a task wrote a drift artifact (check_drift, stage_data)."""
+    from taxifare.report import drift
+
+    uri = _artifact(record, "drift")
+    return drift.fragment(uri) if uri else ""
+
+
 def _lineage(record: RunRecord) -> str:
     staged: dict[str, Any] = next(
         (t.outputs["train"] for t in record.tasks.values() if isinstance(t.outputs.get("train"), dict)), {}
@@ -167,10 +175,12 @@ def html_page(record: RunRecord) -> str:
         error if status == "failed" else "",
         "<h2>DAG</h2>",
         dag_svg(record),
-        "<h2>Lineage</h2>",
-        _lineage(record),
+        *(
+            ["<h2>Lineage</h2>", _lineage(record)] if "deploy_target" in record.params else []
+        ),  # a pipeline that deploys
         tuning_fragment(record),
         evaluation_fragment(record),
+        drift_fragment(record),
         "<h2>Parameters and data</h2>",
         _params(record),
     ]

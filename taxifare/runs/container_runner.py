@@ -11,7 +11,7 @@ from typing import Any
 from taxifare.runs.runner import Runner
 
 # The parameters that name local input files: the image's user must be able to read them.
-INPUTS = ("source", "train_source", "valid_source", "test_source", "data")
+INPUTS = ("source", "train_source", "valid_source", "test_source", "data", "input")
 
 
 class ContainerRunner(Runner):

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from trainer import sources
+from trainer import data_files, sample_data, sources
 from trainer.features import KEY
 
 
@@ -22,14 +22,14 @@ def fold_of(keys: np.ndarray, folds: int) -> np.ndarray:
 
 def write(train: str, valid: str, folds: int, out: str) -> list[tuple[str, str]]:
     """K (train, held-out) CSV pairs under `out`: fold k holds out the trips of fold k, trains on the rest."""
-    columns = [sources.read_columns(sources.expand_paths(spec))[0] for spec in (train, valid)]
+    columns = [sources.read_columns(data_files.expand_paths(spec))[0] for spec in (train, valid)]
     both = sources.concat(columns)
     fold = fold_of(both[KEY], folds)
     pairs = []
     for k in range(folds):
         fit, held = os.path.join(out, f"fold{k}", "train.csv"), os.path.join(out, f"fold{k}", "heldout.csv")
         os.makedirs(os.path.dirname(fit), exist_ok=True)
-        sources.write_csv({n: v[fold != k] for n, v in both.items()}, fit)
-        sources.write_csv({n: v[fold == k] for n, v in both.items()}, held)
+        sample_data.write_csv({n: v[fold != k] for n, v in both.items()}, fit)
+        sample_data.write_csv({n: v[fold == k] for n, v in both.items()}, held)
         pairs.append((fit, held))
     return pairs
