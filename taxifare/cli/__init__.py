@@ -49,8 +49,19 @@ COMMANDS = (
 )
 
 
+def version() -> str:
+    """The installed package's version (the checkout's, for an editable install)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("taxifare")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> args.Parser:
     parser = args.Parser(prog="taxifare", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"taxifare {version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for every error")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own log messages")
     sub = args.subparsers(parser, "command")
