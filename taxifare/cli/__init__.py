@@ -29,6 +29,7 @@ from taxifare.cli import (
     targets,
     tensorboard,
     train,
+    ui,
 )
 from taxifare.errors import TaxifareError
 
@@ -46,6 +47,7 @@ COMMANDS = (
     schedule,
     serve,
     setup,
+    ui,
 )
 
 
