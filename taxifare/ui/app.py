@@ -99,7 +99,11 @@ class Console:
     def run_context(self, request: Request) -> dict[str, Any]:
         record = self.sources.run(request.path_params["run_id"])
         now = time.time()
-        return {"run": record, "row": tables.row(record, now), "tasks": run_page.tasks(record, now),
+        row = tables.row(record, now)
+        figures = summary.metrics(record)
+        return {"run": record, "row": row, "tasks": run_page.tasks(record, now),
+                "figures": [(n, figures[n]) for n in compare.HEADLINE if n in figures],
+                "keys": sorted(row.params.items())[:12],
                 "dag": run_page.dag_svg(record, now), "evaluation": run_page.evaluation(record),
                 "lineage": run_page.lineage(record), "live": record.status == Status.RUNNING}  # fmt: skip
 
