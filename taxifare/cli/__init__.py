@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from taxifare.cli import (
     args,
     compile,
+    completion,
     models,
     params,
     predict,
@@ -48,6 +49,7 @@ COMMANDS = (
     serve,
     setup,
     ui,
+    completion,
 )
 
 
@@ -69,6 +71,7 @@ def build_parser() -> args.Parser:
     sub = args.subparsers(parser, "command")
     for module in COMMANDS:
         module.register(sub)
+    parser.set_defaults(root_parser=parser)  # for `taxifare completion`, which describes the whole parser
     return parser
 
 
