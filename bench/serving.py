@@ -231,7 +231,7 @@ def _peer_unavailable() -> str | None:
         importlib.import_module("uvicorn")
         importlib.import_module("starlette")
     except ImportError as err:
-        return f"uvicorn and starlette are in the dev extra: {err}"
+        return f"uvicorn and starlette are not installed: {err}"
     return None
 
 

@@ -198,10 +198,11 @@ def champion_profile(
 def check_drift(result: dict, champion: str, champion_source: str | None = None) -> None:
     """Stop a training run whose new data moved from the champion's beyond the threshold: a feed that changed
     (a unit, a swapped column) would otherwise train a model that the evaluation, on a test split of the
-    same changed data, could bless. Only for new rows of the champion's own source: data of another source
-    differs by nature, and whether it may replace the champion is the gate's question (allow_new_source)."""
+    same changed data, could bless. For new rows of the champion's own source, or a champion whose source
+    is not recorded: data of another source differs by nature, and whether it may replace the champion is
+    the gate's question (allow_new_source)."""
     report = result.get("drift")
-    if report and report["flagged"] and champion_source == result.get("source"):
+    if report and report["flagged"] and champion_source in (None, result.get("source")):
         moved = ", ".join(f"{n} {report['psi'][n]:.2f}" for n in report["drifted"])
         raise DataError(
             f"the staged data moved from the training data of {champion} (PSI {moved}, beyond "

@@ -107,8 +107,12 @@ def test_the_job_request_serves_with_our_container_objects_in_jsonl_out(fake):
             "predictRoute": "/predict",
             "healthRoute": "/health/ready",
             "env": [{"name": "TF_CPP_MIN_LOG_LEVEL", "value": "1"}],
+            "startupProbe": {"httpGet": {"path": "/health/ready", "port": 8080}, "periodSeconds": 10,
+                             "timeoutSeconds": 5, "failureThreshold": 60},
+            "healthProbe": {"httpGet": {"path": "/health/ready", "port": 8080}, "periodSeconds": 10,
+                            "timeoutSeconds": 5, "failureThreshold": 3},
         },
-    }
+    }  # fmt: skip
     assert "model" not in body
     assert body["inputConfig"] == {"instancesFormat": "jsonl", "gcsSource": {"uris": list(inputs)}}
     # Instances are objects, as the server takes them; the key goes beside each prediction.

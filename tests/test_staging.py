@@ -107,3 +107,5 @@ def test_staged_rows_are_compared_with_the_champions_training_data_and_a_shift_s
     other = staging.stage(out, Source(source=str(moved)), reference=reference, drift_threshold=0.25)
     assert other["drift"]["flagged"]
     staging.check_drift(other, champion, source)
+    with pytest.raises(DataError, match="stopped before training"):  # a champion of no recorded source: checked
+        staging.check_drift(other, champion, None)

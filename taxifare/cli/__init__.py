@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from taxifare.cli import (
     args,
     compile,
+    completion,
     models,
     params,
     predict,
@@ -30,6 +31,7 @@ from taxifare.cli import (
     tensorboard,
     train,
     tune,
+    ui,
 )
 from taxifare.errors import TaxifareError
 
@@ -48,16 +50,30 @@ COMMANDS = (
     schedule,
     serve,
     setup,
+    ui,
+    completion,
 )
+
+
+def version() -> str:
+    """The installed package's version (the checkout's, for an editable install)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("taxifare")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser() -> args.Parser:
     parser = args.Parser(prog="taxifare", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"taxifare {version()}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for every error")
     parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's own log messages")
     sub = args.subparsers(parser, "command")
     for module in COMMANDS:
         module.register(sub)
+    parser.set_defaults(root_parser=parser)  # for `taxifare completion`, which describes the whole parser
     return parser
 
 

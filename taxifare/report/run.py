@@ -23,12 +23,13 @@ FILL = {"succeeded": "#dafbe1", "failed": "#ffebe9", "skipped": "#fff8c5", "runn
 STROKE = {"succeeded": "#1a7f37", "failed": "#cf222e", "skipped": "#9a6700", "running": "#0969da", "pending": "#59636e"}
 EVALUATION = re.compile(r"<!-- evaluation -->(.*)<!-- /evaluation -->", re.S)
 BOX_W, BOX_H, GAP, LEFT, SIDE = 360, 64, 44, 40, 30
+KEY_CHARS = 48  # what fits in a box at 13px
 
 
 def key_output(task: Any) -> str:
     """A task's one line in the drawing: its error, or the last line it said of itself."""
     text = task.error if str(task.state) in ("failed", "skipped") and task.error else (task.summary or [""])[-1]
-    return text if len(text) <= 70 else text[:69] + "…"
+    return text if len(text) <= KEY_CHARS else text[: KEY_CHARS - 1] + "…"
 
 
 def layout(record: RunRecord) -> dict[str, tuple[float, float]]:
@@ -84,9 +85,9 @@ def dag_svg(record: RunRecord) -> str:
         if t.condition:
             x, y = boxes[t.name]
             state = str(record.task(t.name).state)
-            word = t.condition if state not in ("skipped", "pending") else f"not {t.condition}"
+            word = {"skipped": f" (not {t.condition})", "pending": "", "running": ""}.get(state, f" ({t.condition})")
             parts.append(f'<text x="{x + BOX_W / 2 + 10}" y="{y - GAP // 2 + 5}" class="condition">'
-                         f"if {escape(t.condition)} ({escape(word)})</text>")  # fmt: skip
+                         f"if {escape(t.condition)}{escape(word)}</text>")  # fmt: skip
     width = max((x for x, _ in boxes.values()), default=LEFT) + BOX_W + 200
     height = max((y for _, y in boxes.values()), default=0) + BOX_H + GAP
     return (

@@ -32,8 +32,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from taxifare.runs import environ, watchdog
 from taxifare.errors import UsageError
+from taxifare.runs import environ, watchdog
 
 IMAGE_UID = 10001  # the Dockerfile's USER
 DOCKER_SOCKET = "/var/run/docker.sock"

@@ -74,7 +74,7 @@ def subprocess_handler(handler: type) -> Iterator[None]:
 
 
 def exception_line(text: str) -> str | None:
-    """"KeyError: 'x'" from a line a task printed that ends a Python traceback, else None."""
+    """ "KeyError: 'x'" from a line a task printed that ends a Python traceback, else None."""
     found = _EXCEPTION.match(ANSI.sub("", text))
     if not found:
         return None

@@ -263,6 +263,7 @@ def _run_pipeline(built: Any, record: RunRecord, chosen: Runner, tracker: _Track
     ):
         # No local caching: kfp's cache keys on input paths, not file contents.
         local.init(runner=kfp_runner, pipeline_root=pipeline_root, raise_on_error=True, enable_caching=False)
+        chosen.ready()
         try:
             built(**params)
             return Status.SUCCEEDED, ""

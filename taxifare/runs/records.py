@@ -236,7 +236,8 @@ def load(runs_root: str, query: str) -> RunRecord:
         found = ", ".join(r.run_id for r in matches[:5])
         raise UsageError(f"{query!r} matches {len(matches)} runs ({found})", "type more of the id")
     recent = ", ".join(r.run_id for r in runs[:5])
-    raise UsageError(f"no run {query!r} under {runs_root}", f"recent: {recent}" if recent else "`taxifare run` starts one")
+    fix = f"recent: {recent}" if recent else "`taxifare run` starts one"
+    raise UsageError(f"no run {query!r} under {runs_root}", fix)
 
 
 def to_dict(record: RunRecord) -> dict[str, Any]:

@@ -22,9 +22,12 @@ class Runner(abc.ABC):
     def describe(self) -> str:
         return self.name
 
-    def warm_up(self, run_dir: str) -> None:
+    def warm_up(self, run_dir: str) -> None:  # noqa: B027  # optional: most runners have nothing to warm
         """Start what the tasks will need while the run is still being set up (the subprocess runner's
         warm Python); called inside the run's watchdog, `close`d at its end."""
 
-    def close(self) -> None:
+    def ready(self) -> None:  # noqa: B027  # optional, as warm_up
+        """Wait for what `warm_up` started, before the first task: its start-up is the run's, not a task's."""
+
+    def close(self) -> None:  # noqa: B027  # optional, as warm_up
         """Stop what `warm_up` started."""

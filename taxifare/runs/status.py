@@ -7,7 +7,7 @@ import enum
 
 
 @enum.unique
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     PENDING = "pending"  # a task not started yet
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -15,9 +15,6 @@ class Status(str, enum.Enum):
     SKIPPED = "skipped"  # a task whose condition was false, or that never started in a failed run
     INTERRUPTED = "interrupted"  # a run whose process died before it ended (killed, crashed)
     UNREADABLE = "unreadable"  # a run whose record cannot be read
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def done(self) -> bool:

@@ -39,10 +39,7 @@ class Zygote:
         prints a subprocess's), its exit status returned."""
         command = zygote.command_of(full_command)
         assert command is not None
-        if not self.ready:  # its imports: done once, while the run's first steps are prepared
-            if self._read_line() != b"ready\n":
-                raise TaxifareError("the warm Python of this run did not start", "rerun; --runner container also works")
-            self.ready = True
+        self.wait_ready()
         read, write = os.pipe()
         status_read, status_write = os.pipe()
         payload = json.dumps({"argv": list(command), "env": env}).encode()
@@ -60,6 +57,13 @@ class Zygote:
             said = status.read(zygote.HEADER.size)
         # Nothing said: the child died without a word (a signal, the zygote gone): a failure.
         return int(zygote.HEADER.unpack(said)[0]) if len(said) == zygote.HEADER.size else 1
+
+    def wait_ready(self) -> None:
+        """Until its imports are done (once; they overlap the run's set-up)."""
+        if not self.ready:
+            if self._read_line() != b"ready\n":
+                raise TaxifareError("the warm Python of this run did not start", "rerun; --runner container also works")
+            self.ready = True
 
     def _read_line(self) -> bytes:
         line = b""
@@ -100,6 +104,10 @@ class SubprocessRunner(Runner):
         """The warm Python imports TensorFlow and the project while the run's pipeline is compiled."""
         if self.warm and self.zygote is None:
             self.zygote = Zygote(os.path.join(run_dir, "warm.log"))
+
+    def ready(self) -> None:
+        if self.zygote is not None:
+            self.zygote.wait_ready()
 
     def close(self) -> None:
         if self.zygote is not None:

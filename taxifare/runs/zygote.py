@@ -16,6 +16,7 @@ until `preload`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -24,12 +25,12 @@ import sys
 import traceback
 
 HEADER = struct.Struct("!q")
-# In stages, in the order a run's tasks need them: the first task (staging: no TensorFlow) is forked
-# once the first stage is in, and each later stage is imported while the task before runs, so the
-# imports overlap the work instead of preceding it.
+# In stages: the first (TensorFlow with it) while the run is set up, before any task starts, so each
+# task's time is its own work (a first stage without TensorFlow made the run no shorter: the import
+# then held up the second task instead); each later stage while the task before runs.
 PRELOAD: tuple[tuple[str, ...], ...] = (
-    ("kfp.dsl.executor_main", "pyarrow.csv", "taxifare.staging"),
-    ("tensorflow", "keras", "trainer.train", "trainer.predict"),
+    ("kfp.dsl.executor_main", "pyarrow.csv", "taxifare.staging", "tensorflow", "keras", "trainer.train",
+     "trainer.predict"),
     ("matplotlib.pyplot", "trainer.servable", "taxifare.evaluation.gate", "taxifare.deployment",
      "taxifare.report.evaluation", "taxifare.report.plots", "taxifare.serving.server"),
 )  # fmt: skip
@@ -107,10 +108,8 @@ def _child(out_fd: int, status_fd: int, request: dict) -> None:
         traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(Exception):  # a closed pipe: nobody to tell
                 stream.flush()
-            except Exception:  # a closed pipe: nobody to tell
-                pass
         try:
             os.write(status_fd, HEADER.pack(code))
         finally:
