@@ -279,15 +279,17 @@ def test_the_image_serves_as_vertex_ai_runs_it(image: str, trained: dict, monkey
 
 
 def test_the_image_answers_batch_prediction_requests_as_vertex_ai_sends_them(
-    image: str, trained: dict, sample_dir: str, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+    image: str, trained: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
 ) -> None:
     """A batch prediction job's requests: `batch_size` instances each, objects of the five features (the key
     kept out by instanceConfig.keyField), integers where a BigQuery INT64 column gives them; the answers, in
     order, are the fares local batch scoring gives the same rows."""
     from taxifare.batch import inputs, scoring
+    from trainer import sample_data
     from trainer.predict import Predictor
 
-    data = os.path.join(sample_dir, "valid.csv")
+    data = str(tmp_path / "trips.csv")  # more rows than one request of the job's batch size
+    sample_data.write_csv(sample_data.generate(2500, seed=5), data)
     export = trained["export_dir"]
     scoring.score([data], str(tmp_path / "p.csv"), Predictor(export).predict)
     with open(tmp_path / "p.csv") as f:
