@@ -124,3 +124,18 @@ def test_killing_taxifare_run_kills_its_tasks_and_leaves_a_record(tmp_path, samp
     [after] = records.list_runs(str(runs))
     assert after.status == "interrupted" and after.tasks["train-model"].state == "running"
     assert LocalRegistry(str(registry)).versions() == [] and not os.path.exists(registry / "aliases.json")
+
+
+def test_a_run_stopped_by_its_checks_leaves_no_warm_python_and_no_log(tmp_path):
+    """`taxifare run` starts the warm Python before it checks its parameters: a check that fails takes
+    it down, and its log, at once."""
+    from taxifare.errors import UsageError
+    from taxifare.runs.subprocess_runner import SubprocessRunner
+
+    with pytest.raises(UsageError, match="bad parameter"), local.preparing(str(tmp_path / "runs")) as prepared:
+        assert isinstance(prepared.runner, SubprocessRunner) and prepared.runner.zygote is not None
+        pid = prepared.runner.zygote.proc.pid
+        assert _alive(pid) and os.path.isfile(prepared.warm_log)
+        raise UsageError("bad parameter")
+    assert not _alive(pid) and not os.path.exists(prepared.warm_log)
+    assert os.listdir(tmp_path / "runs") == []  # no run folder, no record: nothing ran

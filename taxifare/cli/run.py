@@ -81,16 +81,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from taxifare.report import run as run_report
     from taxifare.runs import local
 
-    values = run_params(args)
-    print(f"running the taxifare {args.pipeline} pipeline locally (kfp local runner); registry {args.registry}",
-          flush=True)  # fmt: skip
-    if args.runner == "container":
-        print(f"every step in {args.image} (as its non-root user), through kfp's DockerRunner", flush=True)
-    shown = live.watcher(sys.stdout)  # kfp's own output goes to the run's log file
-    try:
-        record = local.run(args.runs_root, values, shown, args.runner, args.image, args.pipeline)
-    finally:
-        shown.close()
+    with local.preparing(args.runs_root, args.runner, args.image) as prepared:  # warming up while we check
+        values = run_params(args)
+        print(f"running the taxifare {args.pipeline} pipeline locally (kfp local runner); registry {args.registry}",
+              flush=True)  # fmt: skip
+        if args.runner == "container":
+            print(f"every step in {args.image} (as its non-root user), through kfp's DockerRunner", flush=True)
+        shown = live.watcher(sys.stdout)  # kfp's own output goes to the run's log file
+        try:
+            record = local.run(args.runs_root, values, shown, image=args.image, pipeline=args.pipeline,
+                               prepared=prepared)  # fmt: skip
+        finally:
+            shown.close()
     run_report.write(record)
     print()
     print(render.summary(record))

@@ -184,6 +184,34 @@ def _capture(log: IO[str], on_line: Callable[[str], None]) -> Iterator[None]:
             root.setLevel(level)
 
 
+class Prepared:
+    """A run being set up: its watchdog's token and its runner, warming up already (`preparing`)."""
+
+    def __init__(self, token: str, chosen: Runner, warm_log: str):
+        self.token, self.runner, self.warm_log = token, chosen, warm_log
+
+
+@contextlib.contextmanager
+def preparing(runs_root: str, runner_name: str = "subprocess", image: str = DEFAULT_IMAGE) -> Iterator[Prepared]:
+    """Start the runner's warm-up (the subprocess runner's warm Python imports TensorFlow) before the
+    caller checks its parameters and `run` builds the pipeline, so the two overlap; inside the run's
+    watchdog, so what it starts dies with the run (or with the checks, when they fail)."""
+    chosen = runner(runner_name, image)
+    token = watchdog.new_token()
+    warm_log = os.path.join(runs_root, f".warm-{token}.log")  # moved into the run's folder once it exists
+    with watchdog.guarded(token), contextlib.closing(chosen):
+        try:
+            os.makedirs(runs_root, exist_ok=True)
+            chosen.warm_up(warm_log)
+        except OSError:  # an unusable runs root: the run says so itself; warming up is only a head start
+            pass
+        try:
+            yield Prepared(token, chosen, warm_log)
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(warm_log)
+
+
 def run(
     runs_root: str,
     params: dict[str, Any],
@@ -192,26 +220,29 @@ def run(
     image: str = DEFAULT_IMAGE,
     pipeline: str = "training",
     built: Any = None,
+    prepared: Prepared | None = None,
 ) -> RunRecord:
     """Run a pipeline locally with checked `params` (they name the registry); return (and save) its record.
     Never raises for task failures: the record says what failed and why.
 
     `pipeline` names one of pipeline/'s; `built`, a kfp pipeline object, runs instead (recorded under
-    that name): whatever its steps, its record, views and report follow its compiled spec.
+    that name): whatever its steps, its record, views and report follow its compiled spec. `prepared`:
+    from `preparing` (its runner then, not `runner_name`), for a caller that started it earlier.
     """
     import pipeline as pipelines
 
-    chosen = runner(runner_name, image)
+    if prepared is None:
+        with preparing(runs_root, runner_name, image) as prepared:
+            return run(runs_root, params, watcher, runner_name, image, pipeline, built, prepared)
     registry = params.get("registry", "")
     before = _registry_state(registry)  # a damaged registry stops the run before it starts
     clean_leftovers(runs_root, registry)
     run_id, run_dir = records.new_run_dir(runs_root)
-    token = watchdog.new_token()
-    with watchdog.guarded(token), contextlib.closing(chosen):  # all it starts dies with the run
-        chosen.warm_up(run_dir)
-        built = built or pipelines.get(pipeline).build(image=image, target="local")
-        record = _new_record(run_id, run_dir, params, chosen, image, pipeline, built, token)
-        return _run_recorded(record, built, chosen, watcher, before)
+    with contextlib.suppress(OSError):
+        os.replace(prepared.warm_log, os.path.join(run_dir, "warm.log"))  # a file: FUSE renames those
+    built = built or pipelines.get(pipeline).build(image=image, target="local")
+    record = _new_record(run_id, run_dir, params, prepared.runner, image, pipeline, built, prepared.token)
+    return _run_recorded(record, built, prepared.runner, watcher, before)
 
 
 def _run_recorded(record: RunRecord, built: Any, chosen: Runner, watcher: Watcher | None,

@@ -22,7 +22,7 @@ class Runner(abc.ABC):
     def describe(self) -> str:
         return self.name
 
-    def warm_up(self, run_dir: str) -> None:  # noqa: B027  # optional: most runners have nothing to warm
+    def warm_up(self, log_path: str) -> None:  # noqa: B027  # optional: most runners have nothing to warm
         """Start what the tasks will need while the run is still being set up (the subprocess runner's
         warm Python); called inside the run's watchdog, `close`d at its end."""
 

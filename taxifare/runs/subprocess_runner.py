@@ -100,10 +100,10 @@ class SubprocessRunner(Runner):
         self.warm = warm
         self.zygote: Zygote | None = None
 
-    def warm_up(self, run_dir: str) -> None:
-        """The warm Python imports TensorFlow and the project while the run's pipeline is compiled."""
+    def warm_up(self, log_path: str) -> None:
+        """The warm Python imports TensorFlow and the project while the run is set up (its output to `log_path`)."""
         if self.warm and self.zygote is None:
-            self.zygote = Zygote(os.path.join(run_dir, "warm.log"))
+            self.zygote = Zygote(log_path)
 
     def ready(self) -> None:
         if self.zygote is not None:
@@ -126,7 +126,7 @@ class SubprocessRunner(Runner):
         try:
             with environ.overridden(TMPDIR=tmp), contextlib.ExitStack() as stack:
                 if self.warm:
-                    self.warm_up(run_dir)
+                    self.warm_up(os.path.join(run_dir, "warm.log"))
                     assert self.zygote is not None
                     stack.callback(self.close)
                     stack.enter_context(kfp_tasks.subprocess_handler(handler_class(self.zygote)))
