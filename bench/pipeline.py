@@ -105,6 +105,7 @@ def measure(ctx: Context) -> Section:
         seconds - sum(float(t.get("seconds") or 0.0) for t in record["tasks"].values())
         for _, seconds, _, record in runs
     ]
-    section.add("outside the tasks (CLI start, the warm Python importing TensorFlow, kfp set-up, summary)", outside, "s", command)
+    outside_label = "outside the tasks (CLI start, the warm Python importing TensorFlow, kfp set-up, summary)"
+    section.add(outside_label, outside, "s", command)
     section.add("peak RSS (largest process)", [rss for _, _, rss, _ in runs], "MiB", command)
     return section
