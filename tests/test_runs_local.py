@@ -73,6 +73,9 @@ def test_a_watcher_sees_the_run_id_first_then_tasks_and_training_progress(histor
     steps = [e[1].step for e in events if e[0] == "training"]
     assert names.index("train-model") < names.index("training") and steps == sorted(steps) and steps[-1] == 300
     assert all(e[1].total == 300 and e[1].eval_rmse > 0 for e in events if e[0] == "training")
+    # The warm Python started before the runs root existed: its log waited in the temp folder, then moved in.
+    with open(os.path.join(first.folder, "warm.log")) as log:
+        assert "zygote: could not preload" not in log.read()
     # Watching takes nothing from the logs: every progress event is still in the run's and the task's.
     for log in (first.log_path(), first.log_path("train-model")):
         with open(log) as f:

@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import shutil
+import tempfile
 import time
 import traceback
 import warnings
@@ -189,27 +190,37 @@ class Prepared:
 
     def __init__(self, token: str, chosen: Runner, warm_log: str):
         self.token, self.runner, self.warm_log = token, chosen, warm_log
+        self.run_dir = ""  # once the run has a folder
 
 
 @contextlib.contextmanager
 def preparing(runs_root: str, runner_name: str = "subprocess", image: str = DEFAULT_IMAGE) -> Iterator[Prepared]:
     """Start the runner's warm-up (the subprocess runner's warm Python imports TensorFlow) before the
     caller checks its parameters and `run` builds the pipeline, so the two overlap; inside the run's
-    watchdog, so what it starts dies with the run (or with the checks, when they fail)."""
+    watchdog, so what it starts dies with the run (or with the checks, when they fail). Its log waits
+    beside the runs (in the temp folder while there are none: a refused run writes nothing there) and
+    ends in the run's folder."""
     chosen = runner(runner_name, image)
     token = watchdog.new_token()
-    warm_log = os.path.join(runs_root, f".warm-{token}.log")  # moved into the run's folder once it exists
-    with watchdog.guarded(token), contextlib.closing(chosen):
-        try:
-            os.makedirs(runs_root, exist_ok=True)
-            chosen.warm_up(warm_log)
-        except OSError:  # an unusable runs root: the run says so itself; warming up is only a head start
-            pass
-        try:
-            yield Prepared(token, chosen, warm_log)
-        finally:
-            with contextlib.suppress(OSError):
-                os.remove(warm_log)
+    waiting_room = runs_root if os.path.isdir(runs_root) else tempfile.gettempdir()
+    prepared = Prepared(token, chosen, os.path.join(waiting_room, f".taxifare-warm-{token}.log"))
+    try:
+        with watchdog.guarded(token), contextlib.closing(chosen):
+            with contextlib.suppress(OSError):  # warming up is only a head start: the run says what is wrong
+                chosen.warm_up(prepared.warm_log)
+            yield prepared
+    finally:
+        _keep_warm_log(prepared)
+
+
+def _keep_warm_log(prepared: Prepared) -> None:
+    """The warm Python's log into the run's folder (a copy across file systems), or gone with no run."""
+    if not os.path.exists(prepared.warm_log):
+        return
+    with contextlib.suppress(OSError):
+        if prepared.run_dir:
+            shutil.copyfile(prepared.warm_log, os.path.join(prepared.run_dir, "warm.log"))
+        os.remove(prepared.warm_log)
 
 
 def run(
@@ -238,8 +249,9 @@ def run(
     before = _registry_state(registry)  # a damaged registry stops the run before it starts
     clean_leftovers(runs_root, registry)
     run_id, run_dir = records.new_run_dir(runs_root)
-    with contextlib.suppress(OSError):
-        os.replace(prepared.warm_log, os.path.join(run_dir, "warm.log"))  # a file: FUSE renames those
+    prepared.run_dir = run_dir
+    with contextlib.suppress(OSError):  # one file system (FUSE renames files): moved now, else copied at the end
+        os.replace(prepared.warm_log, os.path.join(run_dir, "warm.log"))
     built = built or pipelines.get(pipeline).build(image=image, target="local")
     record = _new_record(run_id, run_dir, params, prepared.runner, image, pipeline, built, prepared.token)
     return _run_recorded(record, built, prepared.runner, watcher, before)
