@@ -31,10 +31,8 @@ def train_model(
     from trainer import events, progress, train
     from trainer.config import HParams
 
-    # A list parameter's numbers arrive as floats (protobuf Values): 64.0 means 64; 64.5 fails the check.
-    units = tuple(int(u) if isinstance(u, float) and u.is_integer() else u for u in hidden_units)
-    hparams = HParams(
-        train_steps=train_steps, train_batch_size=train_batch_size, hidden_units=units,
+    hparams = HParams.from_step(
+        train_steps=train_steps, train_batch_size=train_batch_size, hidden_units=hidden_units,
         learning_rate=learning_rate, weight_decay=weight_decay, huber_delta=huber_delta, seed=seed,
     )  # fmt: skip
     work_dir = os.path.join(os.path.dirname(model.path), "trainer-output")

@@ -33,23 +33,18 @@ def tune_hparams(
     """Search the hyperparameters on the staged data (tune_trials > 0) and pass on the best."""
     from components import record
     from taxifare.tuning import step
-    from trainer import events
     from trainer.config import HParams
 
-    units = tuple(int(u) if isinstance(u, float) and u.is_integer() else u for u in hidden_units)
-    given = HParams(
-        train_steps=train_steps, train_batch_size=train_batch_size, hidden_units=units, learning_rate=learning_rate,
-        weight_decay=weight_decay, huber_delta=huber_delta, seed=seed,
+    given = HParams.from_step(
+        train_steps=train_steps, train_batch_size=train_batch_size, hidden_units=hidden_units,
+        learning_rate=learning_rate, weight_decay=weight_decay, huber_delta=huber_delta, seed=seed,
     )  # fmt: skip
     if tune_trials > 0:
         found = step.local_study(train_data.path, valid_data.path, tune_trials, tune_parallel_trials, given, study.path)
     else:
         found = step.given_study(given)
-    step.write(found, study.path, tuning_report.path)
     record(metrics, step.metrics(found), {"headline": step.summary(found)[-1]})
-    events.summary(*step.summary(found))
-    values = step.chosen(found, given)
-    return tuple(values[name] for name in step.TUNED)
+    return step.handed_on(found, given, study.path, tuning_report.path)
 
 
 def component(image: str) -> "PythonComponent":

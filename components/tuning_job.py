@@ -51,24 +51,19 @@ def best_trial(
      ("weight_decay", float), ("huber_delta", float)],
 ):  # fmt: skip
     """Read the finished tuning job back and pass on its best trial's hyperparameters."""
-    from components import record
-    from taxifare.tuning import step, vertex
-    from trainer import events
-    from trainer.config import HParams
-
-    units = tuple(int(u) if isinstance(u, float) and u.is_integer() else u for u in hidden_units)
-    given = HParams(
-        train_steps=train_steps, train_batch_size=train_batch_size, hidden_units=units, learning_rate=learning_rate,
-        weight_decay=weight_decay, huber_delta=huber_delta, seed=seed,
-    )  # fmt: skip
     import dataclasses
 
+    from components import record
+    from taxifare.tuning import step, vertex
+    from trainer.config import HParams
+
+    given = HParams.from_step(
+        train_steps=train_steps, train_batch_size=train_batch_size, hidden_units=hidden_units,
+        learning_rate=learning_rate, weight_decay=weight_decay, huber_delta=huber_delta, seed=seed,
+    )  # fmt: skip
     found = vertex.best_trial(gcp_resources, dataclasses.asdict(given))
-    step.write(found, study.path, tuning_report.path)
     record(metrics, step.metrics(found), {"headline": step.summary(found)[-1], "job": found.data.get("job")})
-    events.summary(*step.summary(found))
-    values = step.chosen(found, given)
-    return tuple(values[name] for name in step.TUNED)
+    return step.handed_on(found, given, study.path, tuning_report.path)
 
 
 def spec_component(image: str) -> "PythonComponent":

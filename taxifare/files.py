@@ -1,5 +1,6 @@
 """Files that are untrusted input (run records, registry files): read only if they are regular files
-of sane size, without blocking on a pipe or device and without following a link."""
+of sane size, without blocking on a pipe or device and without following a link; and whether the
+process such a file names as its owner (a lock, a study) still runs."""
 
 from __future__ import annotations
 
@@ -27,3 +28,17 @@ def read_regular(path: str, limit: int, error: type[TaxifareError], fix: str) ->
     if len(data) > limit:
         raise error(f"{path} is over {limit:,} bytes: not a file taxifare wrote", fix)
     return data
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (another user's counts: signalling it is refused, not missing). A pid
+    read from a file may be anything: 0 or below (a process group, to kill) or too large is no process."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -86,6 +86,13 @@ class HParams:
         DEFAULT_MAX_BAD_FRACTION, "fail when a file has a larger share of invalid rows", fraction
     )
 
+    @classmethod
+    def from_step(cls, hidden_units: list, **values: object) -> HParams:
+        """As a pipeline step gets them: a list parameter's numbers arrive as floats (protobuf Values),
+        so 64.0 means 64 (64.5 stays a float and fails the check)."""
+        units = tuple(int(u) if isinstance(u, float) and u.is_integer() else u for u in hidden_units)
+        return cls(hidden_units=units, **values)  # type: ignore[arg-type]
+
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taxifare.errors import ChampionMoved, RegistryError
-from taxifare.files import read_regular
+from taxifare.files import pid_alive, read_regular
 from taxifare.registry import history, manifest
 
 CHAMPION = "champion"
@@ -207,7 +207,7 @@ class LocalRegistry:
                 stale = time.time() - os.stat(path).st_mtime > STALE_SECONDS
             except OSError:
                 continue
-            if (ours and pid is not None and not _alive(pid)) or (not ours and stale):
+            if (ours and pid is not None and not pid_alive(pid)) or (not ours and stale):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(name)
         return removed
@@ -299,13 +299,3 @@ def _copy_tree(src: str, dst: str) -> None:
             os.mkdir(os.path.join(target, name))
         for name in files:
             shutil.copyfile(os.path.join(root, name), os.path.join(target, name))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from taxifare.errors import RecordError, UsageError
-from taxifare.files import read_regular
+from taxifare.files import pid_alive, read_regular
 from taxifare.runs.dag import DagTask
 from taxifare.runs.status import Status
 
@@ -182,13 +182,9 @@ def interrupted(record: RunRecord) -> bool:
     proc = record.process
     if record.status != Status.RUNNING or proc is None or proc.host != socket.gethostname():
         return False
-    try:
-        os.kill(proc.pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(proc.pid):
         return True
-    except (PermissionError, OverflowError, ValueError):
-        pass
-    return proc.start is not None and _process_start(proc.pid) != proc.start
+    return proc.start is not None and _process_start(proc.pid) != proc.start  # its pid, reused
 
 
 def run_folders(runs_root: str) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from taxifare.errors import RecordError
+from taxifare.files import pid_alive
 
 STUDY_FILE = "study.json"
 VERSION = 1
@@ -101,23 +102,13 @@ def read(path: str) -> Study:
 def settled(study: Study) -> Study:
     """A study whose process is gone while its record says running was killed: interrupted, and its
     running trials failed as such (what finished stays as it was)."""
-    if study.status != "running" or study.pid is None or _alive(study.pid):
+    if study.status != "running" or study.pid is None or pid_alive(study.pid):
         return study
     study.status = "interrupted"
     for t in study.trials:
         if t.state == "running":
             t.state, t.error = "failed", "interrupted: the study was killed"
     return study
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def new_id() -> str:

@@ -60,6 +60,16 @@ def chosen(study: records.Study, hparams: HParams) -> dict[str, Any]:
     return {name: best.get(name, given[name]) for name in TUNED}
 
 
+def handed_on(study: records.Study, given: HParams, study_dir: str, report_path: str) -> tuple[Any, ...]:
+    """A tuning step's end: its artifacts written, its lines said, and the TUNED values train gets, in order."""
+    from trainer import events
+
+    write(study, study_dir, report_path)
+    events.summary(*summary(study))
+    values = chosen(study, given)
+    return tuple(values[name] for name in TUNED)
+
+
 def write(study: records.Study, study_dir: str, report_path: str) -> None:
     """The step's artifacts: the study's folder (its record) and its HTML page."""
     from taxifare.report import tuning as report
