@@ -65,9 +65,10 @@ def serve(sock: socket.socket, runs_root: str, registry: str, loopback_only: boo
     import uvicorn
 
     from taxifare.ui.app import create_app
+    from taxifare.ui.lingering import LingeringH11Protocol
 
     app = create_app(runs_root, registry, loopback_only=loopback_only)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, http="h11",
+    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, http=LingeringH11Protocol,
                             timeout_graceful_shutdown=2, h11_max_incomplete_event_size=16 << 10)  # fmt: skip
     on_ready(url(sock))
     uvicorn.Server(config).run(sockets=[sock])
